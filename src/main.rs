@@ -1,0 +1,5 @@
+//! omp-langfuse: turn Oh My Pi event streams and session logs into Langfuse traces.
+
+mod model;
+
+fn main() {}
