@@ -3,6 +3,8 @@
 mod batch;
 mod encode;
 mod model;
+mod otlp;
+mod retry;
 mod sender;
 
 fn main() {}
