@@ -2,9 +2,11 @@
 
 mod batch;
 mod encode;
+mod ledger;
 mod model;
 mod otlp;
 mod retry;
 mod sender;
+mod spool;
 
 fn main() {}
