@@ -2,9 +2,12 @@
 //! request bodies to a sink, flushing on the count cap, the byte cap and the time cap.
 //!
 //! The reader thread never touches the network; only this worker (and its sink) does.
+//! Besides the channel, the worker can drain a backlog (the on-disk spool): first, before any
+//! new input (replay of earlier runs), whenever a live stream is idle, and at the end. A
+//! shared shutdown clock bounds how long it may keep using the network after input ends.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,8 @@ use crate::encode::{Encoder, Item};
 
 /// Items buffered between the reader and the worker.
 pub const QUEUE_CAPACITY: usize = 8192;
+/// How often an idle live worker looks at its backlog (spilled or given-up items).
+pub const BACKLOG_POLL: Duration = Duration::from_secs(1);
 
 /// What the worker and its sink did, for the exit summary and the exit status.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,8 +34,12 @@ pub struct Report {
     pub delivered: u64,
     /// Items the destination refused for good.
     pub rejected: u64,
-    /// Items written to the spool for a later run.
+    /// Items left in the spool for a later run at exit.
     pub spooled: u64,
+    /// Items not sent because an earlier run delivered them (the ledger).
+    pub skipped: u64,
+    /// Items an earlier run spooled and this run sent again.
+    pub replayed: u64,
     /// A fatal delivery error (e.g. bad credentials): exit status 2.
     pub fatal: Option<String>,
 }
@@ -41,6 +50,93 @@ pub trait Sink: Send {
     fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report);
     /// Called once after the last `send`: finish outstanding work.
     fn finish(&mut self, _report: &mut Report) {}
+    /// Whether sending now is worthwhile (false while the destination is known to be down
+    /// and no probe is due). The worker pulls its backlog only when this holds.
+    fn healthy(&self) -> bool {
+        true
+    }
+}
+
+/// Items waiting outside the channel (the spool), pulled by the worker when it has time.
+pub trait Backlog: Send + Sync {
+    fn has_pending(&self) -> bool;
+    /// Up to `max_items` items and about `max_bytes`; empty when nothing is left.
+    fn pull(&self, max_items: usize, max_bytes: usize) -> Vec<Item>;
+}
+
+/// When the network phase of shutdown ends. Set once input ends (or on a signal); the
+/// earliest deadline wins. Sleepers wake when it is set so they can re-plan.
+#[derive(Debug, Default)]
+pub struct ShutdownClock {
+    deadline: Mutex<Option<Instant>>,
+    changed: Condvar,
+}
+
+impl ShutdownClock {
+    pub fn new() -> Arc<ShutdownClock> {
+        Arc::new(ShutdownClock::default())
+    }
+
+    /// Start the shutdown: no network use after `deadline`.
+    pub fn begin(&self, deadline: Instant) {
+        let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        if d.is_none_or(|old| deadline < old) {
+            *d = Some(deadline);
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the network phase is over.
+    pub fn over(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Time left before the deadline (`None`: no shutdown yet).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Wait `d` before a retry. Returns false, at once or as soon as it is known, when the
+    /// wait would end past the deadline: the caller should give up instead.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        let mut guard = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if guard.is_some_and(|dl| until >= dl) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            guard = self
+                .changed
+                .wait_timeout(guard, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// What the worker has besides its channel.
+#[derive(Clone)]
+pub struct Extras {
+    pub backlog: Option<Arc<dyn Backlog>>,
+    pub clock: Arc<ShutdownClock>,
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Extras {
+            backlog: None,
+            clock: ShutdownClock::new(),
+        }
+    }
 }
 
 /// When the worker flushes a partly filled batch.
@@ -55,64 +151,140 @@ pub enum TimeCap {
 /// Start the worker. Drop the returned sender to make it flush and stop; join for the report.
 pub fn spawn(
     encoder: Arc<dyn Encoder>,
-    mut sink: Box<dyn Sink>,
+    sink: Box<dyn Sink>,
     caps: Caps,
     time_cap: TimeCap,
 ) -> (Sender<Item>, JoinHandle<Report>) {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
-    let handle = std::thread::Builder::new()
-        .name("omp-langfuse-sender".into())
-        .spawn(move || run(&*encoder, &mut *sink, caps, time_cap, rx))
-        .expect("spawning the sender thread");
+    let handle = spawn_with(encoder, sink, caps, time_cap, rx, Extras::default());
     (tx, handle)
 }
 
-fn run(
-    encoder: &dyn Encoder,
-    sink: &mut dyn Sink,
+/// Start the worker on a channel the caller made, with a backlog and a shutdown clock.
+pub fn spawn_with(
+    encoder: Arc<dyn Encoder>,
+    mut sink: Box<dyn Sink>,
     caps: Caps,
     time_cap: TimeCap,
     rx: Receiver<Item>,
-) -> Report {
-    let mut report = Report::default();
-    let framing = encoder.prefix().len() + encoder.suffix().len();
-    let mut batch = Batch::new(caps, framing);
-    let mut opened_at: Option<Instant> = None;
-    loop {
-        let received = match (time_cap, opened_at) {
-            (TimeCap::After(wait), Some(t0)) => rx.recv_deadline(t0 + wait),
-            _ => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match received {
-            Ok(item) => {
-                opened_at.get_or_insert_with(Instant::now);
-                let mut next = Some(item);
-                while let Some(item) = next.take() {
-                    match batch.push(item) {
-                        Push::Added { full } => {
-                            if full {
-                                flush(encoder, sink, &mut batch, &mut report);
-                                opened_at = None;
-                            }
-                        }
-                        Push::Overflow(item) => {
-                            flush(encoder, sink, &mut batch, &mut report);
-                            opened_at = Some(Instant::now());
-                            next = Some(item);
-                        }
+    extras: Extras,
+) -> JoinHandle<Report> {
+    std::thread::Builder::new()
+        .name("omp-langfuse-sender".into())
+        .spawn(move || {
+            let mut w = Worker {
+                encoder: &*encoder,
+                sink: &mut *sink,
+                batch: Batch::new(caps, encoder.prefix().len() + encoder.suffix().len()),
+                caps,
+                report: Report::default(),
+                opened_at: None,
+            };
+            w.run(time_cap, rx, &extras);
+            w.report
+        })
+        .expect("spawning the sender thread")
+}
+
+struct Worker<'a> {
+    encoder: &'a dyn Encoder,
+    sink: &'a mut dyn Sink,
+    batch: Batch,
+    caps: Caps,
+    report: Report,
+    /// When the oldest item of the current batch arrived.
+    opened_at: Option<Instant>,
+}
+
+impl Worker<'_> {
+    fn run(&mut self, time_cap: TimeCap, rx: Receiver<Item>, extras: &Extras) {
+        // Replay first: what earlier runs left goes out before new input.
+        self.drain_backlog(extras, usize::MAX);
+        loop {
+            let batch_due = match (time_cap, self.opened_at) {
+                (TimeCap::After(wait), Some(t0)) => Some(t0 + wait),
+                _ => None,
+            };
+            // A live stream also wakes up now and then for its backlog; file input leaves
+            // the backlog for the end so its batches stay deterministic.
+            let backlog_due = match (&extras.backlog, time_cap) {
+                (Some(b), TimeCap::After(_)) if b.has_pending() => {
+                    Some(Instant::now() + BACKLOG_POLL)
+                }
+                _ => None,
+            };
+            let wake = match (batch_due, backlog_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let received = match wake {
+                Some(at) => rx.recv_deadline(at),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
+                Ok(item) => self.push(item),
+                Err(RecvTimeoutError::Timeout) => {
+                    if batch_due.is_some_and(|d| Instant::now() >= d) {
+                        self.flush();
+                    }
+                    if backlog_due.is_some() && rx.is_empty() {
+                        self.flush();
+                        self.drain_backlog(extras, 1);
                     }
                 }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                flush(encoder, sink, &mut batch, &mut report);
-                opened_at = None;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                flush(encoder, sink, &mut batch, &mut report);
-                sink.finish(&mut report);
-                return report;
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    self.drain_backlog(extras, usize::MAX);
+                    self.sink.finish(&mut self.report);
+                    return;
+                }
             }
         }
+    }
+
+    fn push(&mut self, item: Item) {
+        self.opened_at.get_or_insert_with(Instant::now);
+        let mut next = Some(item);
+        while let Some(item) = next.take() {
+            match self.batch.push(item) {
+                Push::Added { full } => {
+                    if full {
+                        self.flush();
+                    }
+                }
+                Push::Overflow(item) => {
+                    self.flush();
+                    self.opened_at = Some(Instant::now());
+                    next = Some(item);
+                }
+            }
+        }
+    }
+
+    /// Send up to `rounds` batches from the backlog while the sink is healthy and the
+    /// network phase lasts.
+    fn drain_backlog(&mut self, extras: &Extras, rounds: usize) {
+        let Some(backlog) = &extras.backlog else {
+            return;
+        };
+        for _ in 0..rounds {
+            if extras.clock.over() || !self.sink.healthy() || !backlog.has_pending() {
+                break;
+            }
+            let items = backlog.pull(self.caps.max_items, self.caps.max_bytes);
+            if items.is_empty() {
+                break;
+            }
+            for item in items {
+                self.push(item);
+            }
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        flush(self.encoder, self.sink, &mut self.batch, &mut self.report);
+        self.opened_at = None;
     }
 }
 
