@@ -8,6 +8,7 @@
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -199,10 +200,14 @@ pub struct Delivery {
     state_dir: PathBuf,
 }
 
-/// The spool as the worker's backlog: items from earlier runs pass the ledger first.
+/// The spool as the worker's backlog. Items of earlier runs were claimed in the ledger at
+/// start (before any new input), so replay wins over the same item read again; the first
+/// copy pulled of each claimed key is sent, further copies are dropped.
 struct Replayer {
     spool: Arc<Spool>,
     ledger: Arc<Mutex<Ledger>>,
+    /// (session, key) of earlier-run items this run claimed and has not pulled yet.
+    claimed: Mutex<HashSet<(Arc<str>, String)>>,
     counters: Arc<Counters>,
     status: Arc<Status>,
 }
@@ -224,22 +229,19 @@ impl Backlog for Replayer {
             if pulled.is_empty() {
                 return Vec::new();
             }
-            let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
             let fresh: Vec<Item> = pulled
                 .into_iter()
                 .filter_map(|(item, origin)| match origin {
                     Origin::ThisRun => Some(item),
-                    Origin::EarlierRun => match ledger.claim(&item.session_id, &item.key) {
-                        Claim::Fresh => {
+                    Origin::EarlierRun => {
+                        // Cloning the key for the lookup is cheap next to the HTTP request.
+                        let id = (item.session_id.clone(), item.key.clone());
+                        claimed.remove(&id).then(|| {
                             self.counters.replayed.fetch_add(1, Ordering::Relaxed);
-                            Some(item)
-                        }
-                        Claim::Delivered => {
-                            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                            None
-                        }
-                        Claim::Duplicate => None,
-                    },
+                            item
+                        })
+                    }
                 })
                 .collect();
             // A chunk that was all delivered already is no reason to stop.
@@ -275,6 +277,23 @@ impl Delivery {
             .with_context(|| format!("opening the delivery ledger in {}", state_dir.display()))?;
         let spool = Spool::open(&state_dir.join("spool"), dest.wire, cfg.replay)
             .with_context(|| format!("opening the spool in {}", state_dir.display()))?;
+        // Claim what earlier runs spooled before any new input can: replay goes first, and
+        // the same item read again from the input is then a duplicate.
+        let mut ledger = ledger;
+        let mut claimed = HashSet::new();
+        let mut skipped = 0u64;
+        spool
+            .scan_earlier(|session, key| {
+                let session: Arc<str> = session.into();
+                match ledger.claim(&session, key) {
+                    Claim::Fresh => {
+                        claimed.insert((session, key.to_string()));
+                    }
+                    Claim::Delivered => skipped += 1,
+                    Claim::Duplicate => {}
+                }
+            })
+            .with_context(|| format!("reading the spool in {}", state_dir.display()))?;
         let ledger = Arc::new(Mutex::new(ledger));
         let spool = Arc::new(spool);
         let clock = ShutdownClock::new();
@@ -308,9 +327,11 @@ impl Delivery {
             status.clone(),
         );
         let counters = Arc::new(Counters::default());
+        counters.skipped.store(skipped, Ordering::Relaxed);
         let backlog = Arc::new(Replayer {
             spool: spool.clone(),
             ledger: ledger.clone(),
+            claimed: Mutex::new(claimed),
             counters: counters.clone(),
             status: status.clone(),
         });

@@ -12,4 +12,10 @@ mod sender;
 mod spool;
 mod status;
 
+#[cfg(test)]
+mod delivery_tests;
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
 fn main() {}

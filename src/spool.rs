@@ -213,6 +213,29 @@ impl Spool {
         Ok(out)
     }
 
+    /// Visit the (session, key) of every item in the claimed segments of earlier runs,
+    /// without consuming them (so the caller can claim them before new input arrives).
+    pub fn scan_earlier(&self, mut f: impl FnMut(&str, &str)) -> io::Result<()> {
+        let paths: Vec<PathBuf> = self.lock().old.iter().map(|s| s.path.clone()).collect();
+        let mut line = String::new();
+        for path in paths {
+            let mut r = BufReader::new(File::open(&path)?);
+            loop {
+                line.clear();
+                if r.read_line(&mut line)? == 0 {
+                    break;
+                }
+                if !line.ends_with('\n') {
+                    continue;
+                }
+                if let Ok(l) = serde_json::from_str::<Line<'_>>(line.trim_end()) {
+                    f(l.s, l.k);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Lines that could not be read back.
     pub fn bad_lines(&self) -> u64 {
         self.lock().bad_lines
