@@ -250,6 +250,30 @@ mod tests {
         assert!(parse(&["--dry-run", "--input-format", "xml"]).is_err());
     }
 
+    /// The hand-written man page must name every flag and every environment variable.
+    #[test]
+    fn man_page_documents_every_flag() {
+        let man = include_str!("../man/omp-langfuse.1").replace("\\-", "-");
+        for arg in Cli::command().get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(
+                    man.contains(&format!("--{long}")),
+                    "man page lacks --{long}"
+                );
+            }
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(man.contains(&*env), "man page lacks {env}");
+            }
+        }
+        for section in ["EXIT STATUS", "ENVIRONMENT", "EXAMPLES"] {
+            assert!(
+                man.contains(&format!(".SH {section}")),
+                "man page lacks {section}"
+            );
+        }
+    }
+
     #[test]
     fn tags_split_and_trim() {
         let c = parse(&["--dry-run", "--tags", "a, b,,c"]).unwrap();

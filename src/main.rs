@@ -65,7 +65,11 @@ fn run(cfg: &Config) -> Result<Status> {
     } else {
         TimeCap::None
     };
-    let (tx, worker) = sender::spawn(encoder.clone(), sink, cfg.caps, time_cap);
+    let caps = batch::Caps {
+        max_bytes: cfg.caps.max_bytes.min(encoder.max_body_bytes()),
+        ..cfg.caps
+    };
+    let (tx, worker) = sender::spawn(encoder.clone(), sink, caps, time_cap);
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();

@@ -475,8 +475,7 @@ impl Session {
         parent: Option<String>,
         kind: ObsKind,
         name: String,
-        start: Millis,
-        end: Millis,
+        (start, end): (Millis, Millis),
     ) -> Observation {
         let trace = self.announced_trace(out).ctx.clone();
         Observation {
@@ -903,8 +902,7 @@ impl Session {
             Some(parent),
             ObsKind::Generation,
             name,
-            start,
-            end,
+            (start, end),
         );
         obs.input = gen_input;
         obs.output = Some(assistant_output(&m));
@@ -1071,8 +1069,7 @@ impl Session {
             Some(parent),
             ObsKind::Tool,
             tool.name.clone(),
-            start,
-            end,
+            (start, end),
         );
         obs.input = tool.args;
         obs.output = output;
@@ -1115,8 +1112,7 @@ impl Session {
             Some(parent),
             ObsKind::Span,
             "compaction".into(),
-            c.start,
-            end,
+            (c.start, end),
         );
         let result = end_event
             .as_ref()
@@ -1191,8 +1187,7 @@ impl Session {
             Some(parent),
             ObsKind::Event,
             name.into(),
-            now,
-            now,
+            (now, now),
         );
         obs.level = level;
         obs.status_message = status;

@@ -136,7 +136,8 @@ impl Detector {
     }
 }
 
-/// Detect the format of a complete list of lines (tests and small inputs).
+/// Detect the format of a complete list of lines.
+#[cfg(test)]
 pub fn detect<'a>(lines: impl IntoIterator<Item = &'a Value>) -> Format {
     let mut d = Detector::default();
     for v in lines {
