@@ -569,6 +569,14 @@ impl Session {
                     tool.intent = intent;
                 }
             }
+            Ev::ToolUpdate { id, partial } => {
+                if let Some(t) = self.tools.get_mut(&id)
+                    && t.end.is_none()
+                    && partial.is_object()
+                {
+                    t.result = Some(partial);
+                }
+            }
             Ev::ToolEnd {
                 id,
                 name,

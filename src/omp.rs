@@ -218,6 +218,11 @@ pub enum Ev {
         args: Option<Value>,
         intent: Option<String>,
     },
+    /// Streaming tool output: a snapshot of the result so far (kept in case omp dies).
+    ToolUpdate {
+        id: String,
+        partial: Value,
+    },
     /// A tool finished (its `toolResult` message follows).
     ToolEnd {
         id: String,
@@ -257,7 +262,6 @@ pub enum Ev {
 const STREAM_IGNORED: &[&str] = &[
     "message_start",
     "message_update",
-    "tool_execution_update",
     "tool_call",
     "tool_result",
     "input",
@@ -342,6 +346,10 @@ pub fn decode_stream(mut v: Value) -> Event {
             name: str_field(&v, "toolName").unwrap_or_default(),
             args: Some(take(&mut v, "args")).filter(|a| !a.is_null()),
             intent: str_field(&v, "intent"),
+        },
+        "tool_execution_update" => Ev::ToolUpdate {
+            id: str_field(&v, "toolCallId").unwrap_or_default(),
+            partial: take(&mut v, "partialResult"),
         },
         "tool_execution_end" => Ev::ToolEnd {
             id: str_field(&v, "toolCallId").unwrap_or_default(),
