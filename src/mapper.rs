@@ -213,6 +213,10 @@ struct Trace {
     input: Option<Value>,
     output: Option<Value>,
     totals: Totals,
+    /// The objective of a goal pursued in this trace.
+    goal: Option<String>,
+    /// This trace's first prompt.
+    prompt: Option<String>,
 }
 
 struct Turn {
@@ -267,7 +271,10 @@ struct Session {
     header: Header,
     title: Option<String>,
     goal: Option<GoalState>,
-    goal_objective: Option<String>,
+    /// The objective of the goal while it is active.
+    active_goal: Option<String>,
+    /// Traces opened so far (a later one starts at its prompt, not at the session header).
+    traces_opened: u64,
     goal_accounting: u64,
     model: Option<String>,
     trace: Option<Trace>,
@@ -302,7 +309,8 @@ impl Session {
             clock: header.timestamp,
             header,
             goal: None,
-            goal_objective: None,
+            active_goal: None,
+            traces_opened: 0,
             goal_accounting: 0,
             model: None,
             trace: None,
@@ -362,14 +370,19 @@ impl Session {
         format!("{prefix}/{n}")
     }
 
+    /// A goal active during the trace names it; otherwise the session title and the first
+    /// prompt (per session), or the trace's own prompt (per prompt).
     fn trace_name(&self) -> String {
-        let raw = self
-            .goal_objective
-            .as_deref()
-            .or(self.title.as_deref())
-            .or(self.first_prompt.as_deref())
-            .unwrap_or(DEFAULT_TRACE_NAME);
-        short_line(raw, TRACE_NAME_MAX_CHARS)
+        let t = self.trace.as_ref();
+        let goal = t.and_then(|t| t.goal.as_deref());
+        let prompt = t.and_then(|t| t.prompt.as_deref());
+        let raw = match self.cfg.trace_per {
+            TracePer::Session => goal
+                .or(self.title.as_deref())
+                .or(self.first_prompt.as_deref()),
+            TracePer::Prompt => goal.or(prompt).or(self.title.as_deref()),
+        };
+        short_line(raw.unwrap_or(DEFAULT_TRACE_NAME), TRACE_NAME_MAX_CHARS)
     }
 
     fn build_ctx(&mut self, id: String, start: Millis) -> TraceCtx {
@@ -387,7 +400,7 @@ impl Session {
         if let Some(m) = &self.model {
             metadata.insert("model".into(), m.clone().into());
         }
-        if let Some(o) = &self.goal_objective {
+        if let Some(o) = self.trace.as_ref().and_then(|t| t.goal.as_ref()) {
             metadata.insert("goal".into(), o.clone().into());
         }
         TraceCtx {
@@ -412,7 +425,13 @@ impl Session {
             };
             let sid = self.session_id();
             let id = trace_id(&sid, part);
-            let start = self.header.timestamp.or(self.clock);
+            // The first trace starts with the session; a later one (per prompt) at its prompt.
+            let start = if self.traces_opened == 0 {
+                self.header.timestamp.or(self.clock)
+            } else {
+                self.clock
+            };
+            self.traces_opened += 1;
             let ctx = Arc::new(self.build_ctx(id.clone(), start.unwrap_or(0)));
             self.trace = Some(Trace {
                 root_id: span_id(&id, "root"),
@@ -422,7 +441,10 @@ impl Session {
                 input: None,
                 output: None,
                 totals: Totals::default(),
+                goal: self.active_goal.clone(),
+                prompt: None,
             });
+            self.refresh_ctx();
         }
         self.trace.as_mut().expect("just opened")
     }
@@ -835,8 +857,10 @@ impl Session {
         self.refresh_ctx();
         let t = self.trace();
         if t.input.is_none() {
+            t.prompt = Some(text.clone());
             t.input = Some(Value::String(text));
         }
+        self.refresh_ctx();
     }
 
     fn llm_call(&mut self, m: Value, out: &mut Vec<Record>) {
@@ -1233,8 +1257,15 @@ impl Session {
             self.goal_accounting += 1;
             return;
         }
-        if let Some(o) = state.objective.clone().filter(|o| !o.trim().is_empty()) {
-            self.goal_objective = Some(o);
+        let objective = state.objective.clone().filter(|o| !o.trim().is_empty());
+        let active = matches!(
+            state.status.as_deref(),
+            Some("active" | "paused" | "budget-limited") | None
+        );
+        self.active_goal = objective.clone().filter(|_| active);
+        // The trace this goal was pursued in keeps its name after the goal completes.
+        if let Some(o) = objective {
+            self.trace().goal = Some(o);
             self.refresh_ctx();
         }
         let status = state.status.clone().unwrap_or_default();
