@@ -1615,3 +1615,265 @@ fn model_parameters(request: Option<&Value>) -> Map<String, Value> {
     }
     params
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::omp::decode_stream;
+
+    fn cfg(trace_per: TracePer) -> Arc<MapConfig> {
+        Arc::new(MapConfig {
+            trace_per,
+            tags: vec![],
+            environment: None,
+            release: None,
+            user_id: None,
+        })
+    }
+
+    /// Run stream lines through a mapper; return the observations and trace records.
+    fn run(per: TracePer, lines: &[Value]) -> (Vec<Observation>, Vec<TraceRecord>, MapStats) {
+        let mut m = Mapper::new(cfg(per), "test");
+        let mut out = Vec::new();
+        for l in lines {
+            m.push(decode_stream(l.clone()), &mut out);
+        }
+        m.finish(&mut out);
+        let mut obs = Vec::new();
+        let mut traces = Vec::new();
+        for r in out {
+            match r {
+                Record::Observation(o) => obs.push(o),
+                Record::Trace(t) => traces.push(t),
+            }
+        }
+        (obs, traces, m.stats)
+    }
+
+    fn header() -> Value {
+        json!({"type":"session","version":3,"id":"sess-1","timestamp":"1970-01-01T00:00:00.500Z","cwd":"/w"})
+    }
+
+    fn user(text: &str, ts: i64) -> Value {
+        json!({"type":"message_end","message":{"role":"user","content":[{"type":"text","text":text}],"timestamp":ts}})
+    }
+
+    fn assistant(ts: i64, stop: &str, calls: &[&str]) -> Value {
+        let mut content = vec![json!({"type":"text","text":"ok"})];
+        for c in calls {
+            content.push(json!({"type":"toolCall","id":c,"name":"bash","arguments":{"i":"why","command":"ls"}}));
+        }
+        json!({"type":"message_end","message":{"role":"assistant","content":content,"provider":"p","model":"m",
+            "usage":{"input":10,"output":5,"cacheRead":100,"cacheWrite":1,"totalTokens":116,
+                     "cost":{"input":0.1,"output":0.2,"cacheRead":0.3,"cacheWrite":0.4,"total":1.0}},
+            "stopReason":stop,"timestamp":ts,"duration":100,"ttft":20}})
+    }
+
+    fn tool_result(id: &str, ts: i64, is_error: bool) -> Value {
+        json!({"type":"message_end","message":{"role":"toolResult","toolCallId":id,"toolName":"bash",
+            "content":[{"type":"text","text":"out"}],"isError":is_error,"timestamp":ts}})
+    }
+
+    fn by_name<'a>(obs: &'a [Observation], name: &str) -> Vec<&'a Observation> {
+        obs.iter().filter(|o| o.name == name).collect()
+    }
+
+    #[test]
+    fn parallel_tools_out_of_order_nest_under_their_turn() {
+        let (obs, _, _) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"agent_start"}),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                assistant(2000, "toolUse", &["a", "b"]),
+                json!({"type":"tool_execution_start","toolCallId":"a","toolName":"bash","args":{"command":"ls"}}),
+                json!({"type":"tool_execution_start","toolCallId":"b","toolName":"bash","args":{"command":"ls"}}),
+                json!({"type":"tool_execution_end","toolCallId":"b","toolName":"bash","result":{"content":[]},"isError":false}),
+                tool_result("b", 2300, false),
+                json!({"type":"tool_execution_end","toolCallId":"a","toolName":"bash","result":{"content":[]},"isError":true}),
+                tool_result("a", 2500, true),
+                json!({"type":"turn_end"}),
+                json!({"type":"agent_end"}),
+            ],
+        );
+        let turn = &by_name(&obs, "turn 1")[0];
+        let tools = by_name(&obs, "bash");
+        assert_eq!(tools.len(), 2);
+        assert!(
+            tools
+                .iter()
+                .all(|t| t.parent_id.as_deref() == Some(turn.id.as_str()))
+        );
+        let a = tools
+            .iter()
+            .find(|t| t.metadata["tool_call_id"] == "a")
+            .unwrap();
+        assert_eq!((a.start, a.end, a.level), (2100, 2500, Level::Error));
+        // The intent key is metadata, not an argument.
+        assert_eq!(a.input, Some(json!({"command":"ls"})));
+        assert_eq!(turn.end, 2500);
+        let root = obs.iter().find(|o| o.parent_id.is_none()).unwrap();
+        assert_eq!(root.level, Level::Default);
+        assert_eq!(root.metadata["tool_errors"], 1);
+    }
+
+    #[test]
+    fn generation_carries_usage_cost_and_completion_start() {
+        let (obs, traces, _) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                assistant(2000, "stop", &[]),
+            ],
+        );
+        let g = obs.iter().find(|o| o.kind == ObsKind::Generation).unwrap();
+        let info = g.generation.as_ref().unwrap();
+        assert_eq!(
+            info.usage,
+            vec![
+                ("input", 10),
+                ("output", 5),
+                ("input_cache_read", 100),
+                ("input_cache_creation", 1),
+                ("total", 116)
+            ]
+        );
+        assert_eq!(info.cost.last(), Some(&("total", 1.0)));
+        assert_eq!(
+            (g.start, g.end, info.completion_start),
+            (2000, 2100, Some(2020))
+        );
+        assert_eq!(
+            g.input,
+            Some(json!([{"role":"user","content":[{"type":"text","text":"go"}]}]))
+        );
+        // The root and the final trace record carry the first prompt and last answer.
+        let last = traces.last().unwrap();
+        assert_eq!(
+            (last.input.clone(), last.output.clone()),
+            (Some(json!("go")), Some(json!("ok")))
+        );
+        assert_eq!(last.ctx.name, "go");
+    }
+
+    #[test]
+    fn aborted_turn_gets_synthetic_error_results_and_ttsr_event() {
+        let (obs, _, _) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                json!({"type":"ttsr_triggered","rules":[{"name":"no-any"}]}),
+                assistant(2000, "aborted", &["x"]),
+                tool_result("x", 2200, true),
+                json!({"type":"turn_end"}),
+            ],
+        );
+        let g = obs.iter().find(|o| o.kind == ObsKind::Generation).unwrap();
+        assert_eq!(g.level, Level::Error);
+        let t = &by_name(&obs, "bash")[0];
+        assert_eq!((t.start, t.end, t.level), (2100, 2200, Level::Error));
+        let ev = &by_name(&obs, "ttsr")[0];
+        assert_eq!(ev.kind, ObsKind::Event);
+        assert_eq!(ev.input, Some(json!({"rules":["no-any"]})));
+    }
+
+    #[test]
+    fn crash_closes_everything_with_warning_at_last_time() {
+        let (obs, _, stats) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"agent_start"}),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                assistant(2000, "toolUse", &["a"]),
+                json!({"type":"tool_execution_start","toolCallId":"a","toolName":"bash","args":{}}),
+            ],
+        );
+        assert_eq!(stats.unterminated, 1);
+        assert_eq!(obs.len(), 4);
+        for o in &obs {
+            if o.kind != ObsKind::Generation {
+                assert_eq!(o.level, Level::Warning, "{}", o.name);
+                assert!(o.end <= 2100 && o.end >= o.start);
+            }
+        }
+        // Root last, nothing orphaned.
+        assert!(obs.last().unwrap().parent_id.is_none());
+        let ids: Vec<&str> = obs.iter().map(|o| o.id.as_str()).collect();
+        assert!(
+            obs.iter()
+                .filter_map(|o| o.parent_id.as_deref())
+                .all(|p| ids.contains(&p))
+        );
+    }
+
+    #[test]
+    fn goal_renames_trace_and_accounting_is_not_an_event() {
+        let goal = |status: &str, used: u64| json!({"type":"goal_updated","goal":{"id":"g","objective":"Make CI green","status":status,"tokensUsed":used}});
+        let (obs, traces, stats) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                goal("active", 0),
+                goal("active", 50),
+                goal("complete", 90),
+            ],
+        );
+        assert_eq!(by_name(&obs, "goal").len(), 2);
+        assert_eq!(stats.goal_accounting, 1);
+        assert_eq!(traces.last().unwrap().ctx.name, "Make CI green");
+    }
+
+    #[test]
+    fn trace_per_prompt_splits_one_session_into_traces() {
+        let lines = [
+            header(),
+            json!({"type":"agent_start"}),
+            json!({"type":"turn_start"}),
+            user("first", 1000),
+            assistant(2000, "stop", &[]),
+            json!({"type":"turn_end"}),
+            json!({"type":"agent_end"}),
+            json!({"type":"agent_start"}),
+            json!({"type":"turn_start"}),
+            user("second", 5000),
+            assistant(6000, "stop", &[]),
+            json!({"type":"turn_end"}),
+            json!({"type":"agent_end"}),
+        ];
+        let (obs, _, _) = run(TracePer::Prompt, &lines);
+        let roots: Vec<&Observation> = obs.iter().filter(|o| o.parent_id.is_none()).collect();
+        assert_eq!(roots.len(), 2);
+        assert_ne!(roots[0].trace.id, roots[1].trace.id);
+        assert!(roots.iter().all(|r| r.trace.session_id == "sess-1"));
+        assert_eq!(
+            (roots[1].start, roots[1].trace.name.as_str()),
+            (5000, "second")
+        );
+        let (obs, _, _) = run(TracePer::Session, &lines);
+        assert_eq!(obs.iter().filter(|o| o.parent_id.is_none()).count(), 1);
+    }
+
+    #[test]
+    fn same_input_same_ids() {
+        let lines = [
+            header(),
+            json!({"type":"turn_start"}),
+            user("go", 1000),
+            assistant(2000, "stop", &[]),
+        ];
+        let (a, _, _) = run(TracePer::Session, &lines);
+        let (b, _, _) = run(TracePer::Session, &lines);
+        assert_eq!(a, b);
+        assert_eq!(a[0].trace.id, trace_id("sess-1", None));
+    }
+}
