@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,7 +105,14 @@ impl Spool {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let run_id = format!("{millis:016}-{:010}", std::process::id());
+        // Time (for replay order), process, and a per-process counter: two spools opened in
+        // the same millisecond by one process must never share file names.
+        static OPENED: AtomicU64 = AtomicU64::new(0);
+        let run_id = format!(
+            "{millis:016}-{:010}-{}",
+            std::process::id(),
+            OPENED.fetch_add(1, Ordering::Relaxed)
+        );
         let mut inner = Inner::default();
         if replay == Replay::Yes {
             for path in segments(dir, wire)? {
