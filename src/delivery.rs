@@ -280,17 +280,14 @@ impl Delivery {
         // Claim what earlier runs spooled before any new input can: replay goes first, and
         // the same item read again from the input is then a duplicate.
         let mut ledger = ledger;
+        // Spooled copies of delivered items (left by a crash) are dropped silently: the
+        // `skipped` count is about input the user gave, not about our own leftovers.
         let mut claimed = HashSet::new();
-        let mut skipped = 0u64;
         spool
             .scan_earlier(|session, key| {
                 let session: Arc<str> = session.into();
-                match ledger.claim(&session, key) {
-                    Claim::Fresh => {
-                        claimed.insert((session, key.to_string()));
-                    }
-                    Claim::Delivered => skipped += 1,
-                    Claim::Duplicate => {}
+                if ledger.claim(&session, key) == Claim::Fresh {
+                    claimed.insert((session, key.to_string()));
                 }
             })
             .with_context(|| format!("reading the spool in {}", state_dir.display()))?;
@@ -327,7 +324,6 @@ impl Delivery {
             status.clone(),
         );
         let counters = Arc::new(Counters::default());
-        counters.skipped.store(skipped, Ordering::Relaxed);
         let backlog = Arc::new(Replayer {
             spool: spool.clone(),
             ledger: ledger.clone(),

@@ -13,6 +13,7 @@ use crate::batch::Caps;
 use crate::delivery::{Backpressure, Delivery, DeliveryConfig, Offered};
 use crate::encode::{Encoder, Item, Wire};
 use crate::http::{Reason, TransportChoice};
+use crate::ingestion::IngestionEncoder;
 use crate::ledger::ResendPolicy;
 use crate::model::{self, GenerationInfo, Level, ObsKind, Observation, Record, TraceCtx};
 use crate::otlp::OtlpEncoder;
@@ -574,40 +575,6 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A minimal legacy encoder (the real one is the CLI's); enough to exercise 207 handling.
-struct Legacy;
-
-impl Encoder for Legacy {
-    fn wire(&self) -> Wire {
-        Wire::Ingestion
-    }
-    fn encode(&self, rec: &Record) -> Option<Item> {
-        let Record::Observation(o) = rec else {
-            return None;
-        };
-        let env = json!({
-            "id": model::envelope_id(&["test", &o.id]),
-            "timestamp": model::rfc3339(o.start),
-            "type": format!("{}-create", o.kind.as_str()),
-            "body": {"id": o.id, "traceId": o.trace.id, "name": o.name, "startTime": model::rfc3339(o.start)},
-        });
-        Some(Item {
-            session_id: o.trace.session_id.as_str().into(),
-            key: o.id.clone(),
-            json: serde_json::to_vec(&env).unwrap(),
-        })
-    }
-    fn prefix(&self) -> &[u8] {
-        b"{\"batch\":["
-    }
-    fn suffix(&self) -> &[u8] {
-        b"]}"
-    }
-    fn max_body_bytes(&self) -> usize {
-        crate::batch::INGESTION_MAX_BODY_BYTES
-    }
-}
-
 fn legacy_config(url: &str, state: &Path) -> DeliveryConfig {
     DeliveryConfig {
         transport: TransportChoice::Ingestion,
@@ -623,7 +590,7 @@ fn legacy_207_retries_only_5xx_events_and_rejects_4xx() {
         Scripted::EventErrors { status: 400, n: 2 },
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let enc: Arc<dyn Encoder> = Arc::new(Legacy);
+    let enc: Arc<dyn Encoder> = Arc::new(IngestionEncoder);
     let all = items(&*enc, &observations("sess-207", 10));
     let report = run(&legacy_config(&mock.url(), dir.path()), enc, &all, 100);
     // Request 1: 7 accepted, 3 retried; request 2 (those 3): 2 rejected, 1 accepted.
@@ -656,7 +623,7 @@ fn legacy_on_a_v4_server_says_to_use_otlp() {
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let enc: Arc<dyn Encoder> = Arc::new(Legacy);
+    let enc: Arc<dyn Encoder> = Arc::new(IngestionEncoder);
     let all = items(&*enc, &observations("sess-v4", 30));
     let report = run(&legacy_config(&mock.url(), dir.path()), enc, &all, 10);
     assert_eq!(report.rejected, 30);
@@ -734,4 +701,66 @@ fn no_replay_leaves_the_spool_for_later() {
     assert_eq!((report.delivered, report.spooled), (0, 0));
     cfg.replay = Replay::Yes;
     assert_eq!(run(&cfg, enc, &[], 100).delivered, 8);
+}
+
+#[test]
+fn after_a_crash_the_spool_is_replayed_without_resending_what_was_delivered() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&mock.url(), dir.path());
+    let enc = otlp();
+    let all = items(&*enc, &observations("sess-crash", 40));
+    // A run that spilled everything, delivered the first half, then died: its segment
+    // still holds all 40 lines, its ledger knows 20, and nobody called finish.
+    let state = dir
+        .path()
+        .join(cfg.resolve().state_name(cfg.public_key.as_deref()));
+    {
+        let spool =
+            crate::spool::Spool::open(&state.join("spool"), Wire::Otlp, Replay::Yes).unwrap();
+        spool.push(&all).unwrap();
+        let first: Vec<Item> = spool
+            .pull(20, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        let mut ledger =
+            crate::ledger::Ledger::open(&state.join("ledger"), ResendPolicy::SkipDelivered)
+                .unwrap();
+        ledger.record(&first).unwrap();
+    }
+    let report = run(&cfg, enc, &all, 100);
+    assert_eq!((report.delivered, report.skipped), (20, 20), "{report:?}");
+    assert_eq!(report.spooled, 0);
+    assert_exactly_once(&mock, &all[20..]);
+}
+
+#[test]
+fn legacy_trace_records_are_delivered_once_too() {
+    let mock = MockLangfuse::start(MockConfig {
+        version: Some("3.50.0".into()),
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&mock.url(), dir.path());
+    cfg.transport = TransportChoice::Auto;
+    let dest = cfg.resolve();
+    assert_eq!(dest.wire, Wire::Ingestion);
+    let enc: Arc<dyn Encoder> = Arc::new(IngestionEncoder);
+    let obs = observations("sess-legacy", 12);
+    let mut records: Vec<Record> = vec![Record::Trace(crate::model::TraceRecord {
+        ctx: obs[0].trace.clone(),
+        input: Some(json!("go")),
+        output: None,
+        at: obs[0].start,
+        seq: 0,
+    })];
+    records.extend(obs.into_iter().map(Record::Observation));
+    let all: Vec<Item> = records.iter().filter_map(|r| enc.encode(r)).collect();
+    assert_eq!(all.len(), 13);
+    assert_eq!(run(&cfg, enc.clone(), &all, 5).delivered, 13);
+    assert_eq!(run(&cfg, enc, &all, 5).skipped, 13);
+    assert_eq!(mock.events().len(), 13);
+    assert!(mock.events().values().all(|&n| n == 1));
 }
