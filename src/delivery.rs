@@ -458,6 +458,28 @@ impl Delivery {
     }
 }
 
+/// Where the front half puts encoded items: the dry-run worker's channel or the delivery
+/// front. Lets the reader code stay the same for both.
+pub trait Outlet {
+    fn put(&self, item: Item) -> anyhow::Result<()>;
+}
+
+impl Outlet for Sender<Item> {
+    fn put(&self, item: Item) -> anyhow::Result<()> {
+        self.send(item)
+            .map_err(|_| anyhow::anyhow!("the delivery worker stopped unexpectedly"))
+    }
+}
+
+impl Outlet for Delivery {
+    /// Never fails: whatever cannot be queued is spilled, skipped or counted as lost (the
+    /// report says so at the end).
+    fn put(&self, item: Item) -> anyhow::Result<()> {
+        self.offer(item);
+        Ok(())
+    }
+}
+
 /// `https://user:pw@host/…` → `https://host/…` for messages.
 fn redact_userinfo(url: &str) -> String {
     match url.split_once("://") {

@@ -764,3 +764,48 @@ fn legacy_trace_records_are_delivered_once_too() {
     assert_eq!(mock.events().len(), 13);
     assert!(mock.events().values().all(|&n| n == 1));
 }
+
+/// Figures for the report (`cargo test --release measure -- --ignored --nocapture`).
+#[test]
+#[ignore = "measurement, not a check"]
+fn measure_throughput_and_gzip_ratio() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&mock.url(), dir.path());
+    let enc = otlp();
+    let all: Vec<Item> = (0..20)
+        .flat_map(|s| items(&*enc, &observations(&format!("bench-{s}"), 500)))
+        .collect();
+    for per_request in [1usize, 50, 500] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = DeliveryConfig {
+            state_dir: Some(dir.path().to_path_buf()),
+            ..cfg.clone()
+        };
+        let n = if per_request == 1 { 2000 } else { all.len() };
+        let posts = mock.posts();
+        let t0 = Instant::now();
+        let report = run(&cfg, enc.clone(), &all[..n], per_request);
+        let dt = t0.elapsed().as_secs_f64();
+        let reqs = mock.posts() - posts;
+        assert_eq!(report.delivered as usize, n);
+        eprintln!(
+            "{per_request:>3} spans/request: {n} spans in {dt:.2} s = {:.0} spans/s, {:.0} requests/s",
+            n as f64 / dt,
+            reqs as f64 / dt
+        );
+    }
+    let body = enc.body(&all[..500]);
+    let gz = crate::http::gzip(&body);
+    let t0 = Instant::now();
+    for _ in 0..10 {
+        std::hint::black_box(crate::http::gzip(&body));
+    }
+    eprintln!(
+        "gzip: {} → {} bytes ({:.1}x), {:.1} ms per 500-span body",
+        body.len(),
+        gz.len(),
+        body.len() as f64 / gz.len() as f64,
+        t0.elapsed().as_secs_f64() * 100.0
+    );
+}
