@@ -809,3 +809,23 @@ fn measure_throughput_and_gzip_ratio() {
         t0.elapsed().as_secs_f64() * 100.0
     );
 }
+
+#[test]
+fn giving_up_at_the_deadline_does_not_loop_over_the_spool() {
+    // Slow backoff and a short shutdown: retries run out of time, not of attempts.
+    let mock = MockLangfuse::start(MockConfig {
+        fail_rate: 1.0,
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&mock.url(), dir.path());
+    cfg.retry.base = Duration::from_millis(300);
+    cfg.retry.cap = Duration::from_secs(5);
+    cfg.shutdown_timeout = Duration::from_secs(1);
+    let enc = otlp();
+    let all = items(&*enc, &observations("sess-deadline", 30));
+    let report = run(&cfg, enc, &all, 10);
+    assert_eq!(report.spooled, 30, "{report:?}");
+    // Once the first batch gave up, the rest go straight to the spool: no busy loop.
+    assert!(mock.posts() <= 5, "{} requests", mock.posts());
+}

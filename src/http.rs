@@ -34,6 +34,9 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// The first server version whose OTLP endpoint understands everything we send
 /// (`langfuse.*` attributes, JSON, gzip) and that the Langfuse SDKs support.
 pub const MIN_OTLP_VERSION: (u64, u64) = (3, 63);
+/// A request with less time than this left before the shutdown deadline is not started:
+/// it could not finish, and the items go to the spool anyway.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 /// Largest response body read (a 207 for a full batch is tens of kB).
 const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -493,6 +496,18 @@ impl HttpSink {
         self.status.rejection(count, reason);
     }
 
+    /// Retries are exhausted (or time is up): spool the items and count the destination as
+    /// down, so the worker stops pulling its backlog and later batches skip straight to the
+    /// spool until a probe is due.
+    fn give_up(&mut self, items: &[Item], attempts: u32, reason: &str, report: &mut Report) {
+        self.status.debug(&format!(
+            "giving up after {attempts} attempts ({reason}); spooling {} items",
+            items.len()
+        ));
+        self.breaker.trip(self.settings.policy.cap);
+        self.spool_items(items, report);
+    }
+
     /// Try one (sub-)batch until it is delivered, rejected, split or spooled.
     fn try_batch(
         &mut self,
@@ -512,8 +527,8 @@ impl HttpSink {
         loop {
             attempt += 1;
             let timeout = self.request_timeout();
-            if timeout.is_zero() {
-                self.spool_items(&items, report);
+            if timeout < MIN_REQUEST_TIME.min(self.settings.timeout) {
+                self.give_up(&items, attempt - 1, "no time left before shutdown", report);
                 return Step::Done;
             }
             let body = encoder.body(&items);
@@ -615,19 +630,14 @@ impl HttpSink {
                 }
             };
             if attempt >= max_attempts {
-                self.status.debug(&format!(
-                    "giving up after {attempt} attempts ({reason}); spooling {} items",
-                    items.len()
-                ));
-                self.breaker.trip(self.settings.policy.cap);
-                self.spool_items(&items, report);
+                self.give_up(&items, attempt, &reason, report);
                 return Step::Done;
             }
             let wait = after.unwrap_or_else(|| backoff.next().unwrap_or_default());
             self.status
                 .progress(self.counts, &format!("retrying: {reason}"));
             if !self.clock.sleep(wait) {
-                self.spool_items(&items, report);
+                self.give_up(&items, attempt, &reason, report);
                 return Step::Done;
             }
         }

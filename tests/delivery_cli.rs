@@ -143,7 +143,7 @@ fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
     let url = refused_url();
     let input = omp_stream(2, 3);
     let mut c = cmd(&url, dir.path());
-    c.args(["--transport", "otlp"]);
+    c.args(["--transport", "otlp", "--shutdown-timeout", "1"]);
     let out = run_with_input(c, &input);
     assert_eq!(out.status.code(), Some(1), "spooled is a partial success");
     let Some(mock) =
