@@ -50,10 +50,13 @@ export interface ExtensionAPI {
 	on(event: string, handler: (event: any, ctx: EventContext) => unknown): void;
 }
 
-/** Where lines go. `write` resolves when the chunk is handed to the OS (or rejects). */
+/**
+ * Where lines go. `write` resolves when the chunk is handed to the OS (or rejects).
+ * `writeSync`, where there is one, is used only at process exit for what is still queued.
+ */
 export interface LineWriter {
 	write(chunk: string): Promise<void>;
-	close(): Promise<void>;
+	writeSync?(chunk: string): void;
 }
 
 /** Destination resolved from the flag: stdout, a file path, or nothing (bridge off). */
@@ -71,6 +74,8 @@ export interface BridgeOptions {
 	shutdownFlushMs?: number;
 	/** Clock, injectable for tests. */
 	now?: () => number;
+	/** Write what is still queued synchronously at process exit (default true). */
+	exitHook?: boolean;
 	/** Where the bridge reports its own trouble (one line per problem kind). */
 	warn?: (message: string) => void;
 }
@@ -227,6 +232,7 @@ export class LineQueue {
 	#writing: Promise<void> | undefined;
 	#writer: LineWriter | undefined;
 	#failed = false;
+	#sync = false;
 	readonly #open: () => LineWriter;
 	readonly #maxLines: number;
 	readonly #maxBytes: number;
@@ -259,7 +265,17 @@ export class LineQueue {
 		while (this.#lines.size > this.#maxLines || (this.#bytes > this.#maxBytes && this.#lines.size > 1)) {
 			this.#dropOne();
 		}
-		this.#kick();
+		if (this.#sync && !this.#writing) this.drainSync();
+		if (this.#lines.size > 0) this.#kick();
+	}
+
+	/**
+	 * From now on write synchronously where the writer can (see drainSync). Used once omp
+	 * is shutting down: it exits without waiting for async writes, and the few events it
+	 * still emits are small.
+	 */
+	writeSyncFromNowOn(): void {
+		this.#sync = true;
 	}
 
 	/** Oldest delta if there is one, else the oldest line of any kind. */
@@ -329,16 +345,24 @@ export class LineQueue {
 		}
 	}
 
-	/** Close the writer once idle; a later push reopens it (omp can start a new session). */
-	async close(ms: number): Promise<void> {
-		await this.flush(ms);
-		const writer = this.#writer;
-		if (!writer || this.#writing) return;
-		this.#writer = undefined;
+	/**
+	 * Last resort at process exit: write what is still queued synchronously, if the writer
+	 * can. A batch whose async write is still in flight may then land after these lines;
+	 * `seq` tells the order.
+	 */
+	drainSync(): void {
+		const writer = this.#writer ?? (this.#lines.size > 0 && !this.#failed ? this.#open() : undefined);
+		if (!writer?.writeSync || this.#failed || this.#lines.size === 0) return;
+		this.#writer = writer;
+		const chunk = [...this.#lines.values()].join("");
+		const count = this.#lines.size;
+		this.#lines.clear();
+		this.#droppable.clear();
+		this.#bytes = 0;
 		try {
-			await writer.close();
+			writer.writeSync(chunk);
 		} catch {
-			// Nothing useful to do about a failing close at shutdown.
+			this.#dropped += count;
 		}
 	}
 }
@@ -350,6 +374,8 @@ function describe(error: unknown): string {
 /** Real writers: stdout through process.stdout (shared, ordered with omp's own json lines), or an append-mode file. */
 export function openWriter(dest: Destination): LineWriter {
 	if (dest.kind === "stdout") {
+		// No writeSync: at exit a synchronous write to fd 1 could cut into a chunk that
+		// process.stdout is still writing. Lines still queued at exit are lost.
 		return {
 			write: chunk =>
 				new Promise<void>((resolve, reject) => {
@@ -357,10 +383,11 @@ export function openWriter(dest: Destination): LineWriter {
 					// backpressure without blocking: the queue grows while stdout is slow.
 					process.stdout.write(chunk, err => (err ? reject(err) : resolve()));
 				}),
-			close: async () => {},
 		};
 	}
 	if (dest.kind === "file") {
+		// Opened once and kept open until the process exits: omp still emits events after
+		// session_shutdown (auto_retry_end, for one, comes out of the final drain).
 		const handle = fs.promises.open(dest.path, "a");
 		// Keep an early open failure from being reported as an unhandled rejection; the
 		// first write surfaces it.
@@ -369,12 +396,21 @@ export function openWriter(dest: Destination): LineWriter {
 			write: async chunk => {
 				await (await handle).write(chunk);
 			},
-			close: async () => {
-				await (await handle).close();
-			},
+			// Only for a regular file, where a synchronous append cannot hang (a named pipe
+			// without a reader could). O_APPEND makes each write land whole at the end of the
+			// file, even beside a concurrent async write.
+			writeSync: isRegularFileOrAbsent(dest.path) ? chunk => fs.appendFileSync(dest.path, chunk) : undefined,
 		};
 	}
 	throw new Error("omp-events: no destination");
+}
+
+function isRegularFileOrAbsent(path: string): boolean {
+	try {
+		return fs.statSync(path).isFile();
+	} catch {
+		return true; // does not exist yet: the open creates a regular file
+	}
 }
 
 /**
@@ -422,6 +458,14 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 	let dest: Destination | undefined;
 	let queue: LineQueue | undefined;
 	let seq = 0;
+	let reportedDrops = 0;
+
+	/** Queue an events_dropped line if lines were dropped since the last report. */
+	const reportDrops = (q: LineQueue, ctx: EventContext | undefined, write: (line: string) => void) => {
+		if (q.dropped === reportedDrops) return;
+		reportedDrops = q.dropped;
+		write(`${JSON.stringify({ type: "events_dropped", count: q.dropped, ts: now(), sessionId: sessionIdOf(ctx), seq: seq++ })}\n`);
+	};
 
 	const getQueue = (): LineQueue | undefined => {
 		if (!dest) {
@@ -429,12 +473,24 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 			if (dest.kind !== "off") {
 				const target = dest;
 				const open = options.openWriter ?? openWriter;
-				queue = new LineQueue(
+				const q = new LineQueue(
 					() => open(target),
 					options.maxQueuedLines ?? DEFAULTS.maxQueuedLines,
 					options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
 					message => warnOnce("write", message),
 				);
+				queue = q;
+				// omp emits a few events after session_shutdown, while it finishes disposing, and
+				// then exits without waiting for async writes. Write what is left on the way out.
+				if (options.exitHook !== false) {
+					atExit(() => {
+						q.drainSync();
+						reportDrops(q, undefined, line => {
+							q.push(line, false);
+							q.drainSync();
+						});
+					});
+				}
 			}
 		}
 		return queue;
@@ -480,11 +536,9 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 			// Drain first so the count includes whatever a failing writer loses, then report
 			// drops last, after everything that did make it out.
 			await q.flush(shutdownFlushMs);
-			if (q.dropped > 0) {
-				const line = { type: "events_dropped", count: q.dropped, ts: now(), sessionId: sessionIdOf(ctx), seq: seq++ };
-				q.push(`${JSON.stringify(line)}\n`, false);
-			}
-			await q.close(Math.max(0, deadline - Date.now()));
+			reportDrops(q, ctx, line => q.push(line, false));
+			await q.flush(Math.max(0, deadline - Date.now()));
+			q.writeSyncFromNowOn();
 		} catch (error) {
 			warnOnce("shutdown", `omp-events: shutdown flush failed: ${describe(error)}`);
 		}
@@ -494,7 +548,23 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 	return { queue: () => queue };
 }
 
-function sessionIdOf(ctx: EventContext): string | undefined {
+// One process "exit" listener for all bridge instances (omp can load the extension once per
+// session, subagents included), instead of one listener each.
+const exitTasks: Array<() => void> = [];
+function atExit(task: () => void): void {
+	if (exitTasks.length === 0) {
+		process.once("exit", () => {
+			for (const t of exitTasks) {
+				try {
+					t();
+				} catch {}
+			}
+		});
+	}
+	exitTasks.push(task);
+}
+
+function sessionIdOf(ctx: EventContext | undefined): string | undefined {
 	try {
 		return ctx?.sessionManager?.getSessionId?.() ?? undefined;
 	} catch {

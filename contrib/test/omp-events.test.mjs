@@ -38,7 +38,6 @@ function controlledWriter({ hang = false } = {}) {
 				await gate;
 				chunks.push(chunk);
 			},
-			close: async () => {},
 		},
 	};
 }
@@ -283,9 +282,8 @@ describe("never throws, never blocks", () => {
 			write() {
 				throw new Error("EPIPE");
 			},
-			close: async () => {},
 		})],
-		["write rejects", () => ({ write: async () => Promise.reject(new Error("ENOSPC")), close: async () => {} })],
+		["write rejects", () => ({ write: async () => Promise.reject(new Error("ENOSPC")) })],
 	]) {
 		test(`${label}: handlers return normally, one warning, drops counted`, async () => {
 			const warnings = [];
@@ -395,7 +393,7 @@ describe("the --events flag", () => {
 
 	// The stdout writer is exercised in a child process, so its output cannot mix with the
 	// test runner's own reporting.
-	function runChild(flag, argv) {
+	function runChild(flag, argv, after = "") {
 		const script = `
 			import { pathToFileURL } from "node:url";
 			const bridge = await import(pathToFileURL(${JSON.stringify(compiledBridgePath())}).href);
@@ -410,6 +408,7 @@ describe("the --events flag", () => {
 			handlers.get("session_start")({ type: "session_start" }, ctx);
 			for (let i = 0; i < 3; i++) handlers.get("message_update")({ type: "message_update", assistantMessageEvent: { type: "text_delta", delta: String(i) } }, ctx);
 			await handlers.get("session_shutdown")({ type: "session_shutdown" }, ctx);
+			${after}
 		`;
 		return spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20_000 });
 	}
@@ -435,6 +434,24 @@ describe("the --events flag", () => {
 		const r = runChild(undefined, ["--mode", "json", "p1"]);
 		assert.equal(r.status, 0, r.stderr);
 		assert.equal(r.stdout, "");
+	});
+
+	test("events after session_shutdown still reach the file when the process exits at once", () => {
+		// omp keeps emitting while it disposes (auto_retry_end comes out of the final drain)
+		// and then calls process.exit without waiting for async writes.
+		const file = tempFile();
+		const r = runChild(
+			file,
+			[],
+			`handlers.get("auto_retry_end")({ type: "auto_retry_end", success: true, attempt: 1 }, ctx);
+			 handlers.get("tool_execution_end")({ type: "tool_execution_end", toolCallId: "c" }, ctx);
+			 process.exit(0);`,
+		);
+		assert.equal(r.status, 0, r.stderr);
+		assert.deepEqual(
+			readLines(file).map(l => l.type),
+			["session_start", "message_update", "message_update", "message_update", "session_shutdown", "auto_retry_end", "tool_execution_end"],
+		);
 	});
 
 	test("an unwritable path warns once on stderr and does not throw", () => {
