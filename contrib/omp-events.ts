@@ -40,6 +40,8 @@ export interface ContextUsage {
 }
 
 export interface EventContext {
+	/** "tui" | "rpc" | "json" | "print" (omp's ExtensionMode). */
+	mode?: string;
 	sessionManager?: { getSessionId?(): string | undefined };
 	getContextUsage?(): ContextUsage | undefined;
 }
@@ -467,9 +469,16 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 		write(`${JSON.stringify({ type: "events_dropped", count: q.dropped, ts: now(), sessionId: sessionIdOf(ctx), seq: seq++ })}\n`);
 	};
 
-	const getQueue = (): LineQueue | undefined => {
+	const getQueue = (ctx: EventContext | undefined): LineQueue | undefined => {
 		if (!dest) {
 			dest = resolveDestination(pi.getFlag("events"), options.argv ?? process.argv.slice(2));
+			// In the TUI stdout is the screen, in rpc/acp modes it is the protocol channel:
+			// lines there would break omp, so stdout is only used in json and text print mode.
+			const mode = ctx?.mode;
+			if (dest.kind === "stdout" && typeof mode === "string" && mode !== "json" && mode !== "print") {
+				warn(`omp-events: not writing events to stdout in ${mode} mode; use --events=PATH`);
+				dest = { kind: "off" };
+			}
 			if (dest.kind !== "off") {
 				const target = dest;
 				const open = options.openWriter ?? openWriter;
@@ -497,7 +506,7 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 	};
 
 	const record = (event: any, ctx: EventContext): LineQueue | undefined => {
-		const q = getQueue();
+		const q = getQueue(ctx);
 		if (!q) return undefined;
 		const type = typeof event?.type === "string" ? event.type : "unknown";
 		const line: Record<string, unknown> = { ...slimEvent(event), ts: now(), sessionId: sessionIdOf(ctx), seq: seq++ };

@@ -377,7 +377,7 @@ describe("the --events flag", () => {
 		["--events=PATH", { flag: "FILE", argv: ["--events=FILE"] }, "file"],
 		["--events PATH", { flag: "FILE", argv: ["--events", "FILE", "--mode", "json"] }, "file"],
 		["--events=-", { flag: "-", argv: ["--mode", "json", "--events=-"] }, "stdout"],
-		["--events - (omp leaves the value unset)", { flag: undefined, argv: ["--mode", "json", "--events", "-"] }, "stdout"],
+		["--events - (omp leaves the value unset, and takes - as a prompt)", { flag: undefined, argv: ["--mode", "json", "--events", "-"] }, "stdout"],
 		["bare --events at the end", { flag: undefined, argv: ["--mode", "json", "p1", "--events"] }, "stdout"],
 		["bare --events before another flag", { flag: undefined, argv: ["--events", "--mode", "json", "p1"] }, "stdout"],
 		["--events after -- is a prompt", { flag: undefined, argv: ["--mode", "json", "--", "--events"] }, "off"],
@@ -390,6 +390,38 @@ describe("the --events flag", () => {
 			if (kind === "file") assert.equal(dest.path, "FILE");
 		});
 	}
+
+	for (const mode of ["tui", "rpc"]) {
+		test(`stdout is refused in ${mode} mode, with one warning`, async () => {
+			const warnings = [];
+			let opened = 0;
+			const pi = fakePi({ events: "-" });
+			const { queue } = bridge.createEventsBridge(pi, {
+				warn: m => warnings.push(m),
+				openWriter: () => {
+					opened++;
+					return controlledWriter().writer;
+				},
+			});
+			const ctx = { ...fakeCtx(), mode };
+			for (let i = 0; i < 3; i++) assert.deepEqual(pi.emit({ type: "turn_start", turnIndex: i }, ctx), [undefined]);
+			await Promise.all(pi.emit({ type: "session_shutdown" }, ctx));
+			assert.equal(queue(), undefined);
+			assert.equal(opened, 0);
+			assert.equal(warnings.length, 1);
+			assert.match(warnings[0], new RegExp(`${mode} mode`));
+		});
+	}
+
+	test("a file is fine in tui mode", async () => {
+		const file = tempFile();
+		const pi = fakePi({ events: file });
+		bridge.createEventsBridge(pi);
+		const ctx = { ...fakeCtx(), mode: "tui" };
+		pi.emit({ type: "session_start" }, ctx);
+		await Promise.all(pi.emit({ type: "session_shutdown" }, ctx));
+		assert.equal(readLines(file).length, 2);
+	});
 
 	// The stdout writer is exercised in a child process, so its output cannot mix with the
 	// test runner's own reporting.
