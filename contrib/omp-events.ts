@@ -226,6 +226,7 @@ export function safeStringify(value: unknown): string {
 export class LineQueue {
 	// Insertion-ordered: the first key is the oldest line. `droppable` mirrors the keys of
 	// delta lines so the oldest delta is found in O(1) when the queue overflows.
+	// Sizes are counted in string length (UTF-16 units), close enough to bytes for a bound.
 	#lines = new Map<number, string>();
 	#droppable = new Set<number>();
 	#nextId = 0;
@@ -272,12 +273,12 @@ export class LineQueue {
 	}
 
 	/**
-	 * From now on write synchronously where the writer can (see drainSync). Used once omp
-	 * is shutting down: it exits without waiting for async writes, and the few events it
-	 * still emits are small.
+	 * Write synchronously where the writer can (see drainSync), or asynchronously again.
+	 * Synchronous from session_shutdown on: omp then exits without waiting for async
+	 * writes, and the few events it still emits are small.
 	 */
-	writeSyncFromNowOn(): void {
-		this.#sync = true;
+	setSync(on: boolean): void {
+		this.#sync = on;
 	}
 
 	/** Oldest delta if there is one, else the oldest line of any kind. */
@@ -529,7 +530,10 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 		if (name === "session_shutdown") continue;
 		pi.on(name, (event, ctx) => {
 			try {
-				record(event, ctx);
+				const q = record(event, ctx);
+				// A process that goes on after session_shutdown with a new session is not
+				// exiting after all: back to async writes.
+				if (name === "session_start") q?.setSync(false);
 			} catch (error) {
 				warnOnce("record", `omp-events: could not record ${name}: ${describe(error)}`);
 			}
@@ -547,7 +551,7 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 			await q.flush(shutdownFlushMs);
 			reportDrops(q, ctx, line => q.push(line, false));
 			await q.flush(Math.max(0, deadline - Date.now()));
-			q.writeSyncFromNowOn();
+			q.setSync(true);
 		} catch (error) {
 			warnOnce("shutdown", `omp-events: shutdown flush failed: ${describe(error)}`);
 		}

@@ -273,6 +273,30 @@ describe("lines", () => {
 	});
 });
 
+describe("after session_shutdown", () => {
+	test("late events are written synchronously; a new session_start goes back to async writes", async () => {
+		const calls = [];
+		const writer = {
+			write: async chunk => calls.push(["async", JSON.parse(chunk.split("\n")[0]).type]),
+			writeSync: chunk => calls.push(["sync", JSON.parse(chunk.split("\n")[0]).type]),
+		};
+		const pi = fakePi({ events: "x.jsonl" });
+		bridge.createEventsBridge(pi, { openWriter: () => writer, exitHook: false });
+		pi.emit({ type: "agent_end", messages: [] });
+		await Promise.all(pi.emit({ type: "session_shutdown" }));
+		pi.emit({ type: "auto_retry_end", success: true, attempt: 1 });
+		// Written before the handler returned: nothing waits for a later tick.
+		assert.deepEqual(calls.at(-1), ["sync", "auto_retry_end"]);
+		pi.emit({ type: "session_start" });
+		pi.emit({ type: "turn_start", turnIndex: 0 });
+		await drained();
+		assert.deepEqual(
+			calls.map(c => c.join(":")),
+			["async:agent_end", "async:session_shutdown", "sync:auto_retry_end", "sync:session_start", "async:turn_start"],
+		);
+	});
+});
+
 describe("never throws, never blocks", () => {
 	for (const [label, openWriter] of [
 		["openWriter throws", () => {
