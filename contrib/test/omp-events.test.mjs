@@ -1,15 +1,14 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { compiledBridgePath, fakeCtx, fakePi, loadBridge } from "./load-bridge.mjs";
+import { compiledBridgePath, fakeCtx, fakePi, loadBridge, tempDir } from "../test-support/fake-omp.mjs";
 
 const bridge = await loadBridge();
 
 function tempFile(name = "events.jsonl") {
-	return path.join(mkdtempSync(path.join(tmpdir(), "omp-events-out-")), name);
+	return path.join(tempDir(), name);
 }
 
 function readLines(file) {

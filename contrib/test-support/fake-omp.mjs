@@ -1,6 +1,6 @@
 // Node 20 cannot import TypeScript, so the tests transpile contrib/omp-events.ts with the
 // TypeScript compiler (types are stripped, nothing is type-checked) into a temp .mjs file.
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -9,6 +9,17 @@ import ts from "typescript";
 export const SOURCE = fileURLToPath(new URL("../omp-events.ts", import.meta.url));
 
 let compiled;
+const tempDirs = [];
+process.on("exit", () => {
+	for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temp directory removed when the test process exits. */
+export function tempDir(prefix = "omp-events-test-") {
+	const dir = mkdtempSync(path.join(tmpdir(), prefix));
+	tempDirs.push(dir);
+	return dir;
+}
 
 /** Path of the transpiled module (compiled once per test process). */
 export function compiledBridgePath() {
@@ -18,7 +29,7 @@ export function compiledBridgePath() {
 			fileName: "omp-events.ts",
 			reportDiagnostics: false,
 		});
-		const dir = mkdtempSync(path.join(tmpdir(), "omp-events-test-"));
+		const dir = tempDir();
 		compiled = path.join(dir, "omp-events.mjs");
 		writeFileSync(compiled, outputText);
 	}
