@@ -54,9 +54,17 @@ elif [ "${1#-}" != "$1" ]; then
 	usage
 fi
 
-for tool in node npm python3 timeout setsid flock sha256sum; do
+for tool in node npm python3 timeout setsid flock pgrep sha256sum; do
 	command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
 done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/omp-e2e.XXXXXX")
+SERVER_PID=
+cleanup() {
+	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 # --------------------------------------------------------------------------------------
 # Install (idempotent): npm install of the pinned lock into the cache, keyed by the lock's hash.
@@ -95,16 +103,9 @@ done
 [ -n "$BUN" ] || skip "no working bun $BUN_VERSION binary in $CACHE/node_modules"
 OMP_CLI="$CACHE/node_modules/@oh-my-pi/pi-coding-agent/dist/cli.js"
 [ -f "$OMP_CLI" ] || skip "omp is not installed in $CACHE"
-BUN_DIR=$(mktemp -d)
+BUN_DIR="$WORK/bin"
+mkdir -p "$BUN_DIR"
 ln -s "$BUN" "$BUN_DIR/bun" # omp may start `bun` by name
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/omp-e2e.XXXXXX")
-SERVER_PID=
-cleanup() {
-	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-	rm -rf "$WORK" "$BUN_DIR"
-}
-trap cleanup EXIT
 
 if [ "$UPDATE_FIXTURES" = 1 ]; then
 	OUT="$WORK/out"
