@@ -49,6 +49,11 @@ SCRIPTS = {
     "retry": [
         ("Answered after the provider recovered.", []),
     ],
+    "compact": [
+        ("Counting first.", [("bash", {"i": "count", "command": "seq 1 3000"})]),
+        ("Listing next.", [("bash", {"i": "list files", "command": "ls"})]),
+        ("Two files: README.md and main.py.", []),
+    ],
 }
 
 # Scenarios whose first N requests fail with HTTP 529 (Anthropic-style "overloaded"). omp's
@@ -167,7 +172,10 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         steps = SCRIPTS.get(scenario)
-        if steps is None:
+        if not req.get("tools"):
+            # omp's own side calls (compaction summaries, titles) come without tools.
+            text, calls = "Summary: the user asked about the project files; ls showed README.md and main.py.", []
+        elif steps is None:
             text, calls = "OK.", []
         else:
             text, calls = steps[min(step, len(steps) - 1)]

@@ -24,7 +24,7 @@ BUN_VERSION=1.3.14
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 RUN_TIMEOUT=${OMP_E2E_TIMEOUT:-120}
-SCENARIOS=(tools two-prompts retry killed)
+SCENARIOS=(tools two-prompts retry killed compact)
 # Neutral paths that replace machine-specific ones in everything captured.
 NEUTRAL_HOME=/home/dev
 NEUTRAL_REPO=/home/dev/omp-langfuse
@@ -138,6 +138,7 @@ log "omp $OMP_VERSION on bun $BUN_VERSION, fake LLM on 127.0.0.1:$PORT, output i
 # --------------------------------------------------------------------------------------
 # One scenario = a fresh HOME with a project dir and a private agent dir.
 # --------------------------------------------------------------------------------------
+COMPACTION_CONFIG=
 prepare_home() { # $1 = home
 	local home=$1
 	mkdir -p "$home/project" "$home/.omp/agent" "$home/tmp"
@@ -157,6 +158,7 @@ providers:
         maxTokens: 4096
         cost: { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 }
 EOF
+	if [ -n "$COMPACTION_CONFIG" ]; then printf '%s' "$COMPACTION_CONFIG" >"$home/.omp/agent/config.yml"; fi
 }
 
 # Run omp bounded in time (timeout), in a session of its own (setsid, so its leftovers can be
@@ -274,6 +276,13 @@ for scenario in "${SCENARIOS[@]}"; do
 	two-prompts) run_scenario two-prompts "What files are here? [fake:p1]" "And what does main.py do? [fake:p2]" ;;
 	retry) run_scenario retry "Say something once the provider is back. [fake:retry]" ;;
 	killed) run_killed ;;
+	compact)
+		# A low compaction threshold and a tool output larger than the kept tail, so omp
+		# really compacts (summary request to the fake LLM, session_compact, compaction entry).
+		COMPACTION_CONFIG=$'compaction:\n  thresholdTokens: 15000\n  keepRecentTokens: 1000\n'
+		run_scenario compact "Count to 3000, then list the files. [fake:compact]"
+		COMPACTION_CONFIG=
+		;;
 	esac
 done
 kill "$SERVER_PID" 2>/dev/null || true
@@ -288,6 +297,7 @@ python3 "$HERE/scrub_and_check.py" "$OUT" \
 	--replace "$WORK/two-prompts/home=$NEUTRAL_HOME" \
 	--replace "$WORK/retry/home=$NEUTRAL_HOME" \
 	--replace "$WORK/killed/home=$NEUTRAL_HOME" \
+	--replace "$WORK/compact/home=$NEUTRAL_HOME" \
 	--replace "$REPO=$NEUTRAL_REPO" \
 	--replace "$CACHE=$NEUTRAL_CACHE" \
 	--replace "$BUN_DIR=$NEUTRAL_CACHE/bin" \

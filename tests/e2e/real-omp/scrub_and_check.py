@@ -8,7 +8,7 @@ import pathlib
 import re
 import sys
 
-SCENARIOS = ["tools", "two-prompts", "retry", "killed"]
+SCENARIOS = ["tools", "two-prompts", "retry", "killed", "compact"]
 
 # omp puts a <workstation> block about the machine into its system prompt (seen in the
 # --events lines before_agent_start and before_provider_request). Neutralise the parts that
@@ -89,6 +89,15 @@ def check(d, scenario):
         expect("session_shutdown" not in ev, "a killed omp wrote session_shutdown")
         expect("tool_execution_start" in ev, "the bash tool never started")
         expect(session and not any(is_session_exit(e) for e in session), "a killed session has session_exit")
+    elif scenario == "compact":
+        expect(rc == 0, f"rc {rc}")
+        for t in ("auto_compaction_start", "session_before_compact", "session_compact", "auto_compaction_end"):
+            expect(t in ev, f"no {t} in the events")
+        expect(all("signal" not in e for e in events if e.get("type") == "session_before_compact"),
+               "session_before_compact kept its AbortSignal")
+        expect(any(l.get("type") == "auto_compaction_end" and l.get("result") for l in stdout),
+               "no auto_compaction_end with a result on stdout")
+        expect(session and "compaction" in types(session), "no compaction entry in the session")
     counts = {
         "rc": rc,
         "stdout": len(stdout),
