@@ -494,6 +494,7 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 				// then exits without waiting for async writes. Write what is left on the way out.
 				if (options.exitHook !== false) {
 					atExit(() => {
+						q.setSync(true); // nothing async completes from here on
 						q.drainSync();
 						reportDrops(q, undefined, line => {
 							q.push(line, false);

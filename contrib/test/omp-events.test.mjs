@@ -509,6 +509,34 @@ describe("the --events flag", () => {
 		);
 	});
 
+	test("at exit, what is still queued is written synchronously, with the drop count", () => {
+		// A writer whose async writes never finish (a stuck reader), and a queue of 5 lines.
+		const file = tempFile();
+		const script = `
+			import { appendFileSync } from "node:fs";
+			import { pathToFileURL } from "node:url";
+			const bridge = await import(pathToFileURL(${JSON.stringify(compiledBridgePath())}).href);
+			const handlers = new Map();
+			const pi = { registerFlag() {}, getFlag: () => "ignored", on: (name, h) => handlers.set(name, h) };
+			bridge.createEventsBridge(pi, {
+				maxQueuedLines: 5,
+				openWriter: () => ({ write: () => new Promise(() => {}), writeSync: c => appendFileSync(${JSON.stringify(file)}, c) }),
+			});
+			const ctx = { sessionManager: { getSessionId: () => "child" } };
+			for (let i = 0; i < 20; i++)
+				handlers.get("message_update")({ type: "message_update", assistantMessageEvent: { type: "text_delta", delta: String(i) } }, ctx);
+			process.exit(0);
+		`;
+		const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 20_000 });
+		assert.equal(r.status, 0, r.stderr);
+		const lines = readLines(file);
+		// Line 0 was taken by the stuck write and is lost; 1..14 were dropped; 15..19 were queued.
+		assert.deepEqual(
+			lines.map(l => l.assistantMessageEvent?.delta ?? `${l.type}:${l.count}`),
+			["15", "16", "17", "18", "19", "events_dropped:14"],
+		);
+	});
+
 	test("an unwritable path warns once on stderr and does not throw", () => {
 		const r = runChild("/nonexistent-dir/for/sure/events.jsonl", []);
 		assert.equal(r.status, 0, r.stderr);

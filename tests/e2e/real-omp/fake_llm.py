@@ -9,7 +9,8 @@ What it answers is decided by the request itself, so omp's own extra requests (h
 transport retries, title generation, anything new) cannot put it out of step:
   scenario = the `[fake:NAME]` marker in the last user message,
   step     = how many assistant messages follow that user message.
-A request without a marker gets a short plain answer.
+A request without a marker gets a short plain answer; one without tools (an omp side call,
+such as a compaction summary or a title) gets a summary-like answer.
 
 Every request is logged as one JSON line (no bodies: omp's system prompt alone is ~70 KB).
 The server exits by itself after --lifetime seconds.
