@@ -35,6 +35,8 @@ pub struct Summary {
     pub sampled_out: u64,
     pub unterminated: u64,
     pub off_branch: u64,
+    /// Lines for a session after its end marker (dropped; its root was already sent).
+    pub after_end: u64,
     pub observations: [u64; ObsKind::ALL.len()],
 }
 
@@ -89,6 +91,12 @@ impl fmt::Display for SummaryLine<'_> {
         if s.truncated > 0 {
             write!(f, ", {} truncated", s.truncated)?;
         }
+        if s.after_end > 0 {
+            write!(f, ", {} after session end", plural(s.after_end, "line"))?;
+        }
+        if s.off_branch > 0 {
+            write!(f, ", {} off-branch", plural(s.off_branch, "entry"))?;
+        }
         if s.unterminated > 0 {
             write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
         }
@@ -105,6 +113,7 @@ fn plural(n: u64, word: &str) -> String {
     match (n, word) {
         (1, _) => format!("1 {word}"),
         (_, "batch") => format!("{n} batches"),
+        (_, "entry") => format!("{n} entries"),
         _ => format!("{n} {word}s"),
     }
 }
@@ -318,6 +327,7 @@ pub fn read_source(
     down.take(&mut records, summary)?;
     summary.sessions += mapper.stats.sessions;
     summary.unterminated += mapper.stats.unterminated;
+    summary.after_end += mapper.stats.after_end;
     Ok(())
 }
 
