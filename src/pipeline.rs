@@ -21,6 +21,11 @@ use crate::omp::{Detector, Ev, Event, Format, decode_stream};
 use crate::sender::Report;
 use crate::session_log::LogDecoder;
 
+/// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
+/// deltas are most of a live stream's lines and, before omp 16.5 and in RPC mode, each one
+/// repeats the whole message so far. omp writes `type` first.
+const UNPARSED_PREFIXES: &[&[u8]] = &[br#"{"type":"message_update""#];
+
 /// Counters over the whole run.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -216,7 +221,9 @@ pub fn read_source(
             }
             Next::Line(line) => {
                 summary.lines += 1;
-                if is_blank(line.bytes) {
+                if is_blank(line.bytes)
+                    || UNPARSED_PREFIXES.iter().any(|p| line.bytes.starts_with(p))
+                {
                     continue;
                 }
                 match serde_json::from_slice::<Value>(line.bytes) {
