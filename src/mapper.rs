@@ -55,6 +55,9 @@ pub struct MapStats {
     pub unterminated: u64,
     /// Goal updates that only advanced token/time accounting (no event emitted).
     pub goal_accounting: u64,
+    /// Lines that arrived after their session's end marker (omp still reports e.g. a
+    /// retry's end while shutting down); the session's root was already sent.
+    pub after_end: u64,
 }
 
 /// Why a session is being closed.
@@ -75,6 +78,8 @@ pub struct Mapper {
     sessions: BTreeMap<String, Session>,
     /// The session lines without a `sessionId` belong to.
     current: Option<String>,
+    /// Sessions whose end marker was seen: later lines for them are dropped, not reopened.
+    ended: std::collections::HashSet<String>,
     anon: u64,
     pub stats: MapStats,
 }
@@ -86,6 +91,7 @@ impl Mapper {
             source: source.to_string(),
             sessions: BTreeMap::new(),
             current: None,
+            ended: std::collections::HashSet::new(),
             anon: 0,
             stats: MapStats::default(),
         }
@@ -98,6 +104,18 @@ impl Mapper {
             return;
         }
         let key = match &event.session {
+            Some(id) if self.ended.contains(id) => {
+                self.stats.after_end += 1;
+                return;
+            }
+            None if self
+                .current
+                .as_ref()
+                .is_some_and(|c| self.ended.contains(c)) =>
+            {
+                self.stats.after_end += 1;
+                return;
+            }
             Some(id) => {
                 if !self.sessions.contains_key(id) {
                     self.open(Some(id.clone()), Header::default());
@@ -116,6 +134,9 @@ impl Mapper {
         s.handle(event, out);
         if ends {
             self.close(&key, Close::Ended, out);
+            // Lines without an id keep pointing at the ended session until a new header.
+            self.ended.insert(key.clone());
+            self.current = Some(key);
         }
     }
 
@@ -143,12 +164,17 @@ impl Mapper {
         // A new header ends the session that lines without ids were going to.
         if let Some(cur) = self.current.take()
             && header.id.as_deref() != Some(cur.as_str())
+            && !self.ended.contains(&cur)
         {
             self.close(&cur, Close::Eof, out);
         }
         match header.id.clone() {
             Some(id) if self.sessions.contains_key(&id) => {
                 self.current = Some(id);
+            }
+            // A session resumed after its end (e.g. `omp --resume`): a new run of it.
+            Some(id) if self.ended.remove(&id) => {
+                self.open(Some(id), header);
             }
             id => {
                 self.open(id, header);
@@ -547,11 +573,11 @@ impl Session {
                 self.refresh_ctx();
             }
             Ev::RunStart => self.run_active = true,
-            Ev::RunEnd { terminal } => {
+            // Even a non-terminal end closes the run: real omp can exit right after one
+            // (a handoff compaction's continuation), and a continuation starts a new run.
+            Ev::RunEnd { .. } => {
                 self.close_turn(out);
-                if terminal {
-                    self.run_active = false;
-                }
+                self.run_active = false;
             }
             Ev::TurnStart => {
                 self.close_turn(out);
@@ -660,6 +686,14 @@ impl Session {
                         entry: None,
                     });
                 }
+                // A maintenance check that decided not to compact is not a compaction.
+                if v.get("skipped").and_then(Value::as_bool) == Some(true) {
+                    self.compaction = None;
+                    return;
+                }
+                // The summarisation request is the compaction's, not the next LLM call's input.
+                self.provider_request = None;
+                self.provider_response = None;
                 let failed = v.get("aborted").and_then(Value::as_bool) == Some(true)
                     || v.get("errorMessage").is_some_and(|e| !e.is_null());
                 let level = if failed { Level::Error } else { Level::Default };

@@ -21,6 +21,11 @@ use crate::omp::{Detector, Ev, Event, Format, decode_stream};
 use crate::sender::Report;
 use crate::session_log::LogDecoder;
 
+/// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
+/// deltas are most of a live stream's lines and, before omp 16.5 and in RPC mode, each one
+/// repeats the whole message so far. omp writes `type` first.
+const UNPARSED_PREFIXES: &[&[u8]] = &[br#"{"type":"message_update""#];
+
 /// Counters over the whole run.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -35,6 +40,8 @@ pub struct Summary {
     pub sampled_out: u64,
     pub unterminated: u64,
     pub off_branch: u64,
+    /// Lines for a session after its end marker (dropped; its root was already sent).
+    pub after_end: u64,
     pub observations: [u64; ObsKind::ALL.len()],
 }
 
@@ -89,6 +96,12 @@ impl fmt::Display for SummaryLine<'_> {
         if s.truncated > 0 {
             write!(f, ", {} truncated", s.truncated)?;
         }
+        if s.after_end > 0 {
+            write!(f, ", {} after session end", plural(s.after_end, "line"))?;
+        }
+        if s.off_branch > 0 {
+            write!(f, ", {} off-branch", plural(s.off_branch, "entry"))?;
+        }
         if s.unterminated > 0 {
             write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
         }
@@ -105,6 +118,7 @@ fn plural(n: u64, word: &str) -> String {
     match (n, word) {
         (1, _) => format!("1 {word}"),
         (_, "batch") => format!("{n} batches"),
+        (_, "entry") => format!("{n} entries"),
         _ => format!("{n} {word}s"),
     }
 }
@@ -207,7 +221,9 @@ pub fn read_source(
             }
             Next::Line(line) => {
                 summary.lines += 1;
-                if is_blank(line.bytes) {
+                if is_blank(line.bytes)
+                    || UNPARSED_PREFIXES.iter().any(|p| line.bytes.starts_with(p))
+                {
                     continue;
                 }
                 match serde_json::from_slice::<Value>(line.bytes) {
@@ -318,6 +334,7 @@ pub fn read_source(
     down.take(&mut records, summary)?;
     summary.sessions += mapper.stats.sessions;
     summary.unterminated += mapper.stats.unterminated;
+    summary.after_end += mapper.stats.after_end;
     Ok(())
 }
 
