@@ -9,11 +9,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use crossbeam_channel::Sender;
 use serde_json::Value;
 
 use crate::cli::Config;
-use crate::encode::{Encoder, Item};
+use crate::delivery::Outlet;
+use crate::encode::Encoder;
 use crate::input::{Lines, Next, Source, is_blank};
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
@@ -134,17 +134,17 @@ fn human_bytes(b: u64) -> String {
 /// Where records go after the mapper: sampling, encoding, the channel.
 pub struct Downstream<'a> {
     pub encoder: &'a dyn Encoder,
-    pub tx: &'a Sender<Item>,
+    pub outlet: &'a dyn Outlet,
     pub sample_rate: f64,
     /// Sampling decision per session id.
     kept: HashMap<Arc<str>, bool>,
 }
 
 impl<'a> Downstream<'a> {
-    pub fn new(encoder: &'a dyn Encoder, tx: &'a Sender<Item>, sample_rate: f64) -> Self {
+    pub fn new(encoder: &'a dyn Encoder, outlet: &'a dyn Outlet, sample_rate: f64) -> Self {
         Downstream {
             encoder,
-            tx,
+            outlet,
             sample_rate,
             kept: HashMap::new(),
         }
@@ -169,9 +169,7 @@ impl<'a> Downstream<'a> {
             }
             summary.count(&rec);
             if let Some(item) = self.encoder.encode(&rec) {
-                self.tx
-                    .send(item)
-                    .context("the delivery worker stopped unexpectedly")?;
+                self.outlet.put(item)?;
             }
         }
         Ok(())
