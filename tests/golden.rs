@@ -265,6 +265,9 @@ golden! {
     // A bridge stream with an event type this tool does not know: reported, exit 1.
     ext_bridge: "ext-bridge.jsonl" [] => "ext-bridge.expected.jsonl",
         exit 1, warnings [(40, "unknown event type \"lsp_diagnostics\"")];
+    // Raw hook events: no `ts`, no `sessionId`; the session id is derived.
+    ext_raw: "ext-raw.jsonl" [] => "ext-raw.expected.jsonl",
+        exit 0, warnings [];
     live_auto_retry: "live-auto-retry.jsonl" [] => "live-auto-retry.expected.jsonl",
         exit 0, warnings [];
     // omp's stderr mixed in (skipped: exit 1) and a cut-off last line (tolerated).
