@@ -196,7 +196,7 @@ pub fn read_source(
         .with_context(|| format!("cannot open {name}"))?;
     summary.sources += 1;
     let mut lines = Lines::new(reader);
-    let mut mapper = Mapper::new(map_cfg.clone(), &name);
+    let mut mapper = Mapper::new(map_cfg.clone());
     let mut detector = Detector::default();
     // Lines held back until the format is known.
     let mut pending: Vec<(u64, Value)> = Vec::new();

@@ -646,7 +646,6 @@ fn batches_obey_max_queue() {
 /// without overlapping. Pending: the mapper stretches turns over later lines (see
 /// `fixtures/README.md`, "Known mapper bugs"); remove the `ignore` once that is fixed.
 #[test]
-#[ignore = "pending mapper fix: turn spans overlap / children outside parents, see fixtures/README.md"]
 fn child_times_nest_and_turns_do_not_overlap() {
     for_each_case(|_, evs, problems| {
         let obs = observations(evs);
@@ -956,7 +955,6 @@ fn adversarial_bytes_never_panic() {
 /// Token counts whose sum does not fit in 64 bits must not panic (debug builds check
 /// overflow) nor wrap (release builds): they should saturate.
 #[test]
-#[ignore = "pending mapper fix: token sums overflow, see fixtures/README.md"]
 fn token_counts_near_u64_max_do_not_overflow() {
     let dir = std::env::temp_dir().join(format!("omp-langfuse-overflow-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

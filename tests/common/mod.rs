@@ -89,7 +89,12 @@ pub fn all_inputs() -> Vec<PathBuf> {
             .collect();
         subdirs.sort();
         for d in subdirs {
-            out.extend(jsonl_inputs(&d));
+            // A capture directory also holds the fake LLM's request log: not omp output.
+            out.extend(
+                jsonl_inputs(&d)
+                    .into_iter()
+                    .filter(|p| !file_name(p).starts_with("llm-requests")),
+            );
         }
     }
     out
