@@ -18,6 +18,7 @@ mod pipeline;
 mod retry;
 mod sender;
 mod session_log;
+mod signals;
 mod spool;
 mod status;
 
@@ -74,6 +75,7 @@ fn run(cfg: &Config) -> Result<Status> {
     } else {
         TimeCap::None
     };
+    let stop = signals::Stop::install()?;
     let out = Destination::start(cfg, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
@@ -81,7 +83,11 @@ fn run(cfg: &Config) -> Result<Status> {
     let mut down = Downstream::new(out.encoder(), out.outlet(), cfg.sample_rate);
     let mut read_error = None;
     for source in &cfg.sources {
-        if let Err(e) = pipeline::read_source(source, cfg, &map_cfg, &mut down, &mut summary) {
+        if stop.requested() {
+            break;
+        }
+        if let Err(e) = pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
+        {
             // One unreadable file does not stop the others; it still fails the run.
             eprintln!("omp-langfuse: {e:#}");
             read_error = Some(e);

@@ -20,6 +20,7 @@ use crate::model::{ObsKind, Record, sample_point};
 use crate::omp::{Detector, Ev, Event, Format, decode_stream};
 use crate::sender::Report;
 use crate::session_log::LogDecoder;
+use crate::signals::{Blocking, Stop};
 
 /// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
 /// deltas are most of a live stream's lines and, before omp 16.5 and in RPC mode, each one
@@ -185,6 +186,7 @@ enum Decoder {
 /// Read one source to its end.
 pub fn read_source(
     source: &Source,
+    stop: &Stop,
     cfg: &Config,
     map_cfg: &Arc<MapConfig>,
     down: &mut Downstream<'_>,
@@ -194,6 +196,12 @@ pub fn read_source(
     let reader = source
         .open()
         .with_context(|| format!("cannot open {name}"))?;
+    let blocking = if source.is_live() {
+        Blocking::Yes
+    } else {
+        Blocking::No
+    };
+    let reader = stop.guard(reader, blocking);
     summary.sources += 1;
     let mut lines = Lines::new(reader);
     let mut mapper = Mapper::new(map_cfg.clone());

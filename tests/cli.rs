@@ -332,3 +332,60 @@ fn closed_stdout_is_not_an_error() {
     assert_ne!(code(&out), EXIT_USAGE, "{}", stderr(&out));
     assert!(out.status.code().is_some(), "killed by a signal");
 }
+
+/// SIGTERM while omp's pipe stays open: the open observations are closed (WARNING) and
+/// flushed, and the process exits promptly instead of waiting for an end of input.
+#[cfg(unix)]
+#[test]
+fn sigterm_on_an_open_live_stream_flushes_and_exits() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let mut child = command()
+        .args(["--dry-run", "-q", "--flush-ms", "60000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let lines = [
+        json!({"type":"session","version":3,"id":"sig-1","timestamp":"2026-08-23T09:14:02.117Z","cwd":"/w"}),
+        json!({"type":"agent_start"}),
+        json!({"type":"turn_start"}),
+        json!({"type":"message_end","message":{"role":"user","content":"go","timestamp":1787476443000i64}}),
+        json!({"type":"tool_execution_start","toolCallId":"t1","toolName":"bash","args":{"command":"sleep 99"}}),
+    ];
+    for l in &lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // Give the reader time to take the lines, then interrupt; stdin stays open.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}");
+    let evs = events(&out);
+    let root = evs
+        .iter()
+        .find(|e| ev_type(e) == "agent-create")
+        .expect("the root was flushed");
+    assert_eq!(root["body"]["level"], "WARNING");
+    let tool = evs
+        .iter()
+        .find(|e| ev_type(e) == "tool-create")
+        .expect("the open tool was closed");
+    assert_eq!(tool["body"]["level"], "WARNING");
+}
