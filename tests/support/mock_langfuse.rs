@@ -64,6 +64,9 @@ pub struct MockConfig {
     /// Every n-th POST gets 429 with `Retry-After: 0`.
     pub rate_limit_every: Option<u32>,
     pub seed: u64,
+    /// Benchmark mode (`examples/mock_langfuse.rs`): accepted bodies are neither inflated,
+    /// checked nor kept, only counted, so the mock costs the machine as little as possible.
+    pub lean: bool,
 }
 
 impl Default for MockConfig {
@@ -77,6 +80,7 @@ impl Default for MockConfig {
             fail_rate: 0.0,
             rate_limit_every: None,
             seed: 1,
+            lean: false,
         }
     }
 }
@@ -116,6 +120,8 @@ struct State {
     invalid: Vec<String>,
     posts: u32,
     rng: u64,
+    /// Lean mode: bytes of accepted bodies as received (compressed).
+    lean_bytes: u64,
 }
 
 /// A running mock server. Stops when dropped.
@@ -201,6 +207,12 @@ impl MockLangfuse {
     /// Accepted legacy envelope ids with counts.
     pub fn events(&self) -> HashMap<String, usize> {
         self.state.lock().unwrap().events.clone()
+    }
+
+    /// Lean mode: POSTs accepted and their bytes on the wire.
+    pub fn lean_totals(&self) -> (u32, u64) {
+        let s = self.state.lock().unwrap();
+        (s.posts, s.lean_bytes)
     }
 
     /// Strict-check failures of OTLP bodies (must stay empty).
@@ -356,6 +368,20 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
             .map(|(_, v)| v.as_str())
     };
     let gzipped = header("content-encoding").is_some_and(|v| v.contains("gzip"));
+    if cfg.lean && req.method == "POST" {
+        let mut s = state.lock().unwrap();
+        s.posts += 1;
+        s.lean_bytes += raw_len as u64;
+        drop(s);
+        let body: &[u8] = if req.path == "/api/public/ingestion" {
+            br#"{"successes":[],"errors":[]}"#
+        } else {
+            b"{}"
+        };
+        let status = if body.len() > 2 { 207 } else { 200 };
+        respond(&mut write, status, &[], body);
+        return;
+    }
     let body = if gzipped {
         let mut out = Vec::new();
         match flate2::read::GzDecoder::new(&req.body[..]).read_to_end(&mut out) {

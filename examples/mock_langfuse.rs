@@ -1,0 +1,48 @@
+//! A standalone loopback mock Langfuse for the benchmark (`bench/run.sh`): the test suite's
+//! mock (`tests/support/mock_langfuse.rs`) in lean mode, where accepted bodies are only
+//! counted (not inflated, checked or kept) so that the mock takes as little of the machine as
+//! possible from the tool being measured.
+//!
+//! ```sh
+//! cargo run --release --example mock_langfuse -- [--port N] [--strict]
+//! ```
+//!
+//! Prints `http://127.0.0.1:<port>` on stdout once listening, then serves until killed.
+//! Keys: `pk-lf-test` / `sk-lf-test`. `--strict` checks every body like the tests do.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::io::Write;
+
+use support::mock_langfuse::{MockConfig, MockLangfuse};
+
+fn main() {
+    let mut port = 0u16;
+    let mut lean = true;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--port" => port = args.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+            "--strict" => lean = false,
+            _ => {
+                eprintln!("usage: mock_langfuse [--port N] [--strict]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let cfg = MockConfig {
+        lean,
+        ..MockConfig::default()
+    };
+    let mock = MockLangfuse::start_on(&format!("127.0.0.1:{port}"), cfg).unwrap_or_else(|| {
+        eprintln!("mock_langfuse: cannot listen on port {port}");
+        std::process::exit(1)
+    });
+    println!("{}", mock.url());
+    std::io::stdout().flush().ok();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
