@@ -200,12 +200,36 @@ impl LinePool {
     fn new(seed: u64) -> LinePool {
         let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(7));
         let idents = [
-            "invoice", "ledger", "parse_line", "Config", "retry_after", "user_id", "batch",
-            "session", "observation", "trace_id", "flush", "worker", "handler", "router",
+            "invoice",
+            "ledger",
+            "parse_line",
+            "Config",
+            "retry_after",
+            "user_id",
+            "batch",
+            "session",
+            "observation",
+            "trace_id",
+            "flush",
+            "worker",
+            "handler",
+            "router",
         ];
         let words = [
-            "error", "warning", "ok", "passed", "failed", "compiling", "running", "fetched",
-            "résumé", "naïve", "日本語", "données", "→", "✓",
+            "error",
+            "warning",
+            "ok",
+            "passed",
+            "failed",
+            "compiling",
+            "running",
+            "fetched",
+            "résumé",
+            "naïve",
+            "日本語",
+            "données",
+            "→",
+            "✓",
         ];
         let mut lines = Vec::with_capacity(4096);
         for n in 0..4096 {
@@ -213,7 +237,11 @@ impl LinePool {
             let b = rng.pick(&idents);
             let w = rng.pick(&words);
             let line = match n % 8 {
-                0 => format!("src/{a}/{b}.rs:{}:{}: {w}: unused variable `{b}`", n, n % 80),
+                0 => format!(
+                    "src/{a}/{b}.rs:{}:{}: {w}: unused variable `{b}`",
+                    n,
+                    n % 80
+                ),
                 1 => format!("    let {a} = {b}.get(\"{w}\").unwrap_or_default();"),
                 2 => format!("test {a}::{b}_{n} ... {w}"),
                 3 => format!(
@@ -224,7 +252,11 @@ impl LinePool {
                     rng.hex(12),
                     rng.range(1, 900)
                 ),
-                4 => format!("-rw-r--r--  1 dev dev {:>8} Jan  3 10:{:02} {a}_{b}.json", rng.range(10, 999_999), n % 60),
+                4 => format!(
+                    "-rw-r--r--  1 dev dev {:>8} Jan  3 10:{:02} {a}_{b}.json",
+                    rng.range(10, 999_999),
+                    n % 60
+                ),
                 5 => format!("\t{{\"{a}\": \"{b}\", \"n\": {n}, \"path\": \"C:\\\\work\\\\{w}\"}}"),
                 6 => format!("+    if {a}.is_empty() {{ return Err(\"{w} {b}\".into()); }}"),
                 _ => format!("// {w} {a} {b} — {}", rng.chars(24, ALNUM)),
@@ -518,7 +550,10 @@ impl<W: Write> Gen<W> {
             }
             Format::SessionLog => {
                 let title = if self.rng.chance(0.5) {
-                    format!("Fix the {} tests", self.rng.pick(&["invoice", "ledger", "auth"]))
+                    format!(
+                        "Fix the {} tests",
+                        self.rng.pick(&["invoice", "ledger", "auth"])
+                    )
                 } else {
                     String::new()
                 };
@@ -539,7 +574,10 @@ impl<W: Write> Gen<W> {
                 self.entry(
                     s,
                     "thinking_level_change",
-                    vec![("thinkingLevel", json!("medium")), ("configured", json!("auto"))],
+                    vec![
+                        ("thinkingLevel", json!("medium")),
+                        ("configured", json!("auto")),
+                    ],
                 );
             }
         }
@@ -601,7 +639,8 @@ impl<W: Write> Gen<W> {
             content.push(image_block(rng));
         }
         let at = self.tick(5_000, 600_000);
-        let user = json!({"role": "user", "content": content, "attribution": "user", "timestamp": at});
+        let user =
+            json!({"role": "user", "content": content, "attribution": "user", "timestamp": at});
         s.run.clear();
         self.run_start(s, &text);
         self.turn_start(s);
@@ -656,8 +695,10 @@ impl<W: Write> Gen<W> {
         match self.fmt {
             Format::Live if terminal => {
                 let msgs = json!(s.run);
-                self.out
-                    .line("agent_end", &[("messages", &msgs), ("isTerminal", &json!(true))]);
+                self.out.line(
+                    "agent_end",
+                    &[("messages", &msgs), ("isTerminal", &json!(true))],
+                );
             }
             Format::Live => {}
             Format::Extension => {
@@ -682,7 +723,10 @@ impl<W: Write> Gen<W> {
             Format::Extension => {
                 let ctx = json!(s.context);
                 self.ext(s, "context", vec![("messages", ctx)], false);
-                let f = vec![("turnIndex", json!(s.turn_index)), ("timestamp", json!(self.now))];
+                let f = vec![
+                    ("turnIndex", json!(s.turn_index)),
+                    ("timestamp", json!(self.now)),
+                ];
                 self.ext(s, "turn_start", f, true);
             }
             Format::SessionLog => {}
@@ -759,7 +803,12 @@ impl<W: Write> Gen<W> {
             "tools": [{"type":"function","function":{"name":"bash","description":"Run a shell command",
                 "parameters":{"type":"object","properties":{"command":{"type":"string"}}}}}]
         });
-        self.ext(s, "before_provider_request", vec![("payload", payload)], false);
+        self.ext(
+            s,
+            "before_provider_request",
+            vec![("payload", payload)],
+            false,
+        );
     }
 
     /// An LLM call that fails (HTTP 529) and the automatic retry that follows.
@@ -833,8 +882,10 @@ impl<W: Write> Gen<W> {
         for c in &calls {
             let mut args = c.args.clone();
             args["i"] = json!(c.intent);
-            content.push(json!({"type":"toolCall","id":c.id,"name":c.name,"arguments":args,
-                "intent":c.intent}));
+            content.push(
+                json!({"type":"toolCall","id":c.id,"name":c.name,"arguments":args,
+                "intent":c.intent}),
+            );
         }
         let duration = self.rng.range(800, 40_000);
         let ttft = self.rng.range(200, 800.min(duration));
@@ -853,7 +904,10 @@ impl<W: Write> Gen<W> {
                 if self.fmt == Format::Extension {
                     let resp = vec![
                         ("status", json!(200)),
-                        ("headers", json!({"content-type":"text/event-stream","x-request-id":"req_1"})),
+                        (
+                            "headers",
+                            json!({"content-type":"text/event-stream","x-request-id":"req_1"}),
+                        ),
                         ("requestId", json!(format!("req_{}", self.rng.hex(12)))),
                     ];
                     self.ext(s, "after_provider_response", resp, false);
@@ -867,7 +921,8 @@ impl<W: Write> Gen<W> {
                     _ => self.rng.range(5, 40),
                 };
                 for d in 0..deltas {
-                    let ev = json!({"type":"text_delta","contentIndex":1,"delta":format!(" chunk {d}")});
+                    let ev =
+                        json!({"type":"text_delta","contentIndex":1,"delta":format!(" chunk {d}")});
                     let mut f = vec![("assistantMessageEvent", ev)];
                     if self.fmt == Format::Extension {
                         // The bridge writes the whole snapshot twice per delta.
@@ -940,7 +995,12 @@ impl<W: Write> Gen<W> {
             let result = json!({"content": c.output, "details": c.details, "isError": c.is_error});
             if self.fmt != Format::SessionLog {
                 // One update with the head of the output (a tail window, as bash sends).
-                let head = match c.output.first().and_then(|b| b.get("text")).and_then(Value::as_str) {
+                let head = match c
+                    .output
+                    .first()
+                    .and_then(|b| b.get("text"))
+                    .and_then(Value::as_str)
+                {
                     Some(t) => t[..floor_char(t, 4096)].to_string(),
                     None => String::new(),
                 };
@@ -988,7 +1048,11 @@ impl<W: Write> Gen<W> {
             s.leaf = Some(target);
             let summary = self.pool.text(&mut self.rng, 600);
             let from = json!(s.entry_ids.last());
-            self.entry(s, "branch_summary", vec![("fromId", from), ("summary", json!(summary))]);
+            self.entry(
+                s,
+                "branch_summary",
+                vec![("fromId", from), ("summary", json!(summary))],
+            );
         }
     }
 
@@ -999,7 +1063,10 @@ impl<W: Write> Gen<W> {
             self.entry(
                 s,
                 "custom",
-                vec![("customType", json!("tool_execution_start")), ("data", data)],
+                vec![
+                    ("customType", json!("tool_execution_start")),
+                    ("data", data),
+                ],
             );
         }
     }
@@ -1032,12 +1099,32 @@ impl<W: Write> Gen<W> {
                 } else {
                     format!("cargo test -p {}", rng.pick(&["api", "core", "cli"]))
                 };
-                ("bash", json!({"command": cmd, "timeout": 300}), "run the tests")
+                (
+                    "bash",
+                    json!({"command": cmd, "timeout": 300}),
+                    "run the tests",
+                )
             }
-            1 => ("read", json!({"path": "src/invoice/parse.rs", "offset": 1, "limit": 2000}), "read the parser"),
-            2 => ("grep", json!({"pattern": "retry_after", "path": "src"}), "find the callers"),
-            3 => ("edit", json!({"path": "src/lib.rs", "oldText": "let x = 1;", "newText": "let x = 2;"}), "apply the fix"),
-            _ => ("read", json!({"path": "docs/screenshot.png"}), "look at the screenshot"),
+            1 => (
+                "read",
+                json!({"path": "src/invoice/parse.rs", "offset": 1, "limit": 2000}),
+                "read the parser",
+            ),
+            2 => (
+                "grep",
+                json!({"pattern": "retry_after", "path": "src"}),
+                "find the callers",
+            ),
+            3 => (
+                "edit",
+                json!({"path": "src/lib.rs", "oldText": "let x = 1;", "newText": "let x = 2;"}),
+                "apply the fix",
+            ),
+            _ => (
+                "read",
+                json!({"path": "docs/screenshot.png"}),
+                "look at the screenshot",
+            ),
         };
         let mut text = self.pool.text(rng, size);
         if rng.chance(0.08) {
@@ -1055,7 +1142,8 @@ impl<W: Write> Gen<W> {
             output.push(image_block(rng));
         }
         let is_error = rng.chance(0.08);
-        let mut details = json!({"timeoutSeconds": 300, "wallTimeMs": rng.range(3, 90_000) as f64 + 0.25});
+        let mut details =
+            json!({"timeoutSeconds": 300, "wallTimeMs": rng.range(3, 90_000) as f64 + 0.25});
         if is_error {
             details["exitCode"] = json!(1);
         }
@@ -1085,7 +1173,10 @@ impl<W: Write> Gen<W> {
         match self.fmt {
             Format::Live => {
                 self.now = start;
-                let f = [("reason", json!("threshold")), ("action", json!("context-full"))];
+                let f = [
+                    ("reason", json!("threshold")),
+                    ("action", json!("context-full")),
+                ];
                 self.out.line("auto_compaction_start", &refs(&f));
                 self.now = end;
                 let f = [
@@ -1098,7 +1189,10 @@ impl<W: Write> Gen<W> {
             }
             Format::Extension => {
                 self.now = start;
-                let f = vec![("reason", json!("threshold")), ("action", json!("context-full"))];
+                let f = vec![
+                    ("reason", json!("threshold")),
+                    ("action", json!("context-full")),
+                ];
                 self.ext(s, "auto_compaction_start", f, false);
                 self.now = end;
                 let mut entry = result.clone();
@@ -1119,7 +1213,13 @@ impl<W: Write> Gen<W> {
             Format::SessionLog => {
                 self.now = end;
                 let mut f: Vec<(&str, Value)> = Vec::new();
-                for k in ["summary", "firstKeptEntryId", "tokensBefore", "tokensAfter", "details"] {
+                for k in [
+                    "summary",
+                    "firstKeptEntryId",
+                    "tokensBefore",
+                    "tokensAfter",
+                    "details",
+                ] {
                     f.push((k, result[k].clone()));
                 }
                 f.push(("method", json!("handoff")));
@@ -1137,7 +1237,8 @@ impl<W: Write> Gen<W> {
             Format::Live => {}
             Format::Extension => self.ext(s, "session_shutdown", vec![], true),
             Format::SessionLog => {
-                let data = json!({"reason": "dispose", "kind": "normal", "recordedAt": iso(self.now)});
+                let data =
+                    json!({"reason": "dispose", "kind": "normal", "recordedAt": iso(self.now)});
                 self.entry(
                     s,
                     "custom",

@@ -11,7 +11,6 @@
 //! Keys: `pk-lf-test` / `sk-lf-test`. `--strict` checks every body like the tests do.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::Write;

@@ -4,7 +4,7 @@
 //! Nothing here interprets JSON, and no error message ever contains line content.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Longest line kept, in bytes. OMP caps persisted strings at 500,000 chars, but pre-16.5
@@ -98,67 +98,110 @@ pub enum Next<'a> {
     Eof,
 }
 
-/// A streaming line reader with constant memory (one buffer, reused).
+/// A streaming line reader with constant memory: one buffer, reused. A line that lies in the
+/// buffer is handed out as a slice of it (no copy); the buffer only grows to hold a line
+/// longer than itself, and shrinks back after.
 pub struct Lines<R> {
-    inner: BufReader<R>,
+    inner: R,
     buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    eof: bool,
     number: u64,
+    /// [`MAX_LINE_BYTES`] (smaller in tests).
+    max: usize,
 }
 
 impl<R: Read> Lines<R> {
     pub fn new(inner: R) -> Self {
+        Self::with_limit(inner, MAX_LINE_BYTES)
+    }
+
+    fn with_limit(inner: R, max: usize) -> Self {
         Lines {
-            inner: BufReader::with_capacity(READ_BUFFER_BYTES, inner),
-            buf: Vec::new(),
+            inner,
+            buf: vec![0; READ_BUFFER_BYTES],
+            start: 0,
+            end: 0,
+            eof: false,
             number: 0,
+            max,
+        }
+    }
+
+    /// Read more input after `buf[..end]`, making room first (moving the unconsumed tail to
+    /// the front, or growing the buffer when the tail fills it). Returns false at the end.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let grown = (self.buf.len() * 2).min(self.max + 2 + READ_BUFFER_BYTES);
+            self.buf.resize(grown.max(self.end + READ_BUFFER_BYTES), 0);
+        }
+        loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Give memory back after an unusually long line.
+    fn shrink(&mut self) {
+        if self.buf.len() > 4 * READ_BUFFER_BYTES && self.end - self.start <= READ_BUFFER_BYTES {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            self.buf.truncate(READ_BUFFER_BYTES);
+            self.buf.shrink_to_fit();
         }
     }
 
     /// The next line. I/O errors are returned as is; the caller reports them with the source.
     pub fn next_line(&mut self) -> io::Result<Next<'_>> {
-        self.buf.clear();
-        let mut too_long = false;
-        let mut terminated = false;
-        let mut read_any = false;
-        loop {
-            let chunk = match self.inner.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if chunk.is_empty() {
-                break;
+        self.shrink();
+        // Bytes of the current line already known not to hold a newline.
+        let mut scanned = 0;
+        let (len, terminated) = loop {
+            let pending = &self.buf[self.start + scanned..self.end];
+            if let Some(i) = memchr::memchr(b'\n', pending) {
+                break (scanned + i + 1, true);
             }
-            read_any = true;
-            let (take, found) = match memchr(b'\n', chunk) {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            if !too_long {
-                if self.buf.len() + take > MAX_LINE_BYTES + 2 {
-                    too_long = true;
-                    // Free the memory now: the rest of this line is discarded unseen.
-                    self.buf = Vec::new();
-                } else {
-                    self.buf.extend_from_slice(&chunk[..take]);
+            scanned = self.end - self.start;
+            if scanned > self.max + 2 {
+                return self.skip_long_line();
+            }
+            if !self.fill()? {
+                if scanned == 0 {
+                    return Ok(Next::Eof);
                 }
+                break (scanned, false);
             }
-            self.inner.consume(take);
-            if found {
-                terminated = true;
-                break;
-            }
-        }
-        if !read_any {
-            return Ok(Next::Eof);
-        }
+        };
         self.number += 1;
-        if too_long {
+        if len > self.max + 2 {
+            self.start += len;
             return Ok(Next::TooLong {
                 number: self.number,
             });
         }
-        let mut line: &[u8] = &self.buf;
+        let mut line: &[u8] = &self.buf[self.start..self.start + len];
+        self.start += len;
         if let Some(rest) = line.strip_suffix(b"\n") {
             line = rest;
         }
@@ -176,10 +219,27 @@ impl<R: Read> Lines<R> {
             terminated,
         }))
     }
-}
 
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|b| *b == needle)
+    /// Discard the rest of a line over [`MAX_LINE_BYTES`] unseen, in buffer-sized steps.
+    fn skip_long_line(&mut self) -> io::Result<Next<'_>> {
+        self.number += 1;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                self.start += i + 1;
+                break;
+            }
+            self.start = 0;
+            self.end = 0;
+            self.buf.truncate(READ_BUFFER_BYTES);
+            self.buf.shrink_to_fit();
+            if !self.fill()? {
+                break;
+            }
+        }
+        Ok(Next::TooLong {
+            number: self.number,
+        })
+    }
 }
 
 /// True when a line holds nothing but whitespace.
@@ -192,7 +252,11 @@ mod tests {
     use super::*;
 
     fn collect(input: &[u8]) -> Vec<(u64, Vec<u8>, bool)> {
-        let mut r = Lines::new(input);
+        collect_with(input, MAX_LINE_BYTES)
+    }
+
+    fn collect_with(input: &[u8], max: usize) -> Vec<(u64, Vec<u8>, bool)> {
+        let mut r = Lines::with_limit(input, max);
         let mut out = Vec::new();
         loop {
             match r.next_line().unwrap() {
@@ -230,6 +294,52 @@ mod tests {
         let got = collect(&input);
         assert_eq!(got[0].1.len(), long.len());
         assert_eq!(got[1], (2, b"end".to_vec(), true));
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_whole_and_counted() {
+        let max = READ_BUFFER_BYTES * 2;
+        let mut input = b"a\n".to_vec();
+        input.extend(vec![b'x'; max + 3]); // one byte over the limit (newline excluded)
+        input.extend_from_slice(b"\nb\n");
+        input.extend(vec![b'y'; max + 1]); // just fits: `max` bytes, then \r\n
+        input.extend_from_slice(b"\n");
+        input.extend(vec![b'z'; max * 3]); // overlong and unterminated
+        let got = collect_with(&input, max);
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[0], (1, b"a".to_vec(), true));
+        assert_eq!(got[1], (2, b"<too long>".to_vec(), true));
+        assert_eq!(got[2], (3, b"b".to_vec(), true));
+        assert_eq!((got[3].0, got[3].1.len()), (4, max + 1));
+        assert_eq!(got[4], (5, b"<too long>".to_vec(), true));
+    }
+
+    #[test]
+    fn reads_from_a_trickling_source() {
+        // A pipe hands out a few bytes at a time: lines must still come out whole.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = Lines::new(Trickle(b"{\"a\":1}\n\n{\"bb\":22}\r\nlast"));
+        let mut got = Vec::new();
+        while let Next::Line(l) = r.next_line().unwrap() {
+            got.push((String::from_utf8(l.bytes.to_vec()).unwrap(), l.terminated));
+        }
+        assert_eq!(
+            got,
+            vec![
+                ("{\"a\":1}".to_string(), true),
+                (String::new(), true),
+                ("{\"bb\":22}".to_string(), true),
+                ("last".to_string(), false),
+            ]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod encode;
 mod http;
 mod ingestion;
 mod input;
+mod jsonline;
 mod ledger;
 mod mapper;
 mod model;

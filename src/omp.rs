@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::jsonline::Keep;
 use crate::model::{Millis, parse_iso};
 
 /// The three formats omp-langfuse reads.
@@ -309,6 +310,74 @@ const STREAM_IGNORED: &[&str] = &[
     "rpc_chunk",
 ];
 
+/// Top-level fields every stream line may be read for: its time, session and context usage
+/// (`decode_stream`), and what format detection looks at (`format_hint`). A session file's
+/// `id`/`parentId`/`timestamp` are among them, so a stray stream line in a session file
+/// decodes as before.
+const COMMON_FIELDS: &[&str] = &[
+    "ts",
+    "timestamp",
+    "sessionId",
+    "contextUsage",
+    "_ctx",
+    "ctx",
+    "parentId",
+    "turnIndex",
+    "id",
+];
+
+/// What of a stream line to parse (see `jsonline`): for the types whose payload the stream
+/// decoder ignores, only the common fields and the few it reads. Must follow
+/// [`decode_stream`]: a field it reads for a type must be kept for that type.
+pub fn stream_fields(ty: &str) -> Keep {
+    const AGENT_END: &[&str] = &[
+        "ts",
+        "timestamp",
+        "sessionId",
+        "contextUsage",
+        "_ctx",
+        "ctx",
+        "parentId",
+        "turnIndex",
+        "id",
+        "isTerminal",
+        "willContinue",
+    ];
+    const TOOL_UPDATE: &[&str] = &[
+        "ts",
+        "timestamp",
+        "sessionId",
+        "contextUsage",
+        "_ctx",
+        "ctx",
+        "parentId",
+        "turnIndex",
+        "id",
+        "toolCallId",
+        "partialResult",
+    ];
+    const MESSAGE_END: &[&str] = &[
+        "ts",
+        "timestamp",
+        "sessionId",
+        "contextUsage",
+        "_ctx",
+        "ctx",
+        "parentId",
+        "turnIndex",
+        "id",
+        "message",
+    ];
+    match ty {
+        "turn_end" => Keep::Only(COMMON_FIELDS),
+        "agent_end" => Keep::Only(AGENT_END),
+        "tool_execution_update" => Keep::Only(TOOL_UPDATE),
+        "message_end" => Keep::Only(MESSAGE_END),
+        t if STREAM_IGNORED.contains(&t) => Keep::Only(COMMON_FIELDS),
+        _ => Keep::All,
+    }
+}
+
 /// Decode one line of `omp --mode json` output or of an extension event stream.
 pub fn decode_stream(mut v: Value) -> Event {
     // Extension lines carry `ts` from the bridge; `turn_start` has its own `timestamp`.
@@ -484,6 +553,46 @@ mod tests {
             Ev::Ignored
         );
         assert_eq!(decode_stream(json!(42)).ev, Ev::Unknown(String::new()));
+    }
+
+    #[test]
+    fn stream_field_lists_keep_what_the_decoder_reads() {
+        // Every list holds the common fields, and each type's own fields.
+        for ty in [
+            "turn_end",
+            "agent_end",
+            "tool_execution_update",
+            "message_end",
+            "context",
+        ] {
+            let Keep::Only(fields) = stream_fields(ty) else {
+                panic!("{ty} is pruned")
+            };
+            for f in COMMON_FIELDS {
+                assert!(fields.contains(f), "{ty} keeps {f}");
+            }
+        }
+        for ty in [
+            "session",
+            "tool_execution_end",
+            "before_provider_request",
+            "brand_new",
+        ] {
+            assert_eq!(stream_fields(ty), Keep::All, "{ty}");
+        }
+        // Decoding a pruned line gives the same event as decoding the whole line.
+        let lines = [
+            json!({"type":"agent_end","messages":[{"role":"user"}],"willContinue":true,"ts":5,"sessionId":"s","contextUsage":{"tokens":1}}),
+            json!({"type":"turn_end","turnIndex":1,"message":{"role":"assistant"},"toolResults":[],"ts":7,"_ctx":{"contextUsage":{"tokens":2}}}),
+            json!({"type":"tool_execution_update","toolCallId":"t","toolName":"bash","args":{"a":1},"partialResult":{"content":[]}}),
+            json!({"type":"message_end","message":{"role":"user","content":"hi"},"timestamp":9}),
+            json!({"type":"message_start","message":{"role":"user"},"ctx":{"contextUsage":{"tokens":3}}}),
+        ];
+        for line in lines {
+            let text = line.to_string();
+            let pruned = crate::jsonline::parse(text.as_bytes(), stream_fields).unwrap();
+            assert_eq!(decode_stream(pruned), decode_stream(line), "{text}");
+        }
     }
 
     #[test]

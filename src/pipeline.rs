@@ -15,11 +15,12 @@ use crate::cli::Config;
 use crate::delivery::Outlet;
 use crate::encode::Encoder;
 use crate::input::{Lines, Next, Source, is_blank};
+use crate::jsonline;
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
-use crate::omp::{Detector, Ev, Event, Format, decode_stream};
+use crate::omp::{self, Detector, Ev, Event, Format, decode_stream};
 use crate::sender::Report;
-use crate::session_log::LogDecoder;
+use crate::session_log::{self, LogDecoder};
 use crate::signals::{Blocking, Stop};
 
 /// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
@@ -232,8 +233,41 @@ pub fn read_source(
                 {
                     continue;
                 }
-                match serde_json::from_slice::<Value>(line.bytes) {
-                    Ok(v) if v.is_object() => (line.number, v),
+                // Only what the decoders read is built (see `jsonline`).
+                let rules = match &decoder {
+                    Some(Decoder::Log(_)) => session_log::light_fields,
+                    _ => omp::stream_fields,
+                };
+                match jsonline::parse(line.bytes, rules) {
+                    Ok(v) if v.is_object() => {
+                        if let Some(Decoder::Log(log)) = &mut decoder {
+                            // Held as raw bytes until its session ends; parsed then.
+                            log.push_raw(line.number, line.bytes, v, &mut events);
+                            feed(
+                                &name,
+                                line.number,
+                                &mut events,
+                                &mut mapper,
+                                &mut records,
+                                summary,
+                                &mut warned_types,
+                            );
+                            down.take(&mut records, summary)?;
+                            drain_log(
+                                log,
+                                &name,
+                                line.number,
+                                &mut events,
+                                &mut mapper,
+                                &mut records,
+                                summary,
+                                &mut warned_types,
+                                down,
+                            )?;
+                            continue;
+                        }
+                        (line.number, v)
+                    }
                     Ok(_) => {
                         summary.skipped += 1;
                         warn(&name, line.number, "not a JSON object, skipped");
@@ -277,6 +311,20 @@ pub fn read_source(
                     summary,
                     &mut warned_types,
                 );
+                if let Decoder::Log(log) = d {
+                    down.take(&mut records, summary)?;
+                    drain_log(
+                        log,
+                        &name,
+                        number,
+                        &mut events,
+                        &mut mapper,
+                        &mut records,
+                        summary,
+                        &mut warned_types,
+                        down,
+                    )?;
+                }
             }
             None => {
                 let decided = detector.push(&value);
@@ -294,6 +342,20 @@ pub fn read_source(
                             summary,
                             &mut warned_types,
                         );
+                        if let Decoder::Log(log) = &mut d {
+                            down.take(&mut records, summary)?;
+                            drain_log(
+                                log,
+                                &name,
+                                n,
+                                &mut events,
+                                &mut mapper,
+                                &mut records,
+                                summary,
+                                &mut warned_types,
+                                down,
+                            )?;
+                        }
                     }
                     decoder = Some(d);
                 }
@@ -322,10 +384,23 @@ pub fn read_source(
             summary,
             &mut warned_types,
         );
+        if let Decoder::Log(log) = &mut d {
+            down.take(&mut records, summary)?;
+            drain_log(
+                log,
+                &name,
+                n,
+                &mut events,
+                &mut mapper,
+                &mut records,
+                summary,
+                &mut warned_types,
+                down,
+            )?;
+        }
     }
     if let Decoder::Log(log) = &mut d {
         log.finish(&mut events);
-        summary.off_branch += log.off_branch;
         feed(
             &name,
             0,
@@ -335,6 +410,19 @@ pub fn read_source(
             summary,
             &mut warned_types,
         );
+        down.take(&mut records, summary)?;
+        drain_log(
+            log,
+            &name,
+            0,
+            &mut events,
+            &mut mapper,
+            &mut records,
+            summary,
+            &mut warned_types,
+            down,
+        )?;
+        summary.off_branch += log.off_branch;
     }
     mapper.finish(&mut records);
     down.take(&mut records, summary)?;
@@ -349,6 +437,44 @@ fn new_decoder(f: Format, summary: &mut Summary) -> Decoder {
     match f {
         Format::Live | Format::Extension => Decoder::Stream,
         Format::SessionLog => Decoder::Log(LogDecoder::default()),
+    }
+}
+
+/// Decode a finished session's entries one at a time, each straight through the mapper and
+/// downstream, so a long session is never held parsed (see `LogDecoder::drain`).
+#[allow(clippy::too_many_arguments)]
+fn drain_log(
+    log: &mut LogDecoder,
+    name: &str,
+    line: u64,
+    events: &mut Vec<Event>,
+    mapper: &mut Mapper,
+    records: &mut Vec<Record>,
+    summary: &mut Summary,
+    warned: &mut BTreeSet<String>,
+    down: &mut Downstream<'_>,
+) -> Result<()> {
+    while log.drain(events) {
+        report_bad(name, log, summary);
+        feed(name, line, events, mapper, records, summary, warned);
+        down.take(records, summary)?;
+    }
+    Ok(())
+}
+
+/// Session-file entries that failed their full parse when emitted.
+fn report_bad(name: &str, log: &mut LogDecoder, summary: &mut Summary) {
+    for (line, e) in log.bad.drain(..) {
+        summary.skipped += 1;
+        warn(
+            name,
+            line,
+            &format!(
+                "not JSON ({:?} error at column {}), skipped",
+                e.classify(),
+                e.column()
+            ),
+        );
     }
 }
 

@@ -3,13 +3,113 @@
 //! the root; entries abandoned by `/tree` navigation are skipped).
 //!
 //! A session's entries are held until the session ends (next header or end of input),
-//! because only the last leaf says which branch is active. Pure: no I/O.
+//! because only the last leaf says which branch is active. They are held as raw line bytes
+//! with their ids, not parsed (`light_fields` parses only the ids), and parsed when emitted;
+//! past [`MEMORY_BYTES`] a session's bytes go to an unnamed temporary file, so memory stays
+//! flat however long a session is. No I/O besides that file.
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use serde_json::Value;
 
+use crate::jsonline::Keep;
 use crate::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
+
+/// Raw entry bytes a session keeps in memory before the rest goes to a temporary file.
+pub const MEMORY_BYTES: usize = 8 << 20;
+
+/// What to parse of a session-file line while its session is read: headers whole, entries
+/// only their ids (the rest is parsed when the entry is emitted).
+pub fn light_fields(ty: &str) -> Keep {
+    match ty {
+        "title" | "session" => Keep::All,
+        _ => Keep::Only(&["id", "parentId"]),
+    }
+}
+
+/// One entry of the session being read.
+#[derive(Debug)]
+struct Entry {
+    id: Option<String>,
+    parent: Option<String>,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    /// Parsed already (lines read before the format was known).
+    Parsed(Value),
+    /// `len` bytes at `at` in the store; `line` for error messages.
+    Raw { line: u64, at: u64, len: usize },
+}
+
+/// A session's raw entry bytes: memory first, then an unnamed temporary file.
+#[derive(Debug, Default)]
+struct Store {
+    mem: Vec<u8>,
+    /// Bytes before `mem` (in `file`).
+    spilled: u64,
+    file: Option<File>,
+    /// Could not make the temporary file: keep everything in memory.
+    no_file: bool,
+}
+
+impl Store {
+    fn push(&mut self, bytes: &[u8]) -> u64 {
+        if self.mem.len() + bytes.len() > MEMORY_BYTES && !self.mem.is_empty() && !self.no_file {
+            self.spill();
+        }
+        let at = self.spilled + self.mem.len() as u64;
+        self.mem.extend_from_slice(bytes);
+        at
+    }
+
+    fn spill(&mut self) {
+        if self.file.is_none() {
+            match tempfile::tempfile() {
+                Ok(f) => self.file = Some(f),
+                Err(_) => {
+                    self.no_file = true;
+                    return;
+                }
+            }
+        }
+        let Some(f) = &mut self.file else { return };
+        if f.seek(SeekFrom::Start(self.spilled)).is_ok() && f.write_all(&self.mem).is_ok() {
+            self.spilled += self.mem.len() as u64;
+            self.mem.clear();
+        } else {
+            self.no_file = true;
+        }
+    }
+
+    /// The bytes of one entry (read back into `scratch` when spilled).
+    fn get<'a>(&'a mut self, at: u64, len: usize, scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+        if at >= self.spilled {
+            let start = (at - self.spilled) as usize;
+            return self.mem.get(start..start + len);
+        }
+        let f = self.file.as_mut()?;
+        scratch.resize(len, 0);
+        f.seek(SeekFrom::Start(at)).ok()?;
+        f.read_exact(scratch).ok()?;
+        Some(scratch)
+    }
+
+    /// Forget the session (the file is reused, the memory given back).
+    fn clear(&mut self) {
+        self.mem.clear();
+        if self.mem.capacity() > MEMORY_BYTES * 2 {
+            self.mem.shrink_to(MEMORY_BYTES);
+        }
+        self.spilled = 0;
+        if let Some(f) = &self.file {
+            let _ = f.set_len(0);
+        }
+    }
+}
 
 /// Buffers one session's entries at a time.
 #[derive(Debug, Default)]
@@ -17,16 +117,61 @@ pub struct LogDecoder {
     /// Title slot and header lines of the current session, in order.
     head: Vec<Value>,
     /// Entries (lines with an `id`), in file order.
-    entries: Vec<Value>,
+    entries: Vec<Entry>,
+    store: Store,
+    /// A finished session's entries on the active branch, waiting to be decoded one at a
+    /// time by [`LogDecoder::drain`] (so a long session is never all parsed at once).
+    emitting: std::collections::VecDeque<Entry>,
     /// Entries dropped because they were off the active branch, over all sessions.
     pub off_branch: u64,
+    /// Entries that passed the light parse but not the full one: (line, error).
+    pub bad: Vec<(u64, serde_json::Error)>,
 }
 
 impl LogDecoder {
     /// Take one parsed line; completed sessions' events are appended to `out`.
+    /// Completed sessions' events are appended to `out` as far as their headers; call
+    /// [`LogDecoder::drain`] until it returns false for the rest, before the next line.
     pub fn push(&mut self, v: Value, out: &mut Vec<Event>) {
         let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
-        let starts_session = match ty {
+        if self.starts_session(ty) {
+            self.flush(out);
+        }
+        if ty == "title" || ty == "session" {
+            self.head.push(v);
+        } else {
+            self.entries.push(Entry {
+                id: str_field(&v, "id"),
+                parent: str_field(&v, "parentId"),
+                body: Body::Parsed(v),
+            });
+        }
+    }
+
+    /// Take one line parsed with [`light_fields`], with its raw bytes (see `push`).
+    pub fn push_raw(&mut self, line: u64, raw: &[u8], v: Value, out: &mut Vec<Event>) {
+        let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+        if self.starts_session(ty) {
+            self.flush(out);
+        }
+        if ty == "title" || ty == "session" {
+            self.head.push(v);
+        } else {
+            let at = self.store.push(raw);
+            self.entries.push(Entry {
+                id: str_field(&v, "id"),
+                parent: str_field(&v, "parentId"),
+                body: Body::Raw {
+                    line,
+                    at,
+                    len: raw.len(),
+                },
+            });
+        }
+    }
+
+    fn starts_session(&self, ty: &str) -> bool {
+        match ty {
             "title" => true,
             // A header right after a title slot belongs to the same session.
             "session" => !self
@@ -34,23 +179,45 @@ impl LogDecoder {
                 .iter()
                 .all(|h| h.get("type") == Some(&"title".into())),
             _ => false,
-        };
-        if starts_session {
-            self.flush(out);
-        }
-        if ty == "title" || ty == "session" {
-            self.head.push(v);
-        } else {
-            self.entries.push(v);
         }
     }
 
-    /// End of input: emit the session in progress.
+    /// End of input: emit the session in progress (see `push`).
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         self.flush(out);
     }
 
+    /// Decode the next waiting entry into `out`; false once none is left.
+    pub fn drain(&mut self, out: &mut Vec<Event>) -> bool {
+        let Some(entry) = self.emitting.pop_front() else {
+            return false;
+        };
+        let value = match entry.body {
+            Body::Parsed(v) => Ok(v),
+            Body::Raw { line, at, len } => {
+                let mut scratch = Vec::new();
+                match self.store.get(at, len, &mut scratch) {
+                    Some(bytes) => serde_json::from_slice::<Value>(bytes),
+                    None => Err(serde_json::Error::io(std::io::Error::other(
+                        "the session's temporary file could not be read",
+                    ))),
+                }
+                .map_err(|e| (line, e))
+            }
+        };
+        if self.emitting.is_empty() {
+            self.store.clear();
+        }
+        match value {
+            Ok(v) => decode_entry(v, out),
+            Err(bad) => self.bad.push(bad),
+        }
+        true
+    }
+
     fn flush(&mut self, out: &mut Vec<Event>) {
+        // The previous session must be drained already; if not, finish it now.
+        while self.drain(out) {}
         let head = std::mem::take(&mut self.head);
         let entries = std::mem::take(&mut self.entries);
         if head.is_empty() && entries.is_empty() {
@@ -73,36 +240,33 @@ impl LogDecoder {
             let path = active_path(&entries);
             entries
                 .iter()
-                .map(|e| match e.get("id").and_then(Value::as_str) {
-                    Some(id) => path.contains(id),
+                .map(|e| match &e.id {
+                    Some(id) => path.contains(id.as_str()),
                     None => true,
                 })
                 .collect()
         };
         for (entry, on_path) in entries.into_iter().zip(on_path) {
             if on_path {
-                decode_entry(entry, out);
+                self.emitting.push_back(entry);
             } else {
                 self.off_branch += 1;
             }
+        }
+        if self.emitting.is_empty() {
+            self.store.clear();
         }
     }
 }
 
 /// Ids on the path from the last entry back to the root.
-fn active_path(entries: &[Value]) -> HashSet<&str> {
+fn active_path(entries: &[Entry]) -> HashSet<&str> {
     let parents: std::collections::HashMap<&str, Option<&str>> = entries
         .iter()
-        .filter_map(|e| {
-            let id = e.get("id")?.as_str()?;
-            Some((id, e.get("parentId").and_then(Value::as_str)))
-        })
+        .filter_map(|e| Some((e.id.as_deref()?, e.parent.as_deref())))
         .collect();
     let mut path = HashSet::new();
-    let mut cur = entries
-        .iter()
-        .rev()
-        .find_map(|e| e.get("id").and_then(Value::as_str));
+    let mut cur = entries.iter().rev().find_map(|e| e.id.as_deref());
     // A malformed file could hold a parent cycle: stop at the first repeat.
     while let Some(id) = cur {
         if !path.insert(id) {
@@ -224,8 +388,10 @@ mod tests {
         let mut out = Vec::new();
         for l in lines {
             d.push(l, &mut out);
+            while d.drain(&mut out) {}
         }
         d.finish(&mut out);
+        while d.drain(&mut out) {}
         (out, d.off_branch)
     }
 
