@@ -16,14 +16,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::Receiver;
 
 use crate::batch::Caps;
 use crate::encode::{Encoder, Item};
 use crate::http::{self, Destination, HttpSink, SinkSettings, TransportChoice};
 use crate::ledger::{Claim, Ledger, ResendPolicy};
 use crate::retry::RetryPolicy;
-use crate::sender::{self, Backlog, Extras, QUEUE_CAPACITY, Report, ShutdownClock, TimeCap};
+use crate::sender::{
+    self, Backlog, Extras, Gauge, QUEUE_CAPACITY, Queue, Report, ShutdownClock, TimeCap,
+};
 use crate::spool::{Origin, Replay, Spool};
 use crate::status::{DebugLog, Indicator, Status};
 
@@ -184,7 +186,7 @@ struct Counters {
 
 /// The running delivery pipeline.
 pub struct Delivery {
-    tx: Option<Sender<Item>>,
+    tx: Option<Queue>,
     /// A spare receiver: if the worker ever fails to stop in time, what is still queued
     /// goes to the spool from here.
     rx: Receiver<Item>,
@@ -332,6 +334,8 @@ impl Delivery {
             status: status.clone(),
         });
         let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let gauge = Arc::new(Gauge::default());
+        let tx = Queue::new(tx, gauge.clone());
         let worker = sender::spawn_with(
             encoder,
             Box::new(sink),
@@ -341,6 +345,7 @@ impl Delivery {
             Extras {
                 backlog: Some(backlog),
                 clock: clock.clone(),
+                gauge,
             },
         );
         Ok(Delivery {
@@ -385,11 +390,11 @@ impl Delivery {
         let refused = match self.backpressure {
             Backpressure::Spill => match tx.try_send(item) {
                 Ok(()) => return Offered::Queued,
-                Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => item,
+                Err(item) => item,
             },
             Backpressure::Wait => match tx.send(item) {
                 Ok(()) => return Offered::Queued,
-                Err(e) => e.into_inner(),
+                Err(item) => item,
             },
         };
         self.spill(refused)
@@ -464,7 +469,7 @@ pub trait Outlet {
     fn put(&self, item: Item) -> anyhow::Result<()>;
 }
 
-impl Outlet for Sender<Item> {
+impl Outlet for Queue {
     fn put(&self, item: Item) -> anyhow::Result<()> {
         self.send(item)
             .map_err(|_| anyhow::anyhow!("the delivery worker stopped unexpectedly"))

@@ -43,12 +43,17 @@ pub trait Encoder: Send + Sync {
     /// The largest request body (uncompressed) this transport should ever send.
     fn max_body_bytes(&self) -> usize;
 
+    /// The size of the request body of `items`.
+    fn body_len(&self, items: &[Item]) -> usize {
+        self.prefix().len()
+            + self.suffix().len()
+            + items.iter().map(|i| i.json.len()).sum::<usize>()
+            + items.len().saturating_sub(1)
+    }
+
     /// Frame items into one request body.
     fn body(&self, items: &[Item]) -> Vec<u8> {
-        let len = self.prefix().len()
-            + self.suffix().len()
-            + items.iter().map(|i| i.json.len() + 1).sum::<usize>();
-        let mut out = Vec::with_capacity(len);
+        let mut out = Vec::with_capacity(self.body_len(items));
         out.extend_from_slice(self.prefix());
         for (n, item) in items.iter().enumerate() {
             if n > 0 {

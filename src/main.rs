@@ -37,7 +37,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Config, Output};
 use crate::delivery::{Backpressure, Delivery, Outlet};
-use crate::encode::{Encoder, Item, Wire};
+use crate::encode::{Encoder, Wire};
 use crate::pipeline::{Downstream, Summary, SummaryLine};
 use crate::sender::{Report, TimeCap};
 
@@ -119,7 +119,7 @@ fn run(cfg: &Config) -> Result<Status> {
 enum Destination {
     DryRun {
         encoder: Arc<dyn Encoder>,
-        tx: crossbeam_channel::Sender<Item>,
+        tx: sender::Queue,
         worker: std::thread::JoinHandle<Report>,
     },
     Send {

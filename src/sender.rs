@@ -18,6 +18,10 @@ use crate::encode::{Encoder, Item};
 
 /// Items buffered between the reader and the worker.
 pub const QUEUE_CAPACITY: usize = 8192;
+/// Bytes of items buffered between the reader and the worker: items can be megabytes each,
+/// so a count alone does not bound memory. An item larger than this still goes through when
+/// the queue is empty.
+pub const QUEUE_BYTES: usize = 16 << 20;
 /// How often an idle live worker looks at its backlog (spilled or given-up items).
 pub const BACKLOG_POLL: Duration = Duration::from_secs(1);
 
@@ -123,11 +127,80 @@ impl ShutdownClock {
     }
 }
 
+/// Bytes of the items in a queue's channel: the reader adds, the worker subtracts.
+#[derive(Debug, Default)]
+pub struct Gauge {
+    bytes: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gauge {
+    fn release(&self, n: usize) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *b = b.saturating_sub(n);
+        self.freed.notify_all();
+    }
+}
+
+/// The reader's end of the queue to the worker, bounded by item count and by bytes.
+#[derive(Clone)]
+pub struct Queue {
+    tx: Sender<Item>,
+    gauge: Arc<Gauge>,
+}
+
+impl Queue {
+    /// A queue over a channel the caller made; give the same gauge to the worker.
+    pub fn new(tx: Sender<Item>, gauge: Arc<Gauge>) -> Queue {
+        Queue { tx, gauge }
+    }
+
+    /// Queue an item, waiting for room. `Err` gives it back when the worker is gone.
+    pub fn send(&self, item: Item) -> Result<(), Item> {
+        let n = item.json.len();
+        {
+            let mut b = self.gauge.bytes.lock().unwrap_or_else(|e| e.into_inner());
+            // Once the channel is empty the worker holds everything counted: never wait then.
+            while *b > 0 && *b + n > QUEUE_BYTES && !self.tx.is_empty() {
+                b = self
+                    .gauge
+                    .freed
+                    .wait_timeout(b, Duration::from_millis(50))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            *b += n;
+        }
+        self.tx.send(item).map_err(|e| {
+            self.gauge.release(n);
+            e.into_inner()
+        })
+    }
+
+    /// Queue an item only if there is room now. `Err` gives it back.
+    pub fn try_send(&self, item: Item) -> Result<(), Item> {
+        let n = item.json.len();
+        {
+            let mut b = self.gauge.bytes.lock().unwrap_or_else(|e| e.into_inner());
+            if *b > 0 && *b + n > QUEUE_BYTES && !self.tx.is_empty() {
+                return Err(item);
+            }
+            *b += n;
+        }
+        self.tx.try_send(item).map_err(|e| {
+            self.gauge.release(n);
+            e.into_inner()
+        })
+    }
+}
+
 /// What the worker has besides its channel.
 #[derive(Clone)]
 pub struct Extras {
     pub backlog: Option<Arc<dyn Backlog>>,
     pub clock: Arc<ShutdownClock>,
+    /// The byte count of the channel's queue (see [`Queue`]).
+    pub gauge: Arc<Gauge>,
 }
 
 impl Default for Extras {
@@ -135,6 +208,7 @@ impl Default for Extras {
         Extras {
             backlog: None,
             clock: ShutdownClock::new(),
+            gauge: Arc::default(),
         }
     }
 }
@@ -154,10 +228,12 @@ pub fn spawn(
     sink: Box<dyn Sink>,
     caps: Caps,
     time_cap: TimeCap,
-) -> (Sender<Item>, JoinHandle<Report>) {
+) -> (Queue, JoinHandle<Report>) {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
-    let handle = spawn_with(encoder, sink, caps, time_cap, rx, Extras::default());
-    (tx, handle)
+    let extras = Extras::default();
+    let queue = Queue::new(tx, extras.gauge.clone());
+    let handle = spawn_with(encoder, sink, caps, time_cap, rx, extras);
+    (queue, handle)
 }
 
 /// Start the worker on a channel the caller made, with a backlog and a shutdown clock.
@@ -222,7 +298,10 @@ impl Worker<'_> {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match received {
-                Ok(item) => self.push(item),
+                Ok(item) => {
+                    extras.gauge.release(item.json.len());
+                    self.push(item);
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if batch_due.is_some_and(|d| Instant::now() >= d) {
                         self.flush();
@@ -407,6 +486,27 @@ mod tests {
             "[\"a\",\"b\"]\n[\"c\"]\n"
         );
         assert_eq!((report.batches, report.items, report.delivered), (2, 3, 3));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_bytes_too() {
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let gauge = Arc::new(Gauge::default());
+        let q = Queue::new(tx, gauge.clone());
+        let big = |k: &str, n: usize| Item {
+            session_id: "s".into(),
+            key: k.into(),
+            json: vec![b'x'; n],
+        };
+        // An empty queue takes an item of any size; then it is full.
+        assert!(q.try_send(big("a", QUEUE_BYTES + 1)).is_ok());
+        assert!(q.try_send(big("b", 10)).is_err());
+        // Once the worker took it, there is room again.
+        let got = rx.recv().unwrap();
+        gauge.release(got.json.len());
+        assert!(q.try_send(big("c", QUEUE_BYTES / 2)).is_ok());
+        assert!(q.try_send(big("d", QUEUE_BYTES / 2)).is_ok());
+        assert!(q.try_send(big("e", 1)).is_err());
     }
 
     #[test]
