@@ -202,7 +202,9 @@ pub fn span_id(trace_id: &str, key: &str) -> String {
 
 /// A deterministic UUID-formatted id (for legacy envelope ids).
 pub fn envelope_id(parts: &[&str]) -> String {
-    uuid::Uuid::from_bytes(digest(parts)).hyphenated().to_string()
+    uuid::Uuid::from_bytes(digest(parts))
+        .hyphenated()
+        .to_string()
 }
 
 /// A number in [0, 1) from the session id, for stable whole-session sampling.
@@ -245,7 +247,10 @@ mod tests {
     fn ids_are_stable_hex_of_the_right_length() {
         let t = trace_id("01a02de5-fc05-7c3a-9b2e-5d4c3b2a1f00", None);
         assert_eq!(t.len(), 32);
-        assert!(t.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert_eq!(t, trace_id("01a02de5-fc05-7c3a-9b2e-5d4c3b2a1f00", None));
         assert_ne!(t, trace_id("01a02de5-fc05-7c3a-9b2e-5d4c3b2a1f00", Some(1)));
         let s = span_id(&t, "tool/toolu_1");
@@ -259,7 +264,10 @@ mod tests {
         let ms = parse_iso("2026-08-23T09:14:02.117Z").unwrap();
         assert_eq!(ms, 1_787_476_442_117);
         assert_eq!(rfc3339(ms), "2026-08-23T09:14:02.117Z");
-        assert_eq!(parse_iso("2026-08-23T11:14:02+02:00"), Some(1_787_476_442_000));
+        assert_eq!(
+            parse_iso("2026-08-23T11:14:02+02:00"),
+            Some(1_787_476_442_000)
+        );
         assert_eq!(parse_iso("yesterday"), None);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
     }
