@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use anyhow::Context as _;
 use regex::{Captures, Regex};
 use serde_json::{Map, Value};
@@ -72,8 +72,11 @@ enum Check {
     EnvAssignment,
     /// `"name": "value"` where name is a secret-named key.
     SecretKeyName,
-    /// `name: value` (YAML/INI, unquoted) where name is secret-named and value looks random.
-    SecretKeyNameRandom,
+    /// `name: value` (YAML/INI, unquoted) at the start of a line, where name is secret-named
+    /// and the value looks random.
+    YamlSecret,
+    /// `Password=…` in a `;`-separated connection string.
+    ConnectionString,
     /// `user:password` from a CLI flag, where the password is not just digits (`-u 1000:1000`).
     NotNumeric,
     /// A cookie header value (has `name=value`).
@@ -84,11 +87,42 @@ enum Check {
 /// without them the whole match goes. A group `n` captures the variable or key name.
 struct RuleDef {
     kind: &'static str,
-    /// Literals (matched ASCII-case-insensitively) of which one must occur for the regex to
-    /// run. Empty: the regex runs on every string.
+    /// Literals (matched ASCII-case-insensitively) of which one must occur for the rule to
+    /// run. Empty: it runs on every string.
     keywords: &'static [&'static str],
+    form: Form,
     pattern: &'static str,
     check: Check,
+}
+
+/// How a rule looks for its matches.
+#[derive(Clone, Copy)]
+enum Form {
+    /// The regex is searched over the whole string once a keyword occurs in it. Right for
+    /// patterns that start with a literal, which the regex engine finds at memchr speed.
+    Scan,
+    /// The regex is matched anchored right after each occurrence of a keyword, and the name
+    /// is the keyword extended backwards. For `NAME=value`-style rules, whose keywords
+    /// (`key`, `token`) are frequent and whose patterns start with a character class: a
+    /// whole-string search would cost a full pass per string; this costs a few bytes per
+    /// keyword occurrence. `next` rejects most occurrences on the byte after the keyword.
+    Tail {
+        name: NameRule,
+        next: fn(u8) -> bool,
+    },
+    /// A hand-written finder, for a shape with no literal at all to search for.
+    Custom(fn(&str, &mut Vec<(usize, usize)>)),
+}
+
+/// How the name of a `Tail` rule extends backwards from its keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameRule {
+    /// The keyword is the whole name (it must not follow an identifier character).
+    Keyword,
+    /// Identifier characters: `DB_PASSWORD`.
+    Ident,
+    /// Identifier characters, dots and dashes: `x-api-key`, `spring.datasource.password`.
+    Dotted,
 }
 
 const fn rule(
@@ -100,8 +134,64 @@ const fn rule(
     RuleDef {
         kind,
         keywords,
+        form: Form::Scan,
         pattern,
         check,
+    }
+}
+
+const fn tail_rule(
+    kind: &'static str,
+    keywords: &'static [&'static str],
+    name: NameRule,
+    next: fn(u8) -> bool,
+    pattern: &'static str,
+    check: Check,
+) -> RuleDef {
+    RuleDef {
+        kind,
+        keywords,
+        form: Form::Tail { name, next },
+        pattern,
+        check,
+    }
+}
+
+fn next_assign(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'='
+}
+
+fn next_separator(b: u8) -> bool {
+    matches!(b, b'"' | b'\'' | b'\\' | b' ' | b'\t' | b':' | b'=')
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Mailgun's newer private keys: 32 hex, dash, 8 hex, dash, 8 hex, as a whole word. No
+/// literal to search for, so scan the dashes (memchr) and check the shape around each.
+fn find_hex_32_8_8(text: &str, out: &mut Vec<(usize, usize)>) {
+    let b = text.as_bytes();
+    for (i, _) in text.match_indices('-') {
+        if i < 32 || i + 18 > b.len() || !is_lower_hex(b[i - 1]) {
+            continue;
+        }
+        let start = i - 32;
+        let end = i + 18;
+        if b[start..i].iter().all(|&c| is_lower_hex(c))
+            && (start == 0 || !is_word_byte(b[start - 1]))
+            && b[i + 1..i + 9].iter().all(|&c| is_lower_hex(c))
+            && b[i + 9] == b'-'
+            && b[i + 10..end].iter().all(|&c| is_lower_hex(c))
+            && (end == b.len() || !is_word_byte(b[end]))
+        {
+            out.push((start, end));
+        }
     }
 }
 
@@ -749,12 +839,13 @@ static RULES: &[RuleDef] = &[
         r"\bpubkey-[0-9a-f]{32}\b",
         Always,
     ),
-    rule(
-        "mailgun-private-key",
-        &[],
-        r"\b[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}\b",
-        Always,
-    ),
+    RuleDef {
+        kind: "mailgun-private-key",
+        keywords: &[],
+        form: Form::Custom(find_hex_32_8_8),
+        pattern: "",
+        check: Always,
+    },
     rule(
         "mailchimp-api-key",
         &["-us"],
@@ -988,12 +1079,14 @@ static RULES: &[RuleDef] = &[
         r#"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s/:@"'<>\\]*:(?P<s>[^\s/@"'<>\\]+)@[^\s/@"'<>\\]"#,
         NotPlaceholder,
     ),
-    rule(
+    // Connection strings are `;`-separated: a `;` before the pair, or after its value.
+    tail_rule(
         "connection-string-password",
         &["password", "pwd", "passwd"],
-        // Connection strings are `;`-separated: a `;` before the pair, or after its value.
-        r#"(?im);[ \t]*(?:password|pwd|passwd)[ \t]*=[ \t]*(?P<s>\{[^}\r\n]*\}|[^;\r\n"'\\]+)|(?:^|\\n)[ \t]*(?:password|pwd|passwd)[ \t]*=[ \t]*(?P<s2>\{[^}\r\n]*\}|[^;\r\n"'\\]+);"#,
-        NotPlaceholder,
+        NameRule::Keyword,
+        |b| b == b'=' || b == b' ' || b == b'\t',
+        r#"[ \t]*=[ \t]*(?P<s>\{[^}\r\n]*\}|[^;\r\n"'\\]+)(?P<semi>;)?"#,
+        ConnectionString,
     ),
     rule(
         "url-query-secret",
@@ -1061,7 +1154,8 @@ static RULES: &[RuleDef] = &[
         NotPlaceholder,
     ),
     // --- Generic assignments (the checks carry the weight) ---------------------------------
-    rule(
+    // `NAME=value` (shell, dotenv, code): the name runs on past the keyword (`API_KEY_PROD`).
+    tail_rule(
         "secret-assignment",
         &[
             "key",
@@ -1076,39 +1170,58 @@ static RULES: &[RuleDef] = &[
             "dsn",
             "cookie",
         ],
-        r#"(?i)(?P<n>[a-z0-9_]*(?:key|secret|token|pass|credential|creds|auth|private|pwd|dsn|cookie)[a-z0-9_]*)=(?:"(?P<q>[^"\r\n]*)"|'(?P<q2>[^'\r\n]*)'|(?P<s>[^\s"'\\;&|()<>`]+))"#,
+        NameRule::Ident,
+        next_assign,
+        r#"(?P<nx>[A-Za-z0-9_]*)=(?:"(?P<q>[^"\r\n]*)"|'(?P<q2>[^'\r\n]*)'|(?P<s>[^\s"'\\;&|()<>`]+))"#,
         EnvAssignment,
     ),
-    rule(
+    // `"name": "value"`, `name = 'value'`, `name => "value"`: a quoted value under a secret
+    // name, in JSON, YAML, TOML, code, also JSON-escaped.
+    tail_rule(
         "secret-assignment",
         &[
             "key",
             "secret",
+            "secrets",
             "token",
             "pass",
+            "password",
+            "passwd",
+            "passphrase",
             "credential",
+            "credentials",
             "auth",
+            "authorization",
             "pwd",
             "dsn",
             "cookie",
         ],
-        r#"(?i)(?P<n>[a-z0-9_.-]*(?:key|secret|token|pass|password|passwd|passphrase|credentials?|auth|authorization|pwd|dsn|cookie))\\*["']?[ \t]*(?::=|=>|=|:)[ \t]*\\*["'](?P<q>[^"'\\\r\n]{4,})\\*["']"#,
+        NameRule::Dotted,
+        next_separator,
+        r#"\\*["']?[ \t]*(?::=|=>|=|:)[ \t]*\\*["'](?P<q>[^"'\\\r\n]{4,})\\*["']"#,
         SecretKeyName,
     ),
-    rule(
+    // `name: value` on its own line (YAML, INI, properties): the value must be the rest of the
+    // line (`api_key = os.environ["X"]` is code) and look random.
+    tail_rule(
         "secret-assignment",
         &[
             "key",
             "secret",
             "token",
             "pass",
+            "password",
+            "passwd",
+            "passphrase",
             "credential",
+            "credentials",
             "auth",
             "pwd",
         ],
-        // The value must be the rest of the line: `api_key = os.environ["X"]` is code.
-        r#"(?im)(?:^|\\n)[ \t]*-?[ \t]*(?P<n>[a-z0-9_.-]*(?:key|secret|token|pass|password|passwd|passphrase|credentials?|auth|pwd))[ \t]*[:=][ \t]*(?P<s>[^\s"'#\\(){}\[\]<>]+)[ \t]*(?:$|\\|#)"#,
-        SecretKeyNameRandom,
+        NameRule::Dotted,
+        |b| matches!(b, b' ' | b'\t' | b':' | b'='),
+        r#"(?m)[ \t]*[:=][ \t]*(?P<s>[^\s"'#\\(){}\[\]<>]+)[ \t]*(?:$|\\|#)"#,
+        YamlSecret,
     ),
 ];
 
@@ -1131,7 +1244,6 @@ struct Compiled {
     regex: Regex,
     /// Capture groups holding the secret, with whether the value was quoted.
     secret_groups: Vec<(usize, Quoting)>,
-    name_group: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1145,39 +1257,51 @@ impl Rule {
         self.compiled.get_or_init(|| {
             // Unicode `\b` forces the regex engine off its fast DFA on non-ASCII text; every
             // boundary here is about ASCII token characters anyway.
-            let pattern = self.def.pattern.replace(r"\b", r"(?-u:\b)");
+            let mut pattern = self.def.pattern.replace(r"\b", r"(?-u:\b)");
+            if let Form::Tail { .. } = self.def.form {
+                // Matched on the text right after the keyword, anchored there.
+                pattern = format!("^(?:{pattern})");
+            }
             let regex = Regex::new(&pattern).unwrap_or_else(|e| {
                 // A built-in pattern that fails to compile is a bug caught by the unit tests.
                 panic!("built-in rule {} does not compile: {e}", self.def.kind)
             });
             let mut secret_groups = Vec::new();
-            let mut name_group = None;
             for (i, name) in regex.capture_names().enumerate() {
                 match name {
-                    Some(n) if n.starts_with('s') => secret_groups.push((i, Quoting::Bare)),
+                    Some(n) if n.starts_with('s') && n != "semi" => {
+                        secret_groups.push((i, Quoting::Bare))
+                    }
                     Some(n) if n.starts_with('q') => secret_groups.push((i, Quoting::Quoted)),
-                    Some("n") => name_group = Some(i),
                     _ => {}
                 }
             }
             Compiled {
                 regex,
                 secret_groups,
-                name_group,
             }
         })
     }
 
+    /// Search the whole string (`Scan` and `Custom` rules).
     fn scan(&self, priority: usize, text: &str, spans: &mut Vec<Span>) {
-        let c = self.compiled();
         let kind = self.def.kind;
-        if c.secret_groups.is_empty() && c.name_group.is_none() {
+        let check = self.def.check;
+        if let Form::Custom(finder) = self.def.form {
+            let mut found = Vec::new();
+            finder(text, &mut found);
+            for (start, end) in found {
+                let cand = Candidate::whole(text, start, &text[start..end]);
+                if check.accepts(&cand) {
+                    spans.push(Span::new(start, end, kind, priority));
+                }
+            }
+            return;
+        }
+        let c = self.compiled();
+        if c.secret_groups.is_empty() {
             for m in c.regex.find_iter(text) {
-                if self
-                    .def
-                    .check
-                    .accepts(text, m.start(), m.as_str(), Quoting::Bare, None)
-                {
+                if check.accepts(&Candidate::whole(text, m.start(), m.as_str())) {
                     spans.push(Span::new(m.start(), m.end(), kind, priority));
                 }
             }
@@ -1187,16 +1311,88 @@ impl Rule {
             let whole = caps.get(0).expect("group 0 always participates");
             let (secret, quoting) =
                 secret_of(&caps, &c.secret_groups).unwrap_or((whole, Quoting::Bare));
-            let name = c.name_group.and_then(|g| caps.get(g)).map(|m| m.as_str());
-            if self
-                .def
-                .check
-                .accepts(text, whole.start(), secret.as_str(), quoting, name)
-            {
+            let cand = Candidate {
+                text,
+                name_start: whole.start(),
+                name: None,
+                secret: secret.as_str(),
+                quoting,
+                semicolon_after: false,
+            };
+            if check.accepts(&cand) {
                 spans.push(Span::new(secret.start(), secret.end(), kind, priority));
             }
         }
     }
+
+    /// Match a `Tail` rule after the keyword occurrence `kw_start..kw_end`.
+    fn tail(
+        &self,
+        priority: usize,
+        text: &str,
+        kw_start: usize,
+        kw_end: usize,
+        spans: &mut Vec<Span>,
+    ) {
+        let Form::Tail {
+            name: name_rule,
+            next,
+        } = self.def.form
+        else {
+            return;
+        };
+        if !text.as_bytes().get(kw_end).is_some_and(|&b| next(b)) {
+            return;
+        }
+        let c = self.compiled();
+        let rest = &text[kw_end..];
+        if !c.regex.is_match(rest) {
+            return;
+        }
+        let Some(caps) = c.regex.captures(rest) else {
+            return;
+        };
+        let bytes = text.as_bytes();
+        let name_start = match name_rule {
+            NameRule::Keyword => {
+                if kw_start > 0 && is_word_byte(bytes[kw_start - 1]) {
+                    return;
+                }
+                kw_start
+            }
+            NameRule::Ident => extend_back(bytes, kw_start, |b| is_word_byte(b)),
+            NameRule::Dotted => extend_back(bytes, kw_start, |b| {
+                is_word_byte(b) || b == b'.' || b == b'-'
+            }),
+        };
+        let name_end = kw_end + caps.name("nx").map_or(0, |m| m.end());
+        let Some((secret, quoting)) = secret_of(&caps, &c.secret_groups) else {
+            return;
+        };
+        let cand = Candidate {
+            text,
+            name_start,
+            name: Some(&text[name_start..name_end]),
+            secret: secret.as_str(),
+            quoting,
+            semicolon_after: caps.name("semi").is_some(),
+        };
+        if self.def.check.accepts(&cand) {
+            let (start, end) = (kw_end + secret.start(), kw_end + secret.end());
+            spans.push(Span::new(start, end, self.def.kind, priority));
+        }
+    }
+
+    fn is_tail(&self) -> bool {
+        matches!(self.def.form, Form::Tail { .. })
+    }
+}
+
+fn extend_back(bytes: &[u8], mut at: usize, part_of_name: impl Fn(u8) -> bool) -> usize {
+    while at > 0 && part_of_name(bytes[at - 1]) {
+        at -= 1;
+    }
+    at
 }
 
 fn secret_of<'t>(
@@ -1208,18 +1404,58 @@ fn secret_of<'t>(
         .find_map(|&(g, q)| caps.get(g).map(|m| (m, q)))
 }
 
+/// A candidate match, with what the checks look at.
+struct Candidate<'t> {
+    text: &'t str,
+    /// Where the match (or the variable name) starts.
+    name_start: usize,
+    name: Option<&'t str>,
+    secret: &'t str,
+    quoting: Quoting,
+    /// A `;` follows the value (connection strings).
+    semicolon_after: bool,
+}
+
+impl<'t> Candidate<'t> {
+    fn whole(text: &'t str, start: usize, secret: &'t str) -> Self {
+        Candidate {
+            text,
+            name_start: start,
+            name: None,
+            secret,
+            quoting: Quoting::Bare,
+            semicolon_after: false,
+        }
+    }
+
+    /// The character before the name, skipping spaces and tabs.
+    fn before_name(&self) -> Option<char> {
+        self.text[..self.name_start]
+            .trim_end_matches([' ', '\t'])
+            .chars()
+            .next_back()
+    }
+
+    /// Whether the name starts a line (also after a JSON-escaped `\n`, and after a YAML
+    /// list dash).
+    fn name_starts_line(&self) -> bool {
+        let head = self.text[..self.name_start].trim_end_matches([' ', '\t']);
+        let head = head
+            .strip_suffix('-')
+            .unwrap_or(head)
+            .trim_end_matches([' ', '\t']);
+        head.is_empty() || head.ends_with('\n') || head.ends_with('\r') || head.ends_with("\\n")
+    }
+}
+
 impl Check {
-    fn accepts(
-        self,
-        text: &str,
-        match_start: usize,
-        secret: &str,
-        quoting: Quoting,
-        name: Option<&str>,
-    ) -> bool {
+    fn accepts(self, c: &Candidate<'_>) -> bool {
+        let secret = c.secret;
         if secret.is_empty() || secret.starts_with(MARKER_PREFIX) {
             return false;
         }
+        let name = c.name.unwrap_or("");
+        let secret_name = || is_secret_key(name) || is_env_style(name) && is_secret_env_name(name);
         match self {
             Always => true,
             NotPlaceholder => !is_placeholder(secret),
@@ -1229,19 +1465,18 @@ impl Check {
             NotNumeric => !is_placeholder(secret) && !secret.bytes().all(|b| b.is_ascii_digit()),
             Cookie => !is_placeholder(secret) && secret.contains('='),
             EnvAssignment => {
-                let name = name.unwrap_or("");
-                let min = match quoting {
+                let min = match c.quoting {
                     Quoting::Quoted => MIN_QUOTED_SECRET_CHARS,
                     Quoting::Bare => MIN_ASSIGNED_SECRET_CHARS,
                 };
                 // `a.token=x` is a property, `--api-key=x` a flag (own rule), `$KEY=x` not an
                 // assignment; only names that start a word count.
-                let prev = text[..match_start].chars().next_back();
+                let prev = c.text[..c.name_start].chars().next_back();
                 let starts_word = !matches!(prev, Some('.' | '-' | '$' | '/' | '@' | ':'));
                 // Code (`f(password=password)`) uses lowercase names; require a random-looking
                 // value there unless it is a quoted literal.
                 let code_like =
-                    name.bytes().any(|b| b.is_ascii_lowercase()) && quoting == Quoting::Bare;
+                    name.bytes().any(|b| b.is_ascii_lowercase()) && c.quoting == Quoting::Bare;
                 starts_word
                     && is_secret_env_name(name)
                     && secret.chars().count() >= min
@@ -1252,17 +1487,16 @@ impl Check {
                     && (!code_like || looks_random(secret))
                     && !secret.eq_ignore_ascii_case(name)
             }
-            SecretKeyName => {
-                let name = name.unwrap_or("");
-                (is_secret_key(name) || is_env_style(name) && is_secret_env_name(name))
-                    && !is_placeholder(secret)
-                    && !is_trivial_value(secret)
-            }
-            SecretKeyNameRandom => {
-                let name = name.unwrap_or("");
-                (is_secret_key(name) || is_env_style(name) && is_secret_env_name(name))
+            SecretKeyName => secret_name() && !is_placeholder(secret) && !is_trivial_value(secret),
+            YamlSecret => {
+                c.name_starts_line()
+                    && secret_name()
                     && !is_placeholder(secret)
                     && looks_random(secret)
+            }
+            ConnectionString => {
+                (c.before_name() == Some(';') || c.name_starts_line() && c.semicolon_after)
+                    && !is_placeholder(secret.trim())
             }
         }
     }
@@ -1730,7 +1964,9 @@ impl Redactor {
                 literal_count += 1;
             }
         }
+        // A DFA: a few hundred short patterns make a small one, and it is the fastest scan.
         let automaton = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .build(&patterns)
@@ -1760,7 +1996,9 @@ impl Redactor {
     /// Compile every built-in rule now (tests, and callers that prefer to pay up front).
     pub fn compile_all(&self) {
         for r in &self.rules {
-            r.compiled();
+            if !matches!(r.def.form, Form::Custom(_)) {
+                r.compiled();
+            }
         }
     }
 
@@ -1780,6 +2018,9 @@ impl Redactor {
             for m in self.automaton.find_overlapping_iter(text) {
                 for role in &self.roles[m.pattern().as_usize()] {
                     match *role {
+                        Role::Trigger(r) if self.rules[r].is_tail() => {
+                            self.rules[r].tail(r, text, m.start(), m.end(), spans)
+                        }
                         Role::Trigger(r) => fired[r / 64] |= 1 << (r % 64),
                         Role::Literal(kind) => {
                             spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL))
@@ -2339,6 +2580,90 @@ mod tests {
                 mb / secs,
                 text.len() as f64 / 1e6
             );
+        }
+    }
+}
+#[cfg(test)]
+mod profile {
+    use super::*;
+    #[test]
+    #[ignore]
+    fn per_rule_cost() {
+        let r = Redactor::builtin();
+        let text = crate::secret_corpus::clean_tool_output(8 << 20);
+        let t = std::time::Instant::now();
+        let mut fired = std::collections::BTreeSet::new();
+        let mut hits = 0;
+        for m in r.automaton.find_overlapping_iter(&text) {
+            hits += 1;
+            for role in &r.roles[m.pattern().as_usize()] {
+                if let Role::Trigger(i) = role {
+                    fired.insert(*i);
+                }
+            }
+        }
+        println!(
+            "automaton: {:?} ({hits} hits) kind {:?}",
+            t.elapsed(),
+            r.automaton.kind()
+        );
+        let mut per: std::collections::BTreeMap<usize, usize> = Default::default();
+        for m in r.automaton.find_overlapping_iter(&text) {
+            *per.entry(m.pattern().as_usize()).or_default() += 1;
+        }
+        let mut per: Vec<_> = per
+            .into_iter()
+            .map(|(p, n)| (n, format!("{:?}", r.roles[p])))
+            .collect();
+        per.sort();
+        for x in per.iter().rev().take(25) {
+            println!("  {x:?}");
+        }
+        let pats: Vec<String> = RULES
+            .iter()
+            .flat_map(|d| d.keywords.iter().map(|k| k.to_string()))
+            .collect();
+        for kind in [
+            aho_corasick::AhoCorasickKind::DFA,
+            aho_corasick::AhoCorasickKind::ContiguousNFA,
+        ] {
+            for ci in [true, false] {
+                let ac = AhoCorasick::builder()
+                    .kind(Some(kind))
+                    .ascii_case_insensitive(ci)
+                    .build(&pats)
+                    .unwrap();
+                let t = std::time::Instant::now();
+                let n = ac.find_overlapping_iter(&text).count();
+                let t1 = t.elapsed();
+                let ac2 = AhoCorasick::builder()
+                    .kind(Some(kind))
+                    .ascii_case_insensitive(ci)
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(&pats)
+                    .unwrap();
+                let t = std::time::Instant::now();
+                let n2 = ac2.find_iter(&text).count();
+                println!(
+                    "{kind:?} ci={ci}: overlapping {t1:?} ({n}), leftmost {:?} ({n2})",
+                    t.elapsed()
+                );
+            }
+        }
+        for &i in &r.always {
+            fired.insert(i);
+        }
+        let mut costs = vec![];
+        for i in fired {
+            let mut spans = vec![];
+            r.rules[i].compiled();
+            let t = std::time::Instant::now();
+            r.rules[i].scan(i, &text, &mut spans);
+            costs.push((t.elapsed(), i, RULES[i].kind, spans.len()));
+        }
+        costs.sort();
+        for c in costs.iter().rev() {
+            println!("{:?} #{} {} {}", c.0, c.1, c.2, c.3);
         }
     }
 }
