@@ -1150,7 +1150,7 @@ static RULES: &[RuleDef] = &[
     rule(
         "netrc-password",
         &["machine"],
-        r"(?i)\bmachine\s+\S+\s+(?:login\s+\S+\s+)?password\s+(?P<s>\S+)",
+        r#"(?i)\bmachine\s+[^\s"'\\]+\s+(?:login\s+[^\s"'\\]+\s+)?password\s+(?P<s>[^\s"'\\]+)"#,
         NotPlaceholder,
     ),
     // --- Generic assignments (the checks carry the weight) ---------------------------------

@@ -490,3 +490,586 @@ fn omit(rec: &mut Record, part: Part, max_bytes: usize) {
         (Record::Trace(_), Part::Metadata | Part::ModelParameters) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{GenerationInfo, Level, Observation, TraceRecord};
+    use crate::secret_corpus::{self, Sample};
+    use serde_json::json;
+
+    fn ctx_with(name: &str, tags: Vec<String>, metadata: Map<String, Value>) -> Arc<TraceCtx> {
+        Arc::new(TraceCtx {
+            id: "0af7651916cd43dd8448eb211c80319c".to_string(),
+            name: name.to_string(),
+            session_id: "01a02de5-fc05-7c3a-9b2e-5d4c3b2a1f00".to_string(),
+            user_id: Some("dev".to_string()),
+            tags,
+            environment: Some("default".to_string()),
+            release: None,
+            timestamp: 1_787_476_442_117,
+            metadata,
+        })
+    }
+
+    fn ctx() -> Arc<TraceCtx> {
+        let mut m = Map::new();
+        m.insert("cwd".to_string(), json!("/home/dev/project"));
+        ctx_with("omp session", vec!["omp".to_string()], m)
+    }
+
+    fn obs(
+        kind: ObsKind,
+        trace: Arc<TraceCtx>,
+        input: Option<Value>,
+        output: Option<Value>,
+    ) -> Observation {
+        Observation {
+            id: "b7ad6b7169203331".to_string(),
+            trace,
+            parent_id: None,
+            kind,
+            name: kind.as_str().to_string(),
+            start: 1,
+            end: 2,
+            input,
+            output,
+            metadata: Map::new(),
+            level: Level::Default,
+            status_message: None,
+            generation: (kind == ObsKind::Generation).then(GenerationInfo::default),
+        }
+    }
+
+    fn sanitizer() -> Sanitizer {
+        Sanitizer::new(SanitizeConfig::default()).unwrap()
+    }
+
+    /// Every string a record carries, keys included.
+    fn strings(rec: &Record) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let ctx = match rec {
+            Record::Trace(t) => {
+                values.extend(t.input.clone());
+                values.extend(t.output.clone());
+                &t.ctx
+            }
+            Record::Observation(o) => {
+                values.extend(o.input.clone());
+                values.extend(o.output.clone());
+                values.push(Value::Object(o.metadata.clone()));
+                out.push(o.name.clone());
+                out.extend(o.status_message.clone());
+                if let Some(g) = &o.generation {
+                    out.extend(g.model.clone());
+                    values.push(Value::Object(g.model_parameters.clone()));
+                }
+                &o.trace
+            }
+        };
+        out.extend([ctx.name.clone()]);
+        out.extend(ctx.tags.iter().cloned());
+        out.extend(ctx.user_id.clone());
+        values.push(Value::Object(ctx.metadata.clone()));
+        while let Some(v) = values.pop() {
+            match v {
+                Value::String(s) => out.push(s),
+                Value::Array(a) => values.extend(a),
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        out.push(k);
+                        values.push(x);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn assert_clean(rec: &Record, s: &Sample, place: &str) {
+        for text in strings(rec) {
+            assert!(
+                !text.contains(&s.secret),
+                "{} leaked via {place}: {text}",
+                s.kind
+            );
+        }
+        // The serialized form too (what dry-run prints and what is sent).
+        let wire = format!("{rec:?}");
+        if !s.secret.contains(['\n', '"', '\\']) {
+            assert!(
+                !wire.contains(&s.secret),
+                "{} leaked via {place} in Debug output",
+                s.kind
+            );
+        }
+    }
+
+    /// The places a secret shows up in an omp session, as records.
+    fn planted(s: &Sample) -> Vec<(&'static str, Record)> {
+        let t = s.text.clone();
+        let mut meta = Map::new();
+        meta.insert("note".to_string(), json!(t));
+        let traced = ctx_with(&format!("fix {t}"), vec![t.clone()], meta.clone());
+        let mut gen_obs = obs(
+            ObsKind::Generation,
+            ctx(),
+            Some(json!([
+                {"role": "system", "content": "You are a coding agent."},
+                {"role": "user", "content": [{"type": "text", "text": format!("please use {t}")}]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": format!("the user gave {t}, so")},
+                    {"type": "toolCall", "id": "toolu_1", "name": "bash", "arguments": {"command": t}}
+                ]},
+                {"role": "toolResult", "toolCallId": "toolu_1", "content": [{"type": "text", "text": t}]}
+            ])),
+            Some(
+                json!({"role": "assistant", "content": [{"type": "text", "text": format!("done with {t}")}]}),
+            ),
+        );
+        gen_obs.metadata = meta.clone();
+        if let Some(g) = &mut gen_obs.generation {
+            g.model = Some("claude-sonnet-4".to_string());
+            g.model_parameters.insert("extra".to_string(), json!(t));
+        }
+        let provider_body = json!({
+            "model": "claude-sonnet-4",
+            "headers": {"x-trace": t},
+            "messages": [{"role": "user", "content": t}],
+        });
+        let mut tool_obs = obs(
+            ObsKind::Tool,
+            ctx(),
+            Some(json!({"command": t})),
+            Some(json!(format!("$ run\n{t}\nexit 0"))),
+        );
+        tool_obs.status_message = Some(format!("command failed: {t}"));
+        let mut named = obs(ObsKind::Span, ctx(), None, None);
+        named.name = format!("turn: {t}");
+        vec![
+            ("generation", Record::Observation(gen_obs)),
+            ("tool", Record::Observation(tool_obs)),
+            ("name", Record::Observation(named)),
+            (
+                "provider request object",
+                Record::Observation(obs(
+                    ObsKind::Generation,
+                    ctx(),
+                    Some(provider_body.clone()),
+                    None,
+                )),
+            ),
+            (
+                "provider request as a JSON string",
+                Record::Observation(obs(
+                    ObsKind::Event,
+                    ctx(),
+                    Some(json!(provider_body.to_string())),
+                    None,
+                )),
+            ),
+            (
+                "trace context",
+                Record::Observation(obs(ObsKind::Agent, traced.clone(), None, None)),
+            ),
+            (
+                "trace record",
+                Record::Trace(TraceRecord {
+                    ctx: traced,
+                    input: Some(json!(t)),
+                    output: Some(json!({"text": t})),
+                    at: 1,
+                    seq: 0,
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn no_secret_of_any_kind_survives_anywhere() {
+        let san = sanitizer();
+        let mut stats = SanitizeStats::default();
+        let samples = secret_corpus::samples();
+        for s in &samples {
+            for (place, mut rec) in planted(s) {
+                san.record(&mut rec, &mut stats);
+                assert_clean(&rec, s, place);
+            }
+        }
+        // Counted per kind, and the summary holds counts only.
+        let summary = stats.summary();
+        for s in &samples {
+            assert!(!summary.contains(&s.secret));
+        }
+        assert!(stats.redactions.len() >= 60, "{summary}");
+    }
+
+    #[test]
+    fn env_and_secrets_file_values_are_redacted_everywhere() {
+        let cfg = SanitizeConfig {
+            env: vec![
+                (
+                    "LANGFUSE_SECRET_KEY".to_string(),
+                    "lf-self-hosted-init-9c1e".to_string(),
+                ),
+                (
+                    "JUPYTERHUB_API_TOKEN".to_string(),
+                    "0123abcd4567ef89".to_string(),
+                ),
+                ("HOME".to_string(), "/home/dev".to_string()),
+            ],
+            secrets_file: crate::redact::parse_dotenv(
+                "KBASE_AUTH_TOKEN=KB7QX2ZP9M4N\nOTHER=plainvalue1234567\n",
+            ),
+            ..SanitizeConfig::default()
+        };
+        let san = Sanitizer::new(cfg).unwrap();
+        let mut o = obs(
+            ObsKind::Tool,
+            ctx(),
+            Some(json!({"command": "env"})),
+            Some(json!(
+                "LANGFUSE_SECRET_KEY=lf-self-hosted-init-9c1e\nX=0123abcd4567ef89\nuse KB7QX2ZP9M4N and plainvalue1234567 in /home/dev"
+            )),
+        );
+        o.status_message = Some("token 0123abcd4567ef89 rejected".to_string());
+        let mut rec = Record::Observation(o);
+        let mut stats = SanitizeStats::default();
+        san.record(&mut rec, &mut stats);
+        let all = strings(&rec).join("\n");
+        for v in [
+            "lf-self-hosted-init-9c1e",
+            "0123abcd4567ef89",
+            "KB7QX2ZP9M4N",
+            "plainvalue1234567",
+        ] {
+            assert!(!all.contains(v), "{v} leaked: {all}");
+        }
+        assert!(all.contains("/home/dev"));
+        assert!(stats.redactions.contains_key("env-value"));
+        assert!(stats.redactions.contains_key("secrets-file-value"));
+        // Text printed to stderr goes through the same redactor.
+        assert_eq!(
+            san.text("auth failed for 0123abcd4567ef89"),
+            "auth failed for [REDACTED:env-value]"
+        );
+        assert!(matches!(san.text("all good"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn benign_records_stay_identical() {
+        let san = sanitizer();
+        let benign = secret_corpus::benign_corpus();
+        let input = json!({"command": benign.join("\n"), "parts": benign});
+        let mut o = obs(
+            ObsKind::Tool,
+            ctx(),
+            Some(input.clone()),
+            Some(json!(benign.join("\n"))),
+        );
+        o.metadata.insert(
+            "toolCallId".to_string(),
+            json!("toolu_01A09q90qw90lq917835lq9"),
+        );
+        let before = o.clone();
+        let mut rec = Record::Observation(o);
+        let mut stats = SanitizeStats::default();
+        san.record(&mut rec, &mut stats);
+        assert!(rec == Record::Observation(before), "{}", stats.summary());
+        assert_eq!(stats, SanitizeStats::default());
+    }
+
+    #[test]
+    fn budgets_follow_the_observation_kind() {
+        let san = Sanitizer::new(SanitizeConfig {
+            max_tool_io_chars: 1_000,
+            max_llm_io_chars: 5_000,
+            ..SanitizeConfig::default()
+        })
+        .unwrap();
+        let big = json!("x".repeat(3_000));
+        let mut stats = SanitizeStats::default();
+        let mut tool = Record::Observation(obs(
+            ObsKind::Tool,
+            ctx(),
+            Some(big.clone()),
+            Some(big.clone()),
+        ));
+        san.record(&mut tool, &mut stats);
+        let mut generation = Record::Observation(obs(
+            ObsKind::Generation,
+            ctx(),
+            Some(big.clone()),
+            Some(big.clone()),
+        ));
+        san.record(&mut generation, &mut stats);
+        let (Record::Observation(tool), Record::Observation(generation)) = (tool, generation)
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            tool.output.unwrap(),
+            json!(format!("{}…[truncated 2000 chars]", "x".repeat(1_000)))
+        );
+        assert_eq!(generation.output.unwrap(), big);
+        assert_eq!(stats.truncated_fields, 2);
+        assert_eq!(DEFAULT_MAX_TOOL_IO_CHARS, 65_536);
+        assert_eq!(DEFAULT_MAX_LLM_IO_CHARS, 250_000);
+    }
+
+    #[test]
+    fn metadata_values_and_names_are_capped_small() {
+        let san = sanitizer();
+        let mut o = obs(ObsKind::Span, ctx(), None, None);
+        o.metadata
+            .insert("huge".to_string(), json!("m".repeat(50_000)));
+        o.metadata.insert("small".to_string(), json!("ok"));
+        o.name = "n".repeat(5_000);
+        let mut rec = Record::Observation(o);
+        let mut stats = SanitizeStats::default();
+        san.record(&mut rec, &mut stats);
+        let Record::Observation(o) = rec else {
+            unreachable!()
+        };
+        let huge = o.metadata["huge"].as_str().unwrap();
+        assert!(huge.starts_with(&"m".repeat(DEFAULT_MAX_METADATA_VALUE_CHARS)));
+        assert!(huge.ends_with(&format!(
+            "[truncated {} chars]",
+            50_000 - DEFAULT_MAX_METADATA_VALUE_CHARS
+        )));
+        assert_eq!(o.metadata["small"], "ok");
+        assert_eq!(
+            o.name.chars().count(),
+            MAX_NAME_CHARS + "…[truncated 4000 chars]".chars().count()
+        );
+        assert_eq!(stats.truncated_fields, 2);
+    }
+
+    #[test]
+    fn images_are_replaced_and_counted() {
+        let san = sanitizer();
+        let data = format!("iVBORw0KGgo{}", "QUJD".repeat(10_000));
+        let mut rec = Record::Observation(obs(
+            ObsKind::Tool,
+            ctx(),
+            None,
+            Some(
+                json!([{"type": "text", "text": "screenshot"}, {"type": "image", "data": data, "mimeType": "image/png"}]),
+            ),
+        ));
+        let mut stats = SanitizeStats::default();
+        san.record(&mut rec, &mut stats);
+        let Record::Observation(o) = rec else {
+            unreachable!()
+        };
+        assert_eq!(
+            o.output.unwrap()[1]["data"],
+            "[omitted image/png, 30008 bytes]"
+        );
+        assert_eq!(stats.blobs_replaced, 1);
+    }
+
+    #[test]
+    fn a_shared_context_is_sanitized_once() {
+        let san = sanitizer();
+        let tok = secret_corpus::github_pat();
+        let mut m = Map::new();
+        m.insert("title".to_string(), json!(format!("rotate {tok}")));
+        let shared = ctx_with("session", vec![], m);
+        let mut stats = SanitizeStats::default();
+        let mut clean_ctxs = Vec::new();
+        for _ in 0..3 {
+            let mut rec = Record::Observation(obs(ObsKind::Span, shared.clone(), None, None));
+            san.record(&mut rec, &mut stats);
+            let Record::Observation(o) = rec else {
+                unreachable!()
+            };
+            assert_eq!(o.trace.metadata["title"], "rotate [REDACTED:github-pat]");
+            clean_ctxs.push(o.trace);
+        }
+        assert!(Arc::ptr_eq(&clean_ctxs[0], &clean_ctxs[2]));
+        assert_eq!(stats.redactions.get("github-pat"), Some(&1));
+        // A new snapshot is sanitized afresh.
+        let next = ctx_with("session 2", vec![], Map::new());
+        let mut rec = Record::Observation(obs(ObsKind::Span, next, None, None));
+        san.record(&mut rec, &mut stats);
+        assert_eq!(rec.trace().name, "session 2");
+    }
+
+    /// A stand-in for the encoder: the serialized size of everything the record carries.
+    fn wire_size(rec: &Record) -> usize {
+        strings(rec)
+            .iter()
+            .map(|s| truncate::escaped_len(s) + 1)
+            .sum::<usize>()
+            + 200
+    }
+
+    #[test]
+    fn a_fifty_megabyte_output_fits_the_event_cap() {
+        let san = sanitizer();
+        let line = "2026-08-23T09:14:02Z INFO building crate 中文 ✓ with token budget 4096\n";
+        let huge = line.repeat(50 * 1024 * 1024 / line.len());
+        assert!(huge.len() >= 50 * 1024 * 1024 - line.len());
+        let mut rec = Record::Observation(obs(
+            ObsKind::Tool,
+            ctx(),
+            Some(json!({"command": "cat build.log"})),
+            Some(json!(huge)),
+        ));
+        let mut stats = SanitizeStats::default();
+        san.record(&mut rec, &mut stats);
+        assert_eq!(
+            san.fit(&mut rec, MAX_EVENT_BYTES, wire_size, &mut stats),
+            Fit::Fits
+        );
+        let Record::Observation(o) = &rec else {
+            unreachable!()
+        };
+        let out = o.output.as_ref().unwrap().as_str().unwrap();
+        assert!(out.chars().count() < DEFAULT_MAX_TOOL_IO_CHARS + 40);
+        assert!(out.ends_with(" chars]"));
+    }
+
+    #[test]
+    fn ten_thousand_tiny_values_and_records() {
+        let san = sanitizer();
+        let mut stats = SanitizeStats::default();
+        let tiny: Vec<Value> = (0..10_000)
+            .map(|i| json!({"i": i, "s": format!("v{i}")}))
+            .collect();
+        let mut rec = Record::Observation(obs(
+            ObsKind::Generation,
+            ctx(),
+            Some(Value::Array(tiny)),
+            None,
+        ));
+        san.record(&mut rec, &mut stats);
+        assert!(san.fit(&mut rec, MAX_EVENT_BYTES, wire_size, &mut stats) != Fit::StillOver(0));
+        assert!(wire_size(&rec) <= MAX_EVENT_BYTES);
+        let shared = ctx();
+        for i in 0..10_000 {
+            let mut rec = Record::Observation(obs(
+                ObsKind::Event,
+                shared.clone(),
+                Some(json!(format!("e{i}"))),
+                None,
+            ));
+            san.record(&mut rec, &mut stats);
+            assert!(san.fit(&mut rec, MAX_EVENT_BYTES, wire_size, &mut stats) == Fit::Fits);
+        }
+    }
+
+    #[test]
+    fn deeply_nested_input_is_bounded_without_overflow() {
+        let san = sanitizer();
+        let mut v = json!("leaf");
+        for _ in 0..100_000 {
+            v = Value::Array(vec![v]);
+        }
+        let mut rec = Record::Observation(obs(ObsKind::Tool, ctx(), Some(v), None));
+        let mut stats = SanitizeStats::default();
+        san.record(&mut rec, &mut stats);
+        assert_eq!(stats.truncated_fields, 1);
+        let Record::Observation(o) = &rec else {
+            unreachable!()
+        };
+        // Shallow enough now for serde_json's recursive serializer.
+        assert!(
+            serde_json::to_string(o.input.as_ref().unwrap())
+                .unwrap()
+                .contains("nested deeper")
+        );
+    }
+
+    #[test]
+    fn oversize_records_shrink_by_halving_then_by_omission() {
+        let san = sanitizer();
+        let mut stats = SanitizeStats::default();
+        // 250k emoji fit the LLM budget but are ~1 MB of UTF-8 on each side.
+        let wide = json!("🎉".repeat(DEFAULT_MAX_LLM_IO_CHARS));
+        let mut rec = Record::Observation(obs(
+            ObsKind::Generation,
+            ctx(),
+            Some(wide.clone()),
+            Some(wide),
+        ));
+        san.record(&mut rec, &mut stats);
+        assert!(wire_size(&rec) > MAX_EVENT_BYTES);
+        assert_eq!(
+            san.fit(&mut rec, MAX_EVENT_BYTES, wire_size, &mut stats),
+            Fit::Shrunk
+        );
+        assert!(wire_size(&rec) <= MAX_EVENT_BYTES);
+        let Record::Observation(o) = &rec else {
+            unreachable!()
+        };
+        assert!(
+            o.output
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .ends_with(" chars]")
+        );
+        assert_eq!(stats.shrunk_records, 1);
+
+        // Metadata made of many small values cannot be truncated: it is omitted whole.
+        let mut o = obs(ObsKind::Span, ctx(), Some(json!("keep me")), None);
+        for i in 0..100_000 {
+            o.metadata.insert(format!("k{i}"), json!(i));
+        }
+        let mut rec = Record::Observation(o);
+        san.record(&mut rec, &mut stats);
+        assert_eq!(
+            san.fit(&mut rec, 100_000, wire_size, &mut stats),
+            Fit::Shrunk
+        );
+        let Record::Observation(o) = &rec else {
+            unreachable!()
+        };
+        assert_eq!(o.input, Some(json!("keep me")));
+        assert!(
+            o.metadata["omitted"]
+                .as_str()
+                .unwrap()
+                .starts_with("[omitted: ")
+        );
+
+        // An impossible cap keeps the record anyway.
+        let mut rec = Record::Observation(obs(
+            ObsKind::Span,
+            ctx(),
+            Some(json!("x".repeat(1_000))),
+            None,
+        ));
+        assert!(matches!(
+            san.fit(&mut rec, 10, wire_size, &mut stats),
+            Fit::StillOver(_)
+        ));
+        assert_eq!(rec.trace().name, "omp session");
+    }
+
+    #[test]
+    fn summary_has_counts_only() {
+        let mut stats = SanitizeStats::default();
+        assert_eq!(
+            stats.summary(),
+            "redacted 0, truncated 0 fields, replaced 0 blobs, shrank 0 records"
+        );
+        stats.redactions.insert("github-pat", 2);
+        stats.redactions.insert("env-value", 1);
+        stats.truncated_fields = 1;
+        stats.blobs_replaced = 3;
+        let mut other = SanitizeStats::default();
+        other.redactions.insert("github-pat", 1);
+        other.shrunk_records = 1;
+        stats.merge(&other);
+        assert_eq!(
+            stats.summary(),
+            "redacted 4 (env-value 1, github-pat 3), truncated 1 field, replaced 3 blobs, shrank 1 record"
+        );
+    }
+}
