@@ -52,7 +52,6 @@ impl ObsKind {
 /// Langfuse observation level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Level {
-    Debug,
     #[default]
     Default,
     Warning,
@@ -62,7 +61,6 @@ pub enum Level {
 impl Level {
     pub fn as_str(self) -> &'static str {
         match self {
-            Level::Debug => "DEBUG",
             Level::Default => "DEFAULT",
             Level::Warning => "WARNING",
             Level::Error => "ERROR",
@@ -137,7 +135,9 @@ pub struct GenerationInfo {
     pub completion_start: Option<Millis>,
 }
 
-/// What the mapper hands downstream.
+/// What the mapper hands downstream. Records move one at a time, so the size difference
+/// between the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Trace(TraceRecord),

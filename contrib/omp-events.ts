@@ -1,0 +1,608 @@
+/**
+ * omp-events: an Oh My Pi extension that adds `--events[=PATH]` to omp and writes
+ * every extension hook event as one JSON line, for `omp-langfuse` to turn into traces.
+ *
+ *   omp -e contrib/omp-events.ts --events=events.jsonl "prompt"     # append to a file
+ *   omp -e contrib/omp-events.ts --mode json --events=- "prompt"     # stdout, beside the json stream
+ *
+ * Each line is the hook event object plus:
+ *   ts           epoch milliseconds when the handler ran
+ *   sessionId    ctx.sessionManager.getSessionId()
+ *   seq          per-process counter; a gap means lines were dropped
+ *   contextUsage {tokens, contextWindow, percent} from ctx.getContextUsage(), on the
+ *                lifecycle events listed in WITH_CONTEXT_USAGE (it is not free to compute)
+ *
+ * Rules this file lives by:
+ * - Never throw into omp: every handler body is wrapped in try/catch and returns undefined,
+ *   which omp reads as "no change" for the hooks that may rewrite things (context,
+ *   before_provider_request, tool_call, input, ...).
+ * - Never block omp: a handler only serialises the event and enqueues the line. A separate
+ *   async loop writes the queue out. The queue is bounded; on overflow the oldest streaming
+ *   deltas (message_update, tool_execution_update) go first, and the number of dropped lines
+ *   is reported as a final {"type":"events_dropped","count":N} line at session_shutdown.
+ * - The only handler that waits is session_shutdown, which omp allows about 2 s: it drains
+ *   the queue for at most SHUTDOWN_FLUSH_MS and then returns.
+ *
+ * The file is self-contained (no imports from omp) so it also loads under a plain
+ * TypeScript-to-JavaScript transpile for the node tests.
+ */
+import * as fs from "node:fs";
+
+// ---------------------------------------------------------------------------
+// The slice of omp's extension API used here (see ExtensionAPI / ExtensionContext in
+// @oh-my-pi/pi-coding-agent src/extensibility/extensions/types.ts).
+// ---------------------------------------------------------------------------
+
+export interface ContextUsage {
+	tokens: number;
+	contextWindow: number;
+	percent: number;
+}
+
+export interface EventContext {
+	/** "tui" | "rpc" | "json" | "print" (omp's ExtensionMode). */
+	mode?: string;
+	sessionManager?: { getSessionId?(): string | undefined };
+	getContextUsage?(): ContextUsage | undefined;
+}
+
+export interface ExtensionAPI {
+	registerFlag(name: string, options: { description?: string; type: "boolean" | "string"; default?: boolean | string }): void;
+	getFlag(name: string): boolean | string | undefined;
+	on(event: string, handler: (event: any, ctx: EventContext) => unknown): void;
+}
+
+/**
+ * Where lines go. `write` resolves when the chunk is handed to the OS (or rejects).
+ * `writeSync`, where there is one, is used only at process exit for what is still queued.
+ */
+export interface LineWriter {
+	write(chunk: string): Promise<void>;
+	writeSync?(chunk: string): void;
+}
+
+/** Destination resolved from the flag: stdout, a file path, or nothing (bridge off). */
+export type Destination = { kind: "stdout" } | { kind: "file"; path: string } | { kind: "off" };
+
+export interface BridgeOptions {
+	/** Builds the writer for a destination; injected by tests. */
+	openWriter?: (dest: Destination) => LineWriter;
+	/** Raw argv (after the executable and script); used to notice a bare `--events`. */
+	argv?: readonly string[];
+	/** Queue bounds: whichever is hit first triggers dropping. */
+	maxQueuedLines?: number;
+	maxQueuedBytes?: number;
+	/** How long session_shutdown waits for the queue to drain. */
+	shutdownFlushMs?: number;
+	/** Clock, injectable for tests. */
+	now?: () => number;
+	/** Write what is still queued synchronously at process exit (default true). */
+	exitHook?: boolean;
+	/** Where the bridge reports its own trouble (one line per problem kind). */
+	warn?: (message: string) => void;
+}
+
+// Every event omp 18.2 delivers to extensions (the `on(...)` overloads in types.ts).
+// omp has no wildcard subscription, so the list is explicit; unknown names are harmless.
+export const HOOK_EVENTS: readonly string[] = [
+	"resources_discover",
+	"session_start",
+	"session_before_switch",
+	"session_switch",
+	"session_before_branch",
+	"session_branch",
+	"session_before_compact",
+	"session.compacting",
+	"session_compact",
+	"session_before_tree",
+	"session_tree",
+	"session_stop",
+	"session_shutdown",
+	"input",
+	"before_agent_start",
+	"agent_start",
+	"agent_end",
+	"context",
+	"turn_start",
+	"turn_end",
+	"message_start",
+	"message_update",
+	"message_end",
+	"before_provider_request",
+	"after_provider_response",
+	"tool_call",
+	"tool_result",
+	"tool_execution_start",
+	"tool_execution_update",
+	"tool_execution_end",
+	"tool_approval_requested",
+	"tool_approval_resolved",
+	"auto_compaction_start",
+	"auto_compaction_end",
+	"auto_retry_start",
+	"auto_retry_end",
+	"retry_fallback_applied",
+	"retry_fallback_succeeded",
+	"ttsr_triggered",
+	"todo_reminder",
+	"goal_updated",
+	"credential_disabled",
+	"mcp_notification",
+	"user_bash",
+	"user_python",
+];
+
+/** Streaming deltas: many per turn, each superseded by the next; the first to go on overflow. */
+const DROPPABLE = new Set(["message_update", "tool_execution_update"]);
+
+/** Events that carry contextUsage. Computing it walks the context, so not on every delta. */
+const WITH_CONTEXT_USAGE = new Set([
+	"session_start",
+	"agent_start",
+	"agent_end",
+	"turn_start",
+	"turn_end",
+	"message_end",
+	"session_compact",
+	"auto_compaction_end",
+	"session_shutdown",
+]);
+
+const DEFAULTS = {
+	maxQueuedLines: 20_000,
+	maxQueuedBytes: 64 * 1024 * 1024,
+	shutdownFlushMs: 1_500, // omp cuts session_shutdown handlers off at 2 s
+};
+
+/** Write at most this much per write call, so one call never holds a huge string. */
+const MAX_BATCH_BYTES = 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// Serialisation
+// ---------------------------------------------------------------------------
+
+/**
+ * Reduce an event to what is worth a line. message_update carries the whole message
+ * snapshot twice (`message` and `assistantMessageEvent.partial`), which grows
+ * quadratically over a turn; keep only the delta, exactly as omp's own `--mode json` does.
+ */
+export function slimEvent(event: any): any {
+	if (event?.type !== "message_update") return event;
+	const streamEvent = event.assistantMessageEvent;
+	if (!streamEvent || typeof streamEvent !== "object") return { type: event.type };
+	if (streamEvent.type === "done" || streamEvent.type === "error") {
+		// The final message follows as message_end; the reason is all that is new here.
+		return { type: event.type, assistantMessageEvent: { type: streamEvent.type, reason: streamEvent.reason } };
+	}
+	const { partial: _partial, ...rest } = streamEvent;
+	return { type: event.type, assistantMessageEvent: rest };
+}
+
+/**
+ * JSON.stringify that never throws on what hook events can hold: cycles become
+ * "[Circular]" (shared, non-cyclic references are kept), BigInt becomes a string,
+ * functions and AbortSignals are dropped, Errors keep name/message, Maps and Sets
+ * become objects and arrays. `providerPayload` (provider-native replay state on
+ * messages) is dropped as omp's json mode does.
+ */
+export function safeStringify(value: unknown): string {
+	const ancestors: unknown[] = [];
+	return JSON.stringify(value, function (this: unknown, key: string, val: unknown) {
+		if (key === "providerPayload") return undefined;
+		switch (typeof val) {
+			case "bigint":
+				return val.toString();
+			case "function":
+			case "symbol":
+				return undefined;
+			case "object":
+				break;
+			default:
+				return val;
+		}
+		if (val === null) return val;
+		if (typeof AbortSignal !== "undefined" && val instanceof AbortSignal) return undefined;
+		// `this` is the object holding `key`: unwind to it, so `ancestors` is the path from
+		// the root to `val`. A value already on that path is a cycle.
+		while (ancestors.length > 0 && ancestors[ancestors.length - 1] !== this) ancestors.pop();
+		if (ancestors.includes(val)) return "[Circular]";
+		let out: unknown = val;
+		if (val instanceof Error) out = { name: val.name, message: val.message };
+		else if (val instanceof Map) out = Object.fromEntries(val);
+		else if (val instanceof Set) out = [...val];
+		ancestors.push(out);
+		return out;
+	});
+}
+
+// ---------------------------------------------------------------------------
+// Bounded queue + async writer
+// ---------------------------------------------------------------------------
+
+/**
+ * A FIFO of serialised lines with a background writer. push() never waits and never
+ * throws; the writer loop runs as long as there is something queued.
+ */
+export class LineQueue {
+	// Insertion-ordered: the first key is the oldest line. `droppable` mirrors the keys of
+	// delta lines so the oldest delta is found in O(1) when the queue overflows.
+	// Sizes are counted in string length (UTF-16 units), close enough to bytes for a bound.
+	#lines = new Map<number, string>();
+	#droppable = new Set<number>();
+	#nextId = 0;
+	#bytes = 0;
+	#dropped = 0;
+	#writing: Promise<void> | undefined;
+	#writer: LineWriter | undefined;
+	#failed = false;
+	#sync = false;
+	readonly #open: () => LineWriter;
+	readonly #maxLines: number;
+	readonly #maxBytes: number;
+	readonly #warn: (message: string) => void;
+
+	constructor(open: () => LineWriter, maxLines: number, maxBytes: number, warn: (message: string) => void) {
+		this.#open = open;
+		this.#maxLines = maxLines;
+		this.#maxBytes = maxBytes;
+		this.#warn = warn;
+	}
+
+	get dropped(): number {
+		return this.#dropped;
+	}
+
+	get queued(): number {
+		return this.#lines.size;
+	}
+
+	push(line: string, droppable: boolean): void {
+		if (this.#failed) {
+			this.#dropped++;
+			return;
+		}
+		const id = this.#nextId++;
+		this.#lines.set(id, line);
+		this.#bytes += line.length;
+		if (droppable) this.#droppable.add(id);
+		while (this.#lines.size > this.#maxLines || (this.#bytes > this.#maxBytes && this.#lines.size > 1)) {
+			this.#dropOne();
+		}
+		if (this.#sync && !this.#writing) this.drainSync();
+		if (this.#lines.size > 0) this.#kick();
+	}
+
+	/**
+	 * Write synchronously where the writer can (see drainSync), or asynchronously again.
+	 * Synchronous from session_shutdown on: omp then exits without waiting for async
+	 * writes, and the few events it still emits are small.
+	 */
+	setSync(on: boolean): void {
+		this.#sync = on;
+	}
+
+	/** Oldest delta if there is one, else the oldest line of any kind. */
+	#dropOne(): void {
+		const first = this.#droppable.values().next();
+		const id = first.done ? this.#lines.keys().next().value : first.value;
+		if (id === undefined) return;
+		this.#bytes -= this.#lines.get(id)?.length ?? 0;
+		this.#lines.delete(id);
+		this.#droppable.delete(id);
+		this.#dropped++;
+	}
+
+	#kick(): void {
+		if (this.#writing || this.#failed) return;
+		this.#writing = this.#drain().finally(() => {
+			this.#writing = undefined;
+			// Lines pushed while the last write was settling.
+			if (this.#lines.size > 0 && !this.#failed) this.#kick();
+		});
+	}
+
+	async #drain(): Promise<void> {
+		let inFlight = 0; // lines taken off the queue whose write has not completed
+		try {
+			this.#writer ??= this.#open();
+			while (this.#lines.size > 0) {
+				let batch = "";
+				for (const [id, line] of this.#lines) {
+					if (batch.length > 0 && batch.length + line.length > MAX_BATCH_BYTES) break;
+					batch += line;
+					inFlight++;
+					this.#lines.delete(id);
+					this.#droppable.delete(id);
+					this.#bytes -= line.length;
+				}
+				await this.#writer.write(batch);
+				inFlight = 0;
+			}
+		} catch (error) {
+			// A broken destination (EPIPE, disk full, bad path) stays broken: stop writing,
+			// count what is lost, say so once on stderr, and never bother omp with it.
+			this.#failed = true;
+			this.#dropped += inFlight + this.#lines.size;
+			this.#lines.clear();
+			this.#droppable.clear();
+			this.#bytes = 0;
+			this.#warn(`omp-events: writing events failed, dropping further events: ${describe(error)}`);
+		}
+	}
+
+	/** Wait until the queue is empty, the writer failed, or `ms` passed. */
+	async flush(ms: number): Promise<void> {
+		const deadline = Date.now() + ms;
+		while ((this.#lines.size > 0 || this.#writing) && !this.#failed) {
+			const left = deadline - Date.now();
+			if (left <= 0) return;
+			this.#kick();
+			let timer: ReturnType<typeof setTimeout> | undefined;
+			await Promise.race([
+				this.#writing,
+				new Promise<void>(resolve => {
+					timer = setTimeout(resolve, left);
+				}),
+			]);
+			clearTimeout(timer);
+		}
+	}
+
+	/**
+	 * Last resort at process exit: write what is still queued synchronously, if the writer
+	 * can. A batch whose async write is still in flight may then land after these lines;
+	 * `seq` tells the order.
+	 */
+	drainSync(): void {
+		const writer = this.#writer ?? (this.#lines.size > 0 && !this.#failed ? this.#open() : undefined);
+		if (!writer?.writeSync || this.#failed || this.#lines.size === 0) return;
+		this.#writer = writer;
+		const chunk = [...this.#lines.values()].join("");
+		const count = this.#lines.size;
+		this.#lines.clear();
+		this.#droppable.clear();
+		this.#bytes = 0;
+		try {
+			writer.writeSync(chunk);
+		} catch {
+			this.#dropped += count;
+		}
+	}
+}
+
+function describe(error: unknown): string {
+	return error instanceof Error ? error.message : String(error);
+}
+
+/** Real writers: stdout through process.stdout (shared, ordered with omp's own json lines), or an append-mode file. */
+export function openWriter(dest: Destination): LineWriter {
+	if (dest.kind === "stdout") {
+		// No writeSync: at exit a synchronous write to fd 1 could cut into a chunk that
+		// process.stdout is still writing. Lines still queued at exit are lost.
+		return {
+			write: chunk =>
+				new Promise<void>((resolve, reject) => {
+					// The callback fires once the chunk left the stream buffer, which gives
+					// backpressure without blocking: the queue grows while stdout is slow.
+					process.stdout.write(chunk, err => (err ? reject(err) : resolve()));
+				}),
+		};
+	}
+	if (dest.kind === "file") {
+		// Opened once and kept open until the process exits: omp still emits events after
+		// session_shutdown (auto_retry_end, for one, comes out of the final drain).
+		const handle = fs.promises.open(dest.path, "a");
+		// Keep an early open failure from being reported as an unhandled rejection; the
+		// first write surfaces it.
+		handle.catch(() => {});
+		return {
+			write: async chunk => {
+				await (await handle).write(chunk);
+			},
+			// Only for a regular file, where a synchronous append cannot hang (a named pipe
+			// without a reader could). O_APPEND makes each write land whole at the end of the
+			// file, even beside a concurrent async write.
+			writeSync: isRegularFileOrAbsent(dest.path) ? chunk => fs.appendFileSync(dest.path, chunk) : undefined,
+		};
+	}
+	throw new Error("omp-events: no destination");
+}
+
+function isRegularFileOrAbsent(path: string): boolean {
+	try {
+		return fs.statSync(path).isFile();
+	} catch {
+		return true; // does not exist yet: the open creates a regular file
+	}
+}
+
+/**
+ * Turn the flag into a destination. omp parses a string flag's value from `--events=V`
+ * or `--events V` (when V does not start with "-"). A bare `--events` at the end of the
+ * command line or before another flag leaves the value unset, so argv is checked for it.
+ */
+export function resolveDestination(flag: unknown, argv: readonly string[]): Destination {
+	if (typeof flag === "string" && flag !== "") return flag === "-" ? { kind: "stdout" } : { kind: "file", path: flag };
+	if (flag === true) return { kind: "stdout" };
+	const end = argv.indexOf("--");
+	const options = end === -1 ? argv : argv.slice(0, end);
+	if (options.includes("--events") || options.includes("--events=")) return { kind: "stdout" };
+	return { kind: "off" };
+}
+
+// ---------------------------------------------------------------------------
+// The extension
+// ---------------------------------------------------------------------------
+
+export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}): { queue: () => LineQueue | undefined } {
+	const now = options.now ?? Date.now;
+	const shutdownFlushMs = options.shutdownFlushMs ?? DEFAULTS.shutdownFlushMs;
+	const warnedAbout = new Set<string>();
+	const warn =
+		options.warn ??
+		((message: string) => {
+			try {
+				process.stderr.write(`${message}\n`);
+			} catch {}
+		});
+	const warnOnce = (kind: string, message: string) => {
+		if (warnedAbout.has(kind)) return;
+		warnedAbout.add(kind);
+		warn(message);
+	};
+
+	pi.registerFlag("events", {
+		description: "Write every hook event as a JSON line to PATH (append), or to stdout for `-` or no value",
+		type: "string",
+	});
+
+	// omp sets extension flag values after loading extensions, so the destination can only
+	// be read once events arrive.
+	let dest: Destination | undefined;
+	let queue: LineQueue | undefined;
+	let seq = 0;
+	let reportedDrops = 0;
+
+	/** Queue an events_dropped line if lines were dropped since the last report. */
+	const reportDrops = (q: LineQueue, ctx: EventContext | undefined, write: (line: string) => void) => {
+		if (q.dropped === reportedDrops) return;
+		reportedDrops = q.dropped;
+		write(`${JSON.stringify({ type: "events_dropped", count: q.dropped, ts: now(), sessionId: sessionIdOf(ctx), seq: seq++ })}\n`);
+	};
+
+	const getQueue = (ctx: EventContext | undefined): LineQueue | undefined => {
+		if (!dest) {
+			dest = resolveDestination(pi.getFlag("events"), options.argv ?? process.argv.slice(2));
+			// In the TUI stdout is the screen, in rpc/acp modes it is the protocol channel:
+			// lines there would break omp, so stdout is only used in json and text print mode.
+			const mode = ctx?.mode;
+			if (dest.kind === "stdout" && typeof mode === "string" && mode !== "json" && mode !== "print") {
+				warn(`omp-events: not writing events to stdout in ${mode} mode; use --events=PATH`);
+				dest = { kind: "off" };
+			}
+			if (dest.kind !== "off") {
+				const target = dest;
+				const open = options.openWriter ?? openWriter;
+				const q = new LineQueue(
+					() => open(target),
+					options.maxQueuedLines ?? DEFAULTS.maxQueuedLines,
+					options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
+					message => warnOnce("write", message),
+				);
+				queue = q;
+				// omp emits a few events after session_shutdown, while it finishes disposing, and
+				// then exits without waiting for async writes. Write what is left on the way out.
+				if (options.exitHook !== false) {
+					atExit(() => {
+						q.setSync(true); // nothing async completes from here on
+						q.drainSync();
+						reportDrops(q, undefined, line => {
+							q.push(line, false);
+							q.drainSync();
+						});
+					});
+				}
+			}
+		}
+		return queue;
+	};
+
+	const record = (event: any, ctx: EventContext): LineQueue | undefined => {
+		const q = getQueue(ctx);
+		if (!q) return undefined;
+		const type = typeof event?.type === "string" ? event.type : "unknown";
+		const line: Record<string, unknown> = { ...slimEvent(event), ts: now(), sessionId: sessionIdOf(ctx), seq: seq++ };
+		if (WITH_CONTEXT_USAGE.has(type)) {
+			const usage = contextUsageOf(ctx);
+			if (usage) line.contextUsage = usage;
+		}
+		let text: string;
+		try {
+			text = safeStringify(line);
+		} catch (error) {
+			// Only a throwing toJSON or a getter gets here; keep the fact that the event happened.
+			text = JSON.stringify({ type, ts: line.ts, sessionId: line.sessionId, seq: line.seq, serializeError: describe(error) });
+		}
+		q.push(`${text}\n`, DROPPABLE.has(type));
+		return q;
+	};
+
+	for (const name of HOOK_EVENTS) {
+		if (name === "session_shutdown") continue;
+		pi.on(name, (event, ctx) => {
+			try {
+				const q = record(event, ctx);
+				// A process that goes on after session_shutdown with a new session is not
+				// exiting after all: back to async writes.
+				if (name === "session_start") q?.setSync(false);
+			} catch (error) {
+				warnOnce("record", `omp-events: could not record ${name}: ${describe(error)}`);
+			}
+			return undefined;
+		});
+	}
+
+	pi.on("session_shutdown", async (event, ctx) => {
+		try {
+			const q = record(event, ctx);
+			if (!q) return undefined;
+			const deadline = Date.now() + shutdownFlushMs;
+			// Drain first so the count includes whatever a failing writer loses, then report
+			// drops last, after everything that did make it out.
+			await q.flush(shutdownFlushMs);
+			reportDrops(q, ctx, line => q.push(line, false));
+			await q.flush(Math.max(0, deadline - Date.now()));
+			q.setSync(true);
+		} catch (error) {
+			warnOnce("shutdown", `omp-events: shutdown flush failed: ${describe(error)}`);
+		}
+		return undefined;
+	});
+
+	return { queue: () => queue };
+}
+
+// One process "exit" listener for all bridge instances (omp can load the extension once per
+// session, subagents included), instead of one listener each.
+const exitTasks: Array<() => void> = [];
+function atExit(task: () => void): void {
+	if (exitTasks.length === 0) {
+		process.once("exit", () => {
+			for (const t of exitTasks) {
+				try {
+					t();
+				} catch {}
+			}
+		});
+	}
+	exitTasks.push(task);
+}
+
+function sessionIdOf(ctx: EventContext | undefined): string | undefined {
+	try {
+		return ctx?.sessionManager?.getSessionId?.() ?? undefined;
+	} catch {
+		return undefined;
+	}
+}
+
+function contextUsageOf(ctx: EventContext): ContextUsage | undefined {
+	try {
+		const usage = ctx?.getContextUsage?.();
+		if (!usage || typeof usage !== "object") return undefined;
+		return { tokens: usage.tokens, contextWindow: usage.contextWindow, percent: usage.percent };
+	} catch {
+		return undefined;
+	}
+}
+
+export default function (pi: ExtensionAPI): void {
+	try {
+		createEventsBridge(pi);
+	} catch (error) {
+		// Loading must not take omp down either.
+		try {
+			process.stderr.write(`omp-events: not loaded: ${describe(error)}\n`);
+		} catch {}
+	}
+}

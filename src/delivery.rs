@@ -1,0 +1,531 @@
+//! The delivery pipeline as the reader sees it: configuration, `Delivery::start`, a
+//! non-blocking `offer` per encoded item, and `finish` with a bounded shutdown.
+//!
+//! Every item ends in exactly one place: delivered (and in the ledger), rejected (counted,
+//! with the server's reason), or in the spool for the next run. `offer` never waits on the
+//! network: with `Backpressure::Spill` a full queue spills to the spool on disk.
+
+// Wired into the pipeline by the lead (cli/main); until then parts look unused.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::batch::Caps;
+use crate::encode::{Encoder, Item};
+use crate::http::{self, Destination, HttpSink, SinkSettings, TransportChoice};
+use crate::ledger::{Claim, Ledger, ResendPolicy};
+use crate::retry::RetryPolicy;
+use crate::sender::{self, Backlog, Extras, QUEUE_CAPACITY, Report, ShutdownClock, TimeCap};
+use crate::spool::{Origin, Replay, Spool};
+use crate::status::{DebugLog, Indicator, Status};
+
+/// `LANGFUSE_BASE_URL` / `LANGFUSE_HOST` default.
+pub const DEFAULT_BASE_URL: &str = "https://cloud.langfuse.com";
+/// `LANGFUSE_TIMEOUT` default, per request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--shutdown-timeout` default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The part of the shutdown timeout kept for writing the spool after the network stops.
+const SPOOL_RESERVE_MAX: Duration = Duration::from_millis(500);
+/// Name of this tool's directory under the XDG state directory.
+const STATE_DIR_NAME: &str = "omp-langfuse";
+
+/// Everything delivery needs, resolved from flags and environment by the CLI.
+#[derive(Clone)]
+pub struct DeliveryConfig {
+    /// `--base-url` / `LANGFUSE_BASE_URL`, then `LANGFUSE_HOST`; default `DEFAULT_BASE_URL`.
+    pub base_url: String,
+    /// `--public-key` / `LANGFUSE_PUBLIC_KEY`.
+    pub public_key: Option<String>,
+    /// `--secret-key` / `LANGFUSE_SECRET_KEY`. Never printed (see the `Debug` impl).
+    pub secret_key: Option<String>,
+    /// `--timeout` / `LANGFUSE_TIMEOUT` (seconds), per request.
+    pub timeout: Duration,
+    /// `--transport auto|otlp|ingestion`.
+    pub transport: TransportChoice,
+    /// `--otlp-endpoint` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: full URL of a collector.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (parse with `http::parse_otlp_headers`).
+    pub otlp_headers: Vec<(String, String)>,
+    /// `--state-dir`; `None` → `default_state_dir()`.
+    pub state_dir: Option<PathBuf>,
+    /// `--no-replay` → `Replay::No`.
+    pub replay: Replay,
+    /// `--resend` → `ResendPolicy::SendAgain`.
+    pub resend: ResendPolicy,
+    /// `--shutdown-timeout` (seconds).
+    pub shutdown_timeout: Duration,
+    /// `LANGFUSE_DEBUG`.
+    pub debug: DebugLog,
+    /// `LANGFUSE_UI_INDICATOR` (default: on when stderr is a terminal).
+    pub indicator: Indicator,
+    /// Retry schedule (no flag; tests shorten it).
+    pub retry: RetryPolicy,
+    /// Backoff jitter seed (tests); `None` → from the clock.
+    pub seed: Option<u64>,
+}
+
+impl DeliveryConfig {
+    /// Defaults for everything but the base URL.
+    pub fn new(base_url: &str) -> DeliveryConfig {
+        DeliveryConfig {
+            base_url: http::normalize_base_url(base_url),
+            public_key: None,
+            secret_key: None,
+            timeout: DEFAULT_TIMEOUT,
+            transport: TransportChoice::Auto,
+            otlp_endpoint: None,
+            otlp_headers: Vec::new(),
+            state_dir: None,
+            replay: Replay::Yes,
+            resend: ResendPolicy::SkipDelivered,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            debug: DebugLog::Off,
+            indicator: Indicator::Off,
+            retry: RetryPolicy::default(),
+            seed: None,
+        }
+    }
+
+    /// Pick the transport (asks the server's health endpoint once for `--transport auto`).
+    pub fn resolve(&self) -> Destination {
+        http::resolve(
+            &self.base_url,
+            self.transport,
+            self.otlp_endpoint.as_deref(),
+            &self.otlp_headers,
+            self.timeout,
+        )
+    }
+
+    /// The part of the shutdown timeout the network may use; the rest writes the spool.
+    fn network_budget(&self) -> Duration {
+        self.shutdown_timeout - (self.shutdown_timeout / 5).min(SPOOL_RESERVE_MAX)
+    }
+}
+
+impl std::fmt::Debug for DeliveryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryConfig")
+            .field("base_url", &self.base_url)
+            .field("public_key", &self.public_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("timeout", &self.timeout)
+            .field("transport", &self.transport)
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field(
+                "otlp_headers",
+                &self.otlp_headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("state_dir", &self.state_dir)
+            .field("replay", &self.replay)
+            .field("resend", &self.resend)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `$XDG_STATE_HOME/omp-langfuse`, else `~/.local/state/omp-langfuse` (the XDG default,
+/// used on every Unix). Without a home directory: `None`, and the CLI asks for
+/// `--state-dir`. No crate needed for two environment variables.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".local").join("state"))
+    })?;
+    Some(base.join(STATE_DIR_NAME))
+}
+
+/// What `offer` should do when the in-memory queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backpressure {
+    /// Live input: never wait; spill to the spool on disk.
+    Spill,
+    /// File input: wait for the worker (nobody upstream is blocked by us).
+    Wait,
+}
+
+/// What happened to an offered item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    Queued,
+    /// The queue was full (or the worker gone): it is in the spool.
+    Spilled,
+    /// An earlier run delivered it (`--resend` sends it anyway).
+    AlreadyDelivered,
+    /// This run already has it.
+    Duplicate,
+    /// Neither queue nor spool could take it (disk error; reported at the end).
+    Lost,
+}
+
+#[derive(Default)]
+struct Counters {
+    skipped: AtomicU64,
+    replayed: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// The running delivery pipeline.
+pub struct Delivery {
+    tx: Option<Sender<Item>>,
+    /// A spare receiver: if the worker ever fails to stop in time, what is still queued
+    /// goes to the spool from here.
+    rx: Receiver<Item>,
+    worker: Option<JoinHandle<Report>>,
+    ledger: Arc<Mutex<Ledger>>,
+    spool: Arc<Spool>,
+    clock: Arc<ShutdownClock>,
+    status: Arc<Status>,
+    backpressure: Backpressure,
+    shutdown_timeout: Duration,
+    network_budget: Duration,
+    counters: Arc<Counters>,
+    state_dir: PathBuf,
+}
+
+/// The spool as the worker's backlog. Items of earlier runs were claimed in the ledger at
+/// start (before any new input), so replay wins over the same item read again; the first
+/// copy pulled of each claimed key is sent, further copies are dropped.
+struct Replayer {
+    spool: Arc<Spool>,
+    ledger: Arc<Mutex<Ledger>>,
+    /// (session, key) of earlier-run items this run claimed and has not pulled yet.
+    claimed: Mutex<HashSet<(Arc<str>, String)>>,
+    counters: Arc<Counters>,
+    status: Arc<Status>,
+}
+
+impl Backlog for Replayer {
+    fn has_pending(&self) -> bool {
+        self.spool.has_pending()
+    }
+
+    fn pull(&self, max_items: usize, max_bytes: usize) -> Vec<Item> {
+        loop {
+            let pulled = match self.spool.pull(max_items, max_bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.status.warn(&format!("could not read the spool: {e}"));
+                    return Vec::new();
+                }
+            };
+            if pulled.is_empty() {
+                return Vec::new();
+            }
+            let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh: Vec<Item> = pulled
+                .into_iter()
+                .filter_map(|(item, origin)| match origin {
+                    Origin::ThisRun => Some(item),
+                    Origin::EarlierRun => {
+                        // Cloning the key for the lookup is cheap next to the HTTP request.
+                        let id = (item.session_id.clone(), item.key.clone());
+                        claimed.remove(&id).then(|| {
+                            self.counters.replayed.fetch_add(1, Ordering::Relaxed);
+                            item
+                        })
+                    }
+                })
+                .collect();
+            // A chunk that was all delivered already is no reason to stop.
+            if !fresh.is_empty() {
+                return fresh;
+            }
+        }
+    }
+}
+
+impl Delivery {
+    /// Open the state directory (ledger, spool), claim what earlier runs left, and start the
+    /// worker. `dest` comes from `DeliveryConfig::resolve`; `encoder` must match its wire.
+    pub fn start(
+        cfg: &DeliveryConfig,
+        dest: Destination,
+        encoder: Arc<dyn Encoder>,
+        caps: Caps,
+        time_cap: TimeCap,
+        backpressure: Backpressure,
+    ) -> anyhow::Result<Delivery> {
+        anyhow::ensure!(
+            encoder.wire() == dest.wire,
+            "internal error: encoder and destination disagree on the wire format"
+        );
+        let root = match &cfg.state_dir {
+            Some(d) => d.clone(),
+            None => default_state_dir()
+                .context("no state directory: set --state-dir (or HOME / XDG_STATE_HOME)")?,
+        };
+        let state_dir = root.join(dest.state_name(cfg.public_key.as_deref()));
+        let ledger = Ledger::open(&state_dir.join("ledger"), cfg.resend)
+            .with_context(|| format!("opening the delivery ledger in {}", state_dir.display()))?;
+        let spool = Spool::open(&state_dir.join("spool"), dest.wire, cfg.replay)
+            .with_context(|| format!("opening the spool in {}", state_dir.display()))?;
+        // Claim what earlier runs spooled before any new input can: replay goes first, and
+        // the same item read again from the input is then a duplicate.
+        let mut ledger = ledger;
+        // Spooled copies of delivered items (left by a crash) are dropped silently: the
+        // `skipped` count is about input the user gave, not about our own leftovers.
+        let mut claimed = HashSet::new();
+        spool
+            .scan_earlier(|session, key| {
+                let session: Arc<str> = session.into();
+                if ledger.claim(&session, key) == Claim::Fresh {
+                    claimed.insert((session, key.to_string()));
+                }
+            })
+            .with_context(|| format!("reading the spool in {}", state_dir.display()))?;
+        let ledger = Arc::new(Mutex::new(ledger));
+        let spool = Arc::new(spool);
+        let clock = ShutdownClock::new();
+        let secrets = [&cfg.secret_key, &cfg.public_key]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let status = Arc::new(Status::new(cfg.debug, cfg.indicator, secrets));
+        status.debug(&format!(
+            "transport {:?} to {} ({:?}); state in {}",
+            dest.wire,
+            redact_userinfo(&dest.url),
+            dest.reason,
+            state_dir.display()
+        ));
+        let network_budget = cfg.network_budget();
+        let sink = HttpSink::new(
+            dest,
+            SinkSettings {
+                public_key: cfg.public_key.clone(),
+                secret_key: cfg.secret_key.clone(),
+                timeout: cfg.timeout,
+                shutdown_budget: network_budget,
+                policy: cfg.retry,
+                seed: cfg.seed,
+            },
+            spool.clone(),
+            ledger.clone(),
+            clock.clone(),
+            status.clone(),
+        );
+        let counters = Arc::new(Counters::default());
+        let backlog = Arc::new(Replayer {
+            spool: spool.clone(),
+            ledger: ledger.clone(),
+            claimed: Mutex::new(claimed),
+            counters: counters.clone(),
+            status: status.clone(),
+        });
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let worker = sender::spawn_with(
+            encoder,
+            Box::new(sink),
+            caps,
+            time_cap,
+            rx.clone(),
+            Extras {
+                backlog: Some(backlog),
+                clock: clock.clone(),
+            },
+        );
+        Ok(Delivery {
+            tx: Some(tx),
+            rx,
+            worker: Some(worker),
+            ledger,
+            spool,
+            clock,
+            status,
+            backpressure,
+            shutdown_timeout: cfg.shutdown_timeout,
+            network_budget,
+            counters,
+            state_dir,
+        })
+    }
+
+    /// Where this destination's ledger and spool live.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Hand over one encoded item. Never waits on the network.
+    pub fn offer(&self, item: Item) -> Offered {
+        let claim = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .claim(&item.session_id, &item.key);
+        match claim {
+            Claim::Delivered => {
+                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                return Offered::AlreadyDelivered;
+            }
+            Claim::Duplicate => return Offered::Duplicate,
+            Claim::Fresh => {}
+        }
+        let Some(tx) = &self.tx else {
+            return self.spill(item);
+        };
+        let refused = match self.backpressure {
+            Backpressure::Spill => match tx.try_send(item) {
+                Ok(()) => return Offered::Queued,
+                Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => item,
+            },
+            Backpressure::Wait => match tx.send(item) {
+                Ok(()) => return Offered::Queued,
+                Err(e) => e.into_inner(),
+            },
+        };
+        self.spill(refused)
+    }
+
+    fn spill(&self, item: Item) -> Offered {
+        match self.spool.push(std::slice::from_ref(&item)) {
+            Ok(()) => Offered::Spilled,
+            Err(e) => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                self.status
+                    .warn(&format!("could not spill an item to the spool: {e}"));
+                Offered::Lost
+            }
+        }
+    }
+
+    /// Start the shutdown clock now (e.g. on SIGINT/SIGTERM) without closing the queue:
+    /// the network phase ends within the shutdown timeout from this moment.
+    pub fn begin_shutdown(&self) {
+        self.clock.begin(Instant::now() + self.network_budget);
+    }
+
+    /// Close the queue, let the worker drain within the shutdown timeout, spool the rest,
+    /// and return the report. Never takes much longer than the shutdown timeout.
+    pub fn finish(mut self) -> Report {
+        let started = Instant::now();
+        self.begin_shutdown();
+        drop(self.tx.take());
+        let worker = self.worker.take().expect("worker");
+        // The worker stops using the network at the budget's end and then only writes the
+        // spool; the rest of the shutdown timeout is for that.
+        let give_up = started + self.shutdown_timeout;
+        while !worker.is_finished() && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut report = if worker.is_finished() {
+            worker.join().unwrap_or_else(|_| Report {
+                fatal: Some("the delivery worker crashed".into()),
+                ..Report::default()
+            })
+        } else {
+            // Should not happen (every request has a timeout); keep what is still queued.
+            let rest: Vec<Item> = self.rx.try_iter().collect();
+            let _ = self.spool.push(&rest);
+            let left = self.spool.finish().unwrap_or(0);
+            Report {
+                spooled: left,
+                fatal: Some(format!(
+                    "delivery did not stop within the shutdown timeout ({} s); items in flight may be sent again by the next run",
+                    self.shutdown_timeout.as_secs_f64()
+                )),
+                ..Report::default()
+            }
+        };
+        report.skipped += self.counters.skipped.load(Ordering::Relaxed);
+        report.replayed += self.counters.replayed.load(Ordering::Relaxed);
+        let lost = self.counters.lost.load(Ordering::Relaxed);
+        if lost > 0 {
+            report.rejected += lost;
+            report
+                .fatal
+                .get_or_insert_with(|| format!("{lost} items could not be spooled and are lost"));
+        }
+        report
+    }
+}
+
+/// Where the front half puts encoded items: the dry-run worker's channel or the delivery
+/// front. Lets the reader code stay the same for both.
+pub trait Outlet {
+    fn put(&self, item: Item) -> anyhow::Result<()>;
+}
+
+impl Outlet for Sender<Item> {
+    fn put(&self, item: Item) -> anyhow::Result<()> {
+        self.send(item)
+            .map_err(|_| anyhow::anyhow!("the delivery worker stopped unexpectedly"))
+    }
+}
+
+impl Outlet for Delivery {
+    /// Never fails: whatever cannot be queued is spilled, skipped or counted as lost (the
+    /// report says so at the end).
+    fn put(&self, item: Item) -> anyhow::Result<()> {
+        self.offer(item);
+        Ok(())
+    }
+}
+
+/// `https://user:pw@host/…` → `https://host/…` for messages.
+fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((auth, path)) => {
+                let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+                format!("{scheme}://{host}/{path}")
+            }
+            None => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                format!("{scheme}://{host}")
+            }
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_dir_follows_xdg() {
+        // Only the pure part: the env-dependent function is exercised by the CLI tests.
+        assert_eq!(
+            redact_userinfo("https://u:p@h.example/x"),
+            "https://h.example/x"
+        );
+        assert_eq!(redact_userinfo("http://h:3000"), "http://h:3000");
+        let cfg = DeliveryConfig::new("https://cloud.langfuse.com/");
+        assert_eq!(cfg.base_url, "https://cloud.langfuse.com");
+        assert_eq!(cfg.network_budget(), Duration::from_millis(9500));
+        let short = DeliveryConfig {
+            shutdown_timeout: Duration::from_secs(1),
+            ..cfg.clone()
+        };
+        assert_eq!(short.network_budget(), Duration::from_millis(800));
+        assert!(
+            !format!(
+                "{:?}",
+                DeliveryConfig {
+                    secret_key: Some("sk-lf-123".into()),
+                    ..cfg
+                }
+            )
+            .contains("sk-lf-123")
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! The encoder contract shared by both Langfuse transports: a record becomes one wire item,
+//! and a request body is `prefix + item,item,… + suffix`.
+//!
+//! Encoding happens before batching so the batcher can count exact bytes.
+
+use std::sync::Arc;
+
+use crate::model::Record;
+
+/// One encoded unit: a legacy ingestion event or one OTLP span, as JSON bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The OMP session this item belongs to (the delivery ledger is kept per session).
+    pub session_id: Arc<str>,
+    /// Unique within the session: the observation id, or `trace:<trace id>:<seq>` for a
+    /// legacy trace record. Used by the ledger, the spool and 207 error matching.
+    pub key: String,
+    /// The serialized item (no trailing comma or newline).
+    pub json: Vec<u8>,
+}
+
+/// Which Langfuse wire format an encoder produces.
+#[allow(dead_code)] // the OTLP variant arrives with the OTLP encoder
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// `POST /api/public/ingestion` `{"batch":[…]}` (legacy, Langfuse v2/v3).
+    Ingestion,
+    /// `POST /api/public/otel/v1/traces`, OTLP/HTTP JSON (Langfuse ≥ 3.63, required by v4).
+    Otlp,
+}
+
+/// Turns records into items and frames items into request bodies.
+pub trait Encoder: Send + Sync {
+    /// The wire format.
+    #[allow(dead_code)] // read by the HTTP sink to pick the endpoint
+    fn wire(&self) -> Wire;
+    /// `None` when the record has no representation on this wire (OTLP has no trace entity).
+    fn encode(&self, rec: &Record) -> Option<Item>;
+    /// Bytes before the first item of a request body.
+    fn prefix(&self) -> &[u8];
+    /// Bytes after the last item.
+    fn suffix(&self) -> &[u8];
+    /// The largest request body (uncompressed) this transport should ever send.
+    fn max_body_bytes(&self) -> usize;
+
+    /// Frame items into one request body.
+    fn body(&self, items: &[Item]) -> Vec<u8> {
+        let len = self.prefix().len()
+            + self.suffix().len()
+            + items.iter().map(|i| i.json.len() + 1).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(self.prefix());
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&item.json);
+        }
+        out.extend_from_slice(self.suffix());
+        out
+    }
+}

@@ -1,0 +1,781 @@
+//! HTTP delivery to Langfuse: picking the transport (health check), the request itself
+//! (auth, headers, gzip, timeouts) and `HttpSink`, which applies the retry policy to each
+//! batch and routes every item to exactly one fate: delivered (ledger), rejected, or spooled.
+
+// Wired into the pipeline by the lead (cli/main); until then parts look unused.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use crate::encode::{Encoder, Item, Wire};
+use crate::ledger::Ledger;
+use crate::otlp::{SERVICE_NAME, TOOL_VERSION};
+use crate::retry::{self, Answer, Backoff, RetryPolicy, Verdict};
+use crate::sender::{Report, ShutdownClock, Sink};
+use crate::spool::Spool;
+use crate::status::{Attempt, Counts, Status};
+
+/// Path of the OTLP traces endpoint under the Langfuse base URL.
+pub const OTLP_PATH: &str = "/api/public/otel/v1/traces";
+/// Path of the legacy batch endpoint.
+pub const INGESTION_PATH: &str = "/api/public/ingestion";
+/// Path of the unauthenticated health endpoint.
+pub const HEALTH_PATH: &str = "/api/public/health";
+/// The health check runs before input is read, so it must be short: a live omp writing
+/// into our pipe waits on it (the pipe buffer absorbs a few seconds of events).
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// The first server version whose OTLP endpoint understands everything we send
+/// (`langfuse.*` attributes, JSON, gzip) and that the Langfuse SDKs support.
+pub const MIN_OTLP_VERSION: (u64, u64) = (3, 63);
+/// A request with less time than this left before the shutdown deadline is not started:
+/// it could not finish, and the items go to the spool anyway.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
+/// Largest response body read (a 207 for a full batch is tens of kB).
+const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `--transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportChoice {
+    /// Ask `/api/public/health`: ≥ 3.63 or no answer → OTLP, older → legacy ingestion.
+    #[default]
+    Auto,
+    Otlp,
+    Ingestion,
+}
+
+/// Why a transport was chosen (shown by the debug log and the dry-run header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// `--transport otlp|ingestion`.
+    Forced,
+    /// `--otlp-endpoint` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: a collector speaks OTLP.
+    CustomEndpoint,
+    /// The health endpoint reported this version.
+    ServerVersion(String),
+    /// The health endpoint gave no usable answer; OTLP is the safe default.
+    NoAnswer(String),
+}
+
+/// Where and how requests go.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub wire: Wire,
+    pub url: String,
+    pub reason: Reason,
+    /// Extra headers from `OTEL_EXPORTER_OTLP_HEADERS` (OTLP only).
+    pub extra_headers: Vec<(String, String)>,
+}
+
+impl Destination {
+    /// A stable, readable directory name for this destination's ledger and spool: the host
+    /// plus a digest of the URL and public key (so two projects never share a ledger, and
+    /// the key itself never appears).
+    pub fn state_name(&self, public_key: Option<&str>) -> String {
+        let host: String = host_of(&self.url)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        let digest =
+            crate::model::envelope_id(&["destination", &self.url, public_key.unwrap_or_default()]);
+        format!("{host}-{}", &digest[..8])
+    }
+}
+
+/// Strip a trailing slash so paths join cleanly.
+pub fn normalize_base_url(url: &str) -> String {
+    url.trim().trim_end_matches('/').to_string()
+}
+
+/// Pick the transport. `Auto` asks the health endpoint once (no auth).
+pub fn resolve(
+    base_url: &str,
+    choice: TransportChoice,
+    otlp_endpoint: Option<&str>,
+    otlp_headers: &[(String, String)],
+    timeout: Duration,
+) -> Destination {
+    let base = normalize_base_url(base_url);
+    let otlp = |reason| Destination {
+        wire: Wire::Otlp,
+        url: otlp_endpoint
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{base}{OTLP_PATH}")),
+        reason,
+        extra_headers: otlp_headers.to_vec(),
+    };
+    let ingestion = |reason| Destination {
+        wire: Wire::Ingestion,
+        url: format!("{base}{INGESTION_PATH}"),
+        reason,
+        extra_headers: Vec::new(),
+    };
+    match choice {
+        TransportChoice::Otlp if otlp_endpoint.is_some() => otlp(Reason::CustomEndpoint),
+        TransportChoice::Otlp => otlp(Reason::Forced),
+        TransportChoice::Ingestion => ingestion(Reason::Forced),
+        TransportChoice::Auto if otlp_endpoint.is_some() => otlp(Reason::CustomEndpoint),
+        TransportChoice::Auto => match server_version(&base, timeout.min(HEALTH_TIMEOUT)) {
+            Ok(v) if supports_otlp(&v) => otlp(Reason::ServerVersion(v)),
+            Ok(v) if parse_version(&v).is_some() => ingestion(Reason::ServerVersion(v)),
+            Ok(v) => otlp(Reason::NoAnswer(format!("unreadable version {v:?}"))),
+            Err(e) => otlp(Reason::NoAnswer(e)),
+        },
+    }
+}
+
+/// `GET /api/public/health` → `{"status":"OK","version":"4.16.0"}` (also on a 503).
+fn server_version(base: &str, timeout: Duration) -> Result<String, String> {
+    let agent = agent_for(base);
+    let mut resp = agent
+        .get(format!("{base}{HEALTH_PATH}"))
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .call()
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| format!("HTTP {status} without JSON"))?;
+    v.get("version")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("HTTP {status} without a version"))
+}
+
+/// `"4.16.0"`, `"v3.63.1"`, `"3.100.0-rc.1"` → (major, minor).
+pub fn parse_version(v: &str) -> Option<(u64, u64)> {
+    let v = v.trim().trim_start_matches(['v', 'V']);
+    let mut parts = v.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether a server version takes our OTLP spans.
+pub fn supports_otlp(version: &str) -> bool {
+    parse_version(version).is_some_and(|v| v >= MIN_OTLP_VERSION)
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `k1=v1,k2=v2`, values percent-decoded (OTel spec).
+pub fn parse_otlp_headers(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        // Never echo the entry: without '=' it may be a whole token.
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            "OTEL_EXPORTER_OTLP_HEADERS: an entry is not key=value (values are hidden)".to_string()
+        })?;
+        let k = percent_decode(k.trim());
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(format!("OTEL_EXPORTER_OTLP_HEADERS: bad header name {k:?}"));
+        }
+        out.push((k, percent_decode(v.trim())));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+/// Loopback destinations (local servers, tests) never go through a proxy from the
+/// environment; everything else honours `HTTPS_PROXY` & co.
+fn agent_for(url: &str) -> ureq::Agent {
+    let host = host_of(url);
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let loopback = matches!(host, "localhost" | "[::1]") || host.starts_with("127.");
+    let mut cfg = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        // A redirected POST could silently become a GET; a redirect is a config error.
+        .max_redirects(0)
+        .user_agent(format!("{SERVICE_NAME}/{TOOL_VERSION}"));
+    if loopback {
+        cfg = cfg.proxy(None);
+    }
+    cfg.build().new_agent()
+}
+
+/// `Authorization: Basic base64(public:secret)`.
+pub fn basic_auth(public_key: &str, secret_key: &str) -> String {
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("{public_key}:{secret_key}"));
+    format!("Basic {token}")
+}
+
+/// gzip a request body.
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
+    enc.write_all(body).expect("writing to memory");
+    enc.finish().expect("writing to memory")
+}
+
+/// One response, owned.
+#[derive(Debug)]
+enum Reply {
+    Network(String),
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+        body: Vec<u8>,
+    },
+}
+
+impl Reply {
+    fn answer(&self) -> Answer<'_> {
+        match self {
+            Reply::Network(e) => Answer::Network(e),
+            Reply::Status {
+                code,
+                retry_after,
+                body,
+            } => Answer::Status {
+                code: *code,
+                retry_after: retry_after.as_deref(),
+                body,
+            },
+        }
+    }
+
+    fn outcome(&self) -> String {
+        match self {
+            Reply::Network(e) => format!("error ({e})"),
+            Reply::Status { code, .. } => code.to_string(),
+        }
+    }
+}
+
+/// Settings `HttpSink` needs besides the destination.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub public_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// Per request (`LANGFUSE_TIMEOUT`).
+    pub timeout: Duration,
+    /// Each request is also capped by this, so one started just before shutdown still ends
+    /// within the shutdown timeout.
+    pub shutdown_budget: Duration,
+    pub policy: RetryPolicy,
+    /// Backoff jitter seed (tests); `None` → from the clock.
+    pub seed: Option<u64>,
+}
+
+/// A circuit breaker: after a batch exhausts its retries the destination counts as down;
+/// later batches go straight to the spool, except one single-attempt probe per interval.
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Set while the destination counts as down: when the next probe may go.
+    next_probe: Option<Instant>,
+}
+
+impl Breaker {
+    fn closed(&self) -> bool {
+        self.next_probe.is_none()
+    }
+    fn probe_due(&self) -> bool {
+        self.next_probe.is_none_or(|t| Instant::now() >= t)
+    }
+    fn trip(&mut self, interval: Duration) {
+        self.next_probe = Some(Instant::now() + interval);
+    }
+    fn reset(&mut self) {
+        self.next_probe = None;
+    }
+}
+
+/// Delivers request bodies to Langfuse with retries; see the module docs.
+pub struct HttpSink {
+    agent: ureq::Agent,
+    dest: Destination,
+    /// All request headers, auth included. Never logged.
+    headers: Vec<(String, String)>,
+    settings: SinkSettings,
+    spool: Arc<Spool>,
+    ledger: Arc<Mutex<Ledger>>,
+    clock: Arc<ShutdownClock>,
+    status: Arc<Status>,
+    breaker: Breaker,
+    seed: u64,
+    /// Set by 401/403/404/3xx: nothing more is sent.
+    fatal: Option<String>,
+    /// Set when a v4 server refused legacy events: the rest is rejected unsent.
+    wants_otlp: bool,
+    counts: Counts,
+}
+
+/// What became of one sub-batch (413 splits it).
+enum Step {
+    Done,
+    Split(Vec<Item>, Vec<Item>),
+}
+
+impl HttpSink {
+    pub fn new(
+        dest: Destination,
+        settings: SinkSettings,
+        spool: Arc<Spool>,
+        ledger: Arc<Mutex<Ledger>>,
+        clock: Arc<ShutdownClock>,
+        status: Arc<Status>,
+    ) -> HttpSink {
+        let mut headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("x-langfuse-sdk-name".to_string(), SERVICE_NAME.to_string()),
+            (
+                "x-langfuse-sdk-version".to_string(),
+                TOOL_VERSION.to_string(),
+            ),
+        ];
+        if let (Some(pk), Some(sk)) = (&settings.public_key, &settings.secret_key) {
+            headers.push(("Authorization".to_string(), basic_auth(pk, sk)));
+            headers.push(("x-langfuse-public-key".to_string(), pk.clone()));
+        }
+        if dest.wire == Wire::Otlp {
+            // Selects the v4 real-time write path; harmless on v3.
+            headers.push(("x-langfuse-ingestion-version".to_string(), "4".to_string()));
+            headers.push(("Content-Encoding".to_string(), "gzip".to_string()));
+            // Collector headers override ours by name (e.g. their own Authorization).
+            for (k, v) in &dest.extra_headers {
+                headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+                headers.push((k.clone(), v.clone()));
+            }
+        }
+        let seed = settings.seed.unwrap_or_else(retry::entropy);
+        HttpSink {
+            agent: agent_for(&dest.url),
+            dest,
+            headers,
+            settings,
+            spool,
+            ledger,
+            clock,
+            status,
+            breaker: Breaker::default(),
+            seed,
+            fatal: None,
+            wants_otlp: false,
+            counts: Counts::default(),
+        }
+    }
+
+    fn post(&self, body: &[u8], timeout: Duration) -> Reply {
+        let mut req = self.agent.post(&self.dest.url);
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let result = req
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(body);
+        match result {
+            Err(e) => Reply::Network(e.to_string()),
+            Ok(mut resp) => {
+                let code = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                match resp
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_RESPONSE_BYTES)
+                    .read_to_vec()
+                {
+                    Ok(body) => Reply::Status {
+                        code,
+                        retry_after,
+                        body,
+                    },
+                    // The status line arrived: the server saw the request. For a success,
+                    // an unreadable body still means "accepted" (re-sending would duplicate).
+                    Err(_) if (200..300).contains(&code) && code != 207 => Reply::Status {
+                        code,
+                        retry_after,
+                        body: Vec::new(),
+                    },
+                    Err(e) => Reply::Network(format!("reading the response: {e}")),
+                }
+            }
+        }
+    }
+
+    /// The timeout for a request starting now (zero: no time left).
+    fn request_timeout(&self) -> Duration {
+        let mut t = self.settings.timeout.min(self.settings.shutdown_budget);
+        if let Some(left) = self.clock.remaining() {
+            t = t.min(left);
+        }
+        t
+    }
+
+    fn spool_items(&mut self, items: &[Item], report: &mut Report) {
+        match self.spool.push(items) {
+            Ok(()) => self.counts.spooled += items.len() as u64,
+            Err(e) => {
+                // Nowhere left to keep them: say so loudly, and fail the run.
+                let msg = format!(
+                    "could not write {} undelivered items to the spool: {e}",
+                    items.len()
+                );
+                self.status.warn(&msg);
+                report.rejected += items.len() as u64;
+                self.counts.rejected += items.len() as u64;
+                report.fatal.get_or_insert(msg);
+            }
+        }
+    }
+
+    fn delivered(&mut self, items: &[Item], report: &mut Report) {
+        report.delivered += items.len() as u64;
+        self.counts.delivered += items.len() as u64;
+        let result = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(items);
+        if let Err(e) = result {
+            self.status
+                .warn(&format!("could not update the delivery ledger: {e}"));
+        }
+    }
+
+    fn rejected(&mut self, count: usize, reason: &str, report: &mut Report) {
+        report.rejected += count as u64;
+        self.counts.rejected += count as u64;
+        self.status.rejection(count, reason);
+    }
+
+    /// Retries are exhausted (or time is up): spool the items and count the destination as
+    /// down, so the worker stops pulling its backlog and later batches skip straight to the
+    /// spool until a probe is due.
+    fn give_up(&mut self, items: &[Item], attempts: u32, reason: &str, report: &mut Report) {
+        self.status.debug(&format!(
+            "giving up after {attempts} attempts ({reason}); spooling {} items",
+            items.len()
+        ));
+        self.breaker.trip(self.settings.policy.cap);
+        self.spool_items(items, report);
+    }
+
+    /// Try one (sub-)batch until it is delivered, rejected, split or spooled.
+    fn try_batch(
+        &mut self,
+        encoder: &dyn Encoder,
+        mut items: Vec<Item>,
+        single_attempt: bool,
+        report: &mut Report,
+    ) -> Step {
+        let max_attempts = if single_attempt {
+            1
+        } else {
+            self.settings.policy.max_attempts.max(1)
+        };
+        self.seed = self.seed.wrapping_add(1);
+        let mut backoff = Backoff::new(&self.settings.policy, self.seed);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let timeout = self.request_timeout();
+            if timeout < MIN_REQUEST_TIME.min(self.settings.timeout) {
+                self.give_up(&items, attempt - 1, "no time left before shutdown", report);
+                return Step::Done;
+            }
+            let body = encoder.body(&items);
+            let payload = match self.dest.wire {
+                Wire::Otlp => gzip(&body),
+                // The legacy route cannot inflate request bodies.
+                Wire::Ingestion => body.clone(),
+            };
+            let started = Instant::now();
+            let reply = self.post(&payload, timeout);
+            self.status.attempt(&Attempt {
+                wire: self.dest.wire,
+                items: items.len(),
+                bytes: body.len(),
+                sent_bytes: payload.len(),
+                outcome: &reply.outcome(),
+                latency: started.elapsed(),
+                attempt,
+                max_attempts,
+            });
+            let verdict = retry::classify(
+                self.dest.wire,
+                reply.answer(),
+                &self.settings.policy,
+                SystemTime::now(),
+            );
+            let (after, reason) = match verdict {
+                Verdict::Delivered => {
+                    self.breaker.reset();
+                    self.delivered(&items, report);
+                    return Step::Done;
+                }
+                Verdict::Partial(errors) => {
+                    self.breaker.reset();
+                    let by_id: HashMap<String, usize> = items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(n, it)| envelope_id(&it.json).map(|id| (id, n)))
+                        .collect();
+                    let mut fate = vec![Fate::Delivered; items.len()];
+                    for (id, msg) in &errors.rejected {
+                        if let Some(&n) = by_id.get(id) {
+                            fate[n] = Fate::Rejected;
+                            if !errors.wants_otlp {
+                                self.rejected(1, msg, report);
+                            }
+                        }
+                    }
+                    for id in &errors.retry {
+                        if let Some(&n) = by_id.get(id) {
+                            fate[n] = Fate::Retry;
+                        }
+                    }
+                    if errors.wants_otlp {
+                        let n = fate.iter().filter(|f| **f == Fate::Rejected).count();
+                        self.wants_otlp = true;
+                        self.rejected(n, retry::WANTS_OTLP_MESSAGE, report);
+                    }
+                    let mut retry_items = Vec::new();
+                    let mut ok = Vec::new();
+                    for (item, f) in items.into_iter().zip(fate) {
+                        match f {
+                            Fate::Delivered => ok.push(item),
+                            Fate::Retry => retry_items.push(item),
+                            Fate::Rejected => {}
+                        }
+                    }
+                    self.delivered(&ok, report);
+                    if retry_items.is_empty() {
+                        return Step::Done;
+                    }
+                    items = retry_items;
+                    (None, "per-event server errors in a 207".to_string())
+                }
+                Verdict::Retry { after, reason } => (after, reason),
+                Verdict::Split => {
+                    if items.len() == 1 {
+                        let reason = format!(
+                            "an item of {} bytes is larger than the server accepts (HTTP 413); \
+                             lower the size limits for inputs and outputs",
+                            items[0].json.len()
+                        );
+                        self.rejected(1, &reason, report);
+                        return Step::Done;
+                    }
+                    let back = items.split_off(items.len() / 2);
+                    return Step::Split(items, back);
+                }
+                Verdict::Reject { reason } => {
+                    self.rejected(items.len(), &reason, report);
+                    return Step::Done;
+                }
+                Verdict::Fatal { reason } => {
+                    let reason = self.status.scrub(&reason);
+                    self.fatal = Some(reason.clone());
+                    report.fatal.get_or_insert(reason);
+                    self.spool_items(&items, report);
+                    return Step::Done;
+                }
+            };
+            if attempt >= max_attempts {
+                self.give_up(&items, attempt, &reason, report);
+                return Step::Done;
+            }
+            let wait = after.unwrap_or_else(|| backoff.next().unwrap_or_default());
+            self.status
+                .progress(self.counts, &format!("retrying: {reason}"));
+            if !self.clock.sleep(wait) {
+                self.give_up(&items, attempt, &reason, report);
+                return Step::Done;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Delivered,
+    Rejected,
+    Retry,
+}
+
+/// The envelope `id` of a legacy event (what a 207 refers to).
+fn envelope_id(json: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        id: String,
+    }
+    serde_json::from_slice::<Envelope>(json).ok().map(|e| e.id)
+}
+
+impl Sink for HttpSink {
+    fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report) {
+        if self.fatal.is_some() || self.clock.over() {
+            self.spool_items(&items, report);
+        } else if self.wants_otlp {
+            self.rejected(items.len(), retry::WANTS_OTLP_MESSAGE, report);
+        } else if !self.breaker.probe_due() {
+            // Known down and no probe due: straight to the spool, the worker stays free.
+            self.spool_items(&items, report);
+        } else {
+            let single_attempt = !self.breaker.closed();
+            let mut work = vec![items];
+            while let Some(batch) = work.pop() {
+                if let Step::Split(a, b) = self.try_batch(encoder, batch, single_attempt, report) {
+                    work.push(b);
+                    work.push(a);
+                }
+            }
+        }
+        self.status.progress(self.counts, "");
+    }
+
+    fn finish(&mut self, report: &mut Report) {
+        match self.spool.finish() {
+            Ok(left) => report.spooled = left,
+            Err(e) => {
+                let msg = format!("could not finish the spool: {e}");
+                self.status.warn(&msg);
+                report.fatal.get_or_insert(msg);
+            }
+        }
+        let bad = self.spool.bad_lines();
+        if bad > 0 {
+            self.status.warn(&format!(
+                "skipped {bad} unreadable spool lines (torn by a crash?)"
+            ));
+        }
+        if let Err(e) = self.ledger.lock().unwrap_or_else(|e| e.into_inner()).sync() {
+            self.status
+                .warn(&format!("could not sync the delivery ledger: {e}"));
+        }
+        self.status.clear();
+    }
+
+    fn healthy(&self) -> bool {
+        self.fatal.is_none() && !self.wants_otlp && self.breaker.probe_due()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_pick_the_transport() {
+        assert_eq!(parse_version("4.16.0"), Some((4, 16)));
+        assert_eq!(parse_version("v3.63.1"), Some((3, 63)));
+        assert_eq!(parse_version("3.100.0-rc.1"), Some((3, 100)));
+        assert_eq!(parse_version("latest"), None);
+        assert!(supports_otlp("3.63.0"));
+        assert!(supports_otlp("3.100.2"));
+        assert!(supports_otlp("4.0.0"));
+        assert!(!supports_otlp("3.62.9"));
+        assert!(!supports_otlp("2.95.12"));
+    }
+
+    #[test]
+    fn otlp_headers_follow_the_otel_format() {
+        assert_eq!(
+            parse_otlp_headers("api-key=abc%3D%3D, x-tenant = acme ,").unwrap(),
+            vec![
+                ("api-key".to_string(), "abc==".to_string()),
+                ("x-tenant".to_string(), "acme".to_string())
+            ]
+        );
+        let err = parse_otlp_headers("Authorization Bearer secret-token").unwrap_err();
+        assert!(!err.contains("secret-token"), "{err}");
+        assert!(parse_otlp_headers("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn state_names_are_readable_and_distinct() {
+        let d = |url: &str| Destination {
+            wire: Wire::Otlp,
+            url: url.into(),
+            reason: Reason::Forced,
+            extra_headers: vec![],
+        };
+        let a = d("https://cloud.langfuse.com/api/public/otel/v1/traces").state_name(Some("pk-1"));
+        assert!(a.starts_with("cloud.langfuse.com-"), "{a}");
+        assert_ne!(
+            a,
+            d("https://cloud.langfuse.com/api/public/otel/v1/traces").state_name(Some("pk-2"))
+        );
+        let b = d("http://user:pw@127.0.0.1:3000/x").state_name(None);
+        assert!(b.starts_with("127.0.0.1_3000-"), "{b}");
+        assert!(!b.contains("pw"));
+    }
+
+    #[test]
+    fn auth_and_gzip() {
+        assert_eq!(basic_auth("pk", "sk"), "Basic cGs6c2s=");
+        let body = br#"{"resourceSpans":[]}"#.repeat(100);
+        let gz = gzip(&body);
+        assert!(gz.len() < body.len() / 5);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+        assert_eq!(out, body);
+    }
+
+    #[test]
+    fn envelope_ids_are_read_from_items() {
+        assert_eq!(
+            envelope_id(br#"{"id":"e-1","timestamp":"t","type":"span-create","body":{"id":"x"}}"#),
+            Some("e-1".to_string())
+        );
+        assert_eq!(envelope_id(b"[]"), None);
+    }
+}

@@ -1,0 +1,300 @@
+//! The delivery ledger: which item keys each session has already delivered, so re-reading the
+//! same input (a re-run, a resumed session, a spool replay) sends nothing twice.
+//!
+//! Langfuse v4 stores a re-sent span id as a second row, so "at least once" is not enough.
+//! Layout: one append-only file per session (`<ledger dir>/<session>.keys`, one key a line).
+//! A session's file is read only when that session first shows up, so memory grows with the
+//! sessions in this input, not with history; each key is written once, so a file grows with
+//! the observations of its session (≈17 bytes each) and files untouched for
+//! `RETENTION` are pruned. Appends are flushed per batch and fsynced at the end; a torn last
+//! line after a crash can only fail to match, never match the wrong key.
+
+// Wired into the pipeline by the lead (cli/main); until then parts look unused.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::encode::Item;
+
+/// File name extension of a session's key list.
+const KEYS_EXT: &str = "keys";
+/// Session files not written for this long are deleted at start-up. Re-sending a session
+/// this old re-delivers it; keeping every session forever would grow without bound.
+pub const RETENTION: Duration = Duration::from_secs(180 * 24 * 3600);
+/// Longest session id used verbatim as a file name; longer or unusual ids are hashed.
+const MAX_PLAIN_NAME: usize = 120;
+
+/// Whether earlier deliveries are honoured (`--resend` turns this off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResendPolicy {
+    /// Skip what an earlier run delivered.
+    #[default]
+    SkipDelivered,
+    /// Send everything again (within this run, still once).
+    SendAgain,
+}
+
+/// The answer to "may I send this item?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen before: it is now claimed by the caller.
+    Fresh,
+    /// An earlier run delivered it.
+    Delivered,
+    /// This run already has it (queued, in flight, delivered or spooled).
+    Duplicate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Delivered by an earlier run (read from the file).
+    Earlier,
+    /// Claimed by this run.
+    Now,
+}
+
+#[derive(Default)]
+struct Session {
+    keys: HashMap<Box<str>, Mark>,
+    /// Append handle, opened on first delivery.
+    file: Option<File>,
+    /// Whether a write since the last sync needs an fsync.
+    dirty: bool,
+}
+
+/// Per-session delivered keys, backed by files under one directory.
+pub struct Ledger {
+    dir: PathBuf,
+    policy: ResendPolicy,
+    sessions: HashMap<Arc<str>, Session>,
+}
+
+impl Ledger {
+    /// Open (and create) the ledger directory; prune session files past `RETENTION`.
+    pub fn open(dir: &Path, policy: ResendPolicy) -> io::Result<Ledger> {
+        fs::create_dir_all(dir)?;
+        prune(dir, SystemTime::now());
+        Ok(Ledger {
+            dir: dir.to_path_buf(),
+            policy,
+            sessions: HashMap::new(),
+        })
+    }
+
+    /// Claim `key` for sending, unless it was delivered before or is already claimed.
+    pub fn claim(&mut self, session: &Arc<str>, key: &str) -> Claim {
+        let s = self.session(session);
+        match s.keys.get(key) {
+            Some(Mark::Earlier) => Claim::Delivered,
+            Some(Mark::Now) => Claim::Duplicate,
+            None => {
+                s.keys.insert(key.into(), Mark::Now);
+                Claim::Fresh
+            }
+        }
+    }
+
+    /// Record items as delivered (appends their keys to their sessions' files).
+    pub fn record(&mut self, items: &[Item]) -> io::Result<()> {
+        let mut by_session: HashMap<&Arc<str>, String> = HashMap::new();
+        for item in items {
+            // A key with a line break cannot be stored one-per-line; it just won't dedupe.
+            if item.key.contains(['\n', '\r']) {
+                continue;
+            }
+            let lines = by_session.entry(&item.session_id).or_default();
+            lines.push_str(&item.key);
+            lines.push('\n');
+        }
+        let mut result = Ok(());
+        for (session, lines) in by_session {
+            let path = self.dir.join(file_name(session));
+            let s = self.session(session);
+            for key in lines.lines() {
+                s.keys.insert(key.into(), Mark::Now);
+            }
+            if s.file.is_none() {
+                match OpenOptions::new().create(true).append(true).open(&path) {
+                    Ok(f) => s.file = Some(f),
+                    Err(e) => {
+                        result = Err(e);
+                        continue;
+                    }
+                }
+            }
+            if let Some(f) = s.file.as_mut() {
+                // One write per session per batch: appends of whole lines stay whole.
+                if let Err(e) = f.write_all(lines.as_bytes()) {
+                    result = Err(e);
+                }
+                s.dirty = true;
+            }
+        }
+        result
+    }
+
+    /// Make every record so far durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for s in self.sessions.values_mut() {
+            if let (Some(f), true) = (s.file.as_ref(), s.dirty) {
+                if let Err(e) = f.sync_data() {
+                    result = Err(e);
+                }
+                s.dirty = false;
+            }
+        }
+        result
+    }
+
+    /// The session's entry, loading its file on first use.
+    fn session(&mut self, session: &Arc<str>) -> &mut Session {
+        match self.sessions.entry(session.clone()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let mut s = Session::default();
+                if self.policy == ResendPolicy::SkipDelivered {
+                    load(&self.dir.join(file_name(session)), &mut s);
+                }
+                e.insert(s)
+            }
+        }
+    }
+}
+
+/// Read a session's delivered keys. A missing or unreadable file means "nothing delivered":
+/// the worst case is a duplicate, never a loss.
+fn load(path: &Path, s: &mut Session) {
+    let Ok(f) = File::open(path) else { return };
+    for line in BufReader::new(f).lines() {
+        let Ok(line) = line else { break };
+        let key = line.trim_end_matches('\r');
+        if !key.is_empty() {
+            s.keys.insert(key.into(), Mark::Earlier);
+        }
+    }
+}
+
+/// A file name for a session id: the id itself when it is plain, else a stable digest.
+fn file_name(session: &str) -> String {
+    let plain = !session.is_empty()
+        && session.len() <= MAX_PLAIN_NAME
+        && !session.starts_with('.')
+        && session
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if plain {
+        format!("{session}.{KEYS_EXT}")
+    } else {
+        format!(
+            "x-{}.{KEYS_EXT}",
+            crate::model::envelope_id(&["ledger-session", session])
+        )
+    }
+}
+
+/// Delete session files not modified within `RETENTION` of `now`. Best effort.
+fn prune(dir: &Path, now: SystemTime) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(KEYS_EXT) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > RETENTION);
+        if old {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(session: &str, key: &str) -> Item {
+        Item {
+            session_id: session.into(),
+            key: key.into(),
+            json: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn claims_are_once_per_run_and_records_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<str> = "sess-1".into();
+        let mut l = Ledger::open(dir.path(), ResendPolicy::SkipDelivered).unwrap();
+        assert_eq!(l.claim(&s, "a"), Claim::Fresh);
+        assert_eq!(l.claim(&s, "a"), Claim::Duplicate);
+        assert_eq!(l.claim(&s, "b"), Claim::Fresh);
+        l.record(&[item("sess-1", "a")]).unwrap();
+        l.sync().unwrap();
+        drop(l);
+
+        let mut l = Ledger::open(dir.path(), ResendPolicy::SkipDelivered).unwrap();
+        assert_eq!(l.claim(&s, "a"), Claim::Delivered);
+        // "b" was claimed but never delivered: the next run may send it.
+        assert_eq!(l.claim(&s, "b"), Claim::Fresh);
+        assert_eq!(l.claim(&"other".into(), "a"), Claim::Fresh);
+
+        let mut l = Ledger::open(dir.path(), ResendPolicy::SendAgain).unwrap();
+        assert_eq!(l.claim(&s, "a"), Claim::Fresh);
+        assert_eq!(l.claim(&s, "a"), Claim::Duplicate);
+    }
+
+    #[test]
+    fn odd_session_ids_get_safe_file_names() {
+        assert_eq!(file_name("01a02de5-fc05"), "01a02de5-fc05.keys");
+        for odd in ["../../etc/passwd", "a/b", "", ".hidden", &"x".repeat(500)] {
+            let n = file_name(odd);
+            assert!(n.starts_with("x-") && !n.contains('/'), "{n}");
+        }
+        assert_ne!(file_name("a/b"), file_name("a/c"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(dir.path(), ResendPolicy::SkipDelivered).unwrap();
+        l.record(&[item("a/b", "k1")]).unwrap();
+        drop(l);
+        let mut l = Ledger::open(dir.path(), ResendPolicy::SkipDelivered).unwrap();
+        assert_eq!(l.claim(&"a/b".into(), "k1"), Claim::Delivered);
+    }
+
+    #[test]
+    fn a_torn_last_line_only_fails_to_match() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("s.keys"), "aaaa\nbbbb\ncc").unwrap();
+        let mut l = Ledger::open(dir.path(), ResendPolicy::SkipDelivered).unwrap();
+        let s: Arc<str> = "s".into();
+        assert_eq!(l.claim(&s, "aaaa"), Claim::Delivered);
+        assert_eq!(l.claim(&s, "cccc"), Claim::Fresh);
+    }
+
+    #[test]
+    fn stale_session_files_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("old.keys"), "k\n").unwrap();
+        fs::write(dir.path().join("keep.txt"), "k\n").unwrap();
+        prune(
+            dir.path(),
+            SystemTime::now() + RETENTION + Duration::from_secs(60),
+        );
+        assert!(!dir.path().join("old.keys").exists());
+        assert!(dir.path().join("keep.txt").exists());
+        fs::write(dir.path().join("new.keys"), "k\n").unwrap();
+        prune(dir.path(), SystemTime::now());
+        assert!(dir.path().join("new.keys").exists());
+    }
+}

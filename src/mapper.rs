@@ -1,0 +1,1913 @@
+//! The per-session state machine that turns decoded OMP events into Langfuse records:
+//! session → trace with a root `agent`, turn → span, LLM call → generation, tool call → `tool`,
+//! compaction → span, retries / TTSR / goals → events.
+//!
+//! Pure: no I/O and no clock. Times come from the input; when a line has none, the latest
+//! time seen so far in the session stands in, so identical input gives identical output.
+//! Every observation is emitted once, complete; at the end of input whatever is still open
+//! is closed at the last time seen with WARNING level. No orphans: a parent is always a
+//! turn or root that is (or will be) emitted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::model::{
+    GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord, span_id,
+    trace_id,
+};
+use crate::omp::{Ev, Event, Header, as_millis, str_field};
+
+/// Longest trace name derived from a prompt or goal (Langfuse drops propagated trace
+/// attributes over 200 characters).
+const TRACE_NAME_MAX_CHARS: usize = 100;
+/// Name of a trace with nothing better to go by.
+const DEFAULT_TRACE_NAME: &str = "omp session";
+/// Status message of observations closed because the input ended.
+const CLOSED_AT_EOF: &str =
+    "closed at end of input: omp stopped before this finished (crashed or killed?)";
+
+/// Where trace boundaries fall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TracePer {
+    /// One trace per omp session (default).
+    Session,
+    /// One trace per user prompt, all in the session's Langfuse session.
+    Prompt,
+}
+
+/// Trace-wide settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct MapConfig {
+    pub trace_per: TracePer,
+    pub tags: Vec<String>,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// Counters for the exit summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MapStats {
+    pub sessions: u64,
+    /// Sessions that ended without their end marker, closed at end of input.
+    pub unterminated: u64,
+    /// Goal updates that only advanced token/time accounting (no event emitted).
+    pub goal_accounting: u64,
+    /// Lines that arrived after their session's end marker (omp still reports e.g. a
+    /// retry's end while shutting down); the session's root was already sent.
+    pub after_end: u64,
+}
+
+/// Why a session is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// Its end marker (`session_exit`, `session_shutdown`) was seen.
+    Ended,
+    /// The input ended, or another session began, without an end marker.
+    Eof,
+}
+
+/// The state machine for all sessions of one input source.
+pub struct Mapper {
+    cfg: Arc<MapConfig>,
+    /// Seed for sessions whose input never names them (raw extension streams).
+    source: String,
+    /// Open sessions by key (the OMP session id, or an anonymous key).
+    sessions: BTreeMap<String, Session>,
+    /// The session lines without a `sessionId` belong to.
+    current: Option<String>,
+    /// Sessions whose end marker was seen: later lines for them are dropped, not reopened.
+    ended: std::collections::HashSet<String>,
+    anon: u64,
+    pub stats: MapStats,
+}
+
+impl Mapper {
+    pub fn new(cfg: Arc<MapConfig>, source: &str) -> Mapper {
+        Mapper {
+            cfg,
+            source: source.to_string(),
+            sessions: BTreeMap::new(),
+            current: None,
+            ended: std::collections::HashSet::new(),
+            anon: 0,
+            stats: MapStats::default(),
+        }
+    }
+
+    /// Feed one event; finished records are appended to `out`.
+    pub fn push(&mut self, event: Event, out: &mut Vec<Record>) {
+        if let Ev::Session(header) = &event.ev {
+            self.begin_session(event.session.clone(), header.clone(), event.at, out);
+            return;
+        }
+        let key = match &event.session {
+            Some(id) if self.ended.contains(id) => {
+                self.stats.after_end += 1;
+                return;
+            }
+            None if self
+                .current
+                .as_ref()
+                .is_some_and(|c| self.ended.contains(c)) =>
+            {
+                self.stats.after_end += 1;
+                return;
+            }
+            Some(id) => {
+                if !self.sessions.contains_key(id) {
+                    self.open(Some(id.clone()), Header::default());
+                }
+                id.clone()
+            }
+            None => match &self.current {
+                Some(k) => k.clone(),
+                None => self.open(None, Header::default()),
+            },
+        };
+        let ends = matches!(event.ev, Ev::SessionEnd(_));
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        s.handle(event, out);
+        if ends {
+            self.close(&key, Close::Ended, out);
+            // Lines without an id keep pointing at the ended session until a new header.
+            self.ended.insert(key.clone());
+            self.current = Some(key);
+        }
+    }
+
+    /// End of input: close every open session.
+    pub fn finish(&mut self, out: &mut Vec<Record>) {
+        let keys: Vec<String> = self.sessions.keys().cloned().collect();
+        for k in keys {
+            self.close(&k, Close::Eof, out);
+        }
+    }
+
+    fn begin_session(
+        &mut self,
+        line_session: Option<String>,
+        mut header: Header,
+        at: Option<Millis>,
+        out: &mut Vec<Record>,
+    ) {
+        if header.id.is_none() {
+            header.id = line_session;
+        }
+        if header.timestamp.is_none() {
+            header.timestamp = at;
+        }
+        // A new header ends the session that lines without ids were going to.
+        if let Some(cur) = self.current.take()
+            && header.id.as_deref() != Some(cur.as_str())
+            && !self.ended.contains(&cur)
+        {
+            self.close(&cur, Close::Eof, out);
+        }
+        match header.id.clone() {
+            Some(id) if self.sessions.contains_key(&id) => {
+                self.current = Some(id);
+            }
+            // A session resumed after its end (e.g. `omp --resume`): a new run of it.
+            Some(id) if self.ended.remove(&id) => {
+                self.open(Some(id), header);
+            }
+            id => {
+                self.open(id, header);
+            }
+        }
+    }
+
+    fn open(&mut self, id: Option<String>, header: Header) -> String {
+        let key = match &id {
+            Some(id) => id.clone(),
+            None => {
+                self.anon += 1;
+                format!("\u{0}anon{}", self.anon)
+            }
+        };
+        let anon_seed = format!("{}#{}", self.source, self.anon);
+        self.stats.sessions += 1;
+        self.sessions.insert(
+            key.clone(),
+            Session::new(self.cfg.clone(), id, anon_seed, header),
+        );
+        self.current = Some(key.clone());
+        key
+    }
+
+    fn close(&mut self, key: &str, how: Close, out: &mut Vec<Record>) {
+        if let Some(mut s) = self.sessions.remove(key) {
+            if how == Close::Eof {
+                self.stats.unterminated += u64::from(s.looks_unfinished());
+            }
+            self.stats.goal_accounting += s.goal_accounting;
+            s.close(how, out);
+        }
+        if self.current.as_deref() == Some(key) {
+            self.current = None;
+        }
+    }
+}
+
+/// Token and cost totals.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_write: u64,
+    cost: f64,
+    generations: u64,
+    tool_calls: u64,
+    tool_errors: u64,
+    turns: u64,
+}
+
+/// One trace in progress (a session, or one prompt of it).
+struct Trace {
+    ctx: Arc<TraceCtx>,
+    root_id: String,
+    /// None until the input gives a time.
+    start: Option<Millis>,
+    /// Whether the opening trace record went out.
+    announced: bool,
+    input: Option<Value>,
+    output: Option<Value>,
+    totals: Totals,
+    /// The objective of a goal pursued in this trace.
+    goal: Option<String>,
+    /// This trace's first prompt.
+    prompt: Option<String>,
+}
+
+struct Turn {
+    id: String,
+    n: u64,
+    start: Option<Millis>,
+    end: Option<Millis>,
+    /// Children emitted under this turn (a childless turn can still move to a new trace).
+    children: u64,
+    generations: u64,
+    level: Level,
+    status: Option<String>,
+    context: Option<Value>,
+    context_tokens: Option<u64>,
+}
+
+struct Tool {
+    name: String,
+    args: Option<Value>,
+    intent: Option<String>,
+    /// The turn whose LLM call asked for it; None while its start was seen before the call.
+    parent: Option<String>,
+    start: Option<Millis>,
+    /// When the call that requested it finished: the start when no start was recorded.
+    requested_at: Option<Millis>,
+    /// From `tool_execution_end`, in case the result message never comes.
+    result: Option<Value>,
+    is_error: bool,
+    end: Option<Millis>,
+}
+
+struct Compaction {
+    start: Millis,
+    reason: Option<String>,
+    action: Option<String>,
+    entry: Option<Value>,
+}
+
+/// Last known goal, to tell a real change from token accounting.
+#[derive(PartialEq)]
+struct GoalState {
+    id: Option<String>,
+    objective: Option<String>,
+    status: Option<String>,
+    budget: Option<u64>,
+}
+
+struct Session {
+    cfg: Arc<MapConfig>,
+    id: Option<String>,
+    anon_seed: String,
+    header: Header,
+    title: Option<String>,
+    goal: Option<GoalState>,
+    /// The objective of the goal while it is active.
+    active_goal: Option<String>,
+    /// Traces opened so far (a later one starts at its prompt, not at the session header).
+    traces_opened: u64,
+    goal_accounting: u64,
+    model: Option<String>,
+    trace: Option<Trace>,
+    prompts: u64,
+    first_prompt: Option<String>,
+    turn: Option<Turn>,
+    turns: u64,
+    tools: BTreeMap<String, Tool>,
+    context_msgs: Vec<Value>,
+    last_input: Option<Value>,
+    provider_request: Option<Value>,
+    provider_response: Option<Value>,
+    compaction: Option<Compaction>,
+    compactions: u64,
+    events: u64,
+    clock: Option<Millis>,
+    run_active: bool,
+    context_usage: Option<Value>,
+    /// `session_exit` kind and reason once the end marker was seen.
+    end: Option<(String, Option<String>)>,
+    /// Counts per key prefix, so repeated keys stay unique.
+    keys: HashMap<&'static str, u64>,
+}
+
+impl Session {
+    fn new(cfg: Arc<MapConfig>, id: Option<String>, anon_seed: String, header: Header) -> Session {
+        Session {
+            cfg,
+            id,
+            anon_seed,
+            title: header.title.clone(),
+            clock: header.timestamp,
+            header,
+            goal: None,
+            active_goal: None,
+            traces_opened: 0,
+            goal_accounting: 0,
+            model: None,
+            trace: None,
+            prompts: 0,
+            first_prompt: None,
+            turn: None,
+            turns: 0,
+            tools: BTreeMap::new(),
+            context_msgs: Vec::new(),
+            last_input: None,
+            provider_request: None,
+            provider_response: None,
+            compaction: None,
+            compactions: 0,
+            events: 0,
+            run_active: false,
+            context_usage: None,
+            end: None,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Advance the clock with a time from the input.
+    fn touch(&mut self, at: Millis) {
+        self.clock = Some(self.clock.map_or(at, |c| c.max(at)));
+        if let Some(t) = &mut self.trace
+            && t.start.is_none_or(|s| at < s)
+        {
+            t.start = Some(at);
+        }
+        if let Some(t) = &mut self.turn {
+            t.start = Some(t.start.map_or(at, |s| s.min(at)));
+            t.end = Some(t.end.map_or(at, |e| e.max(at)));
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.or(self.header.timestamp).unwrap_or(0)
+    }
+
+    fn session_id(&mut self) -> String {
+        if self.id.is_none() {
+            // Never named by the input: derive a stable id from where and when it began.
+            let seed = format!(
+                "{}@{}",
+                self.anon_seed,
+                self.header.timestamp.or(self.clock).unwrap_or(0)
+            );
+            self.id = Some(format!("omp-{}", &trace_id(&seed, None)[..16]));
+        }
+        self.id.clone().unwrap_or_default()
+    }
+
+    fn next_key(&mut self, prefix: &'static str) -> String {
+        let n = self.keys.entry(prefix).or_insert(0);
+        *n += 1;
+        format!("{prefix}/{n}")
+    }
+
+    /// A goal active during the trace names it; otherwise the session title and the first
+    /// prompt (per session), or the trace's own prompt (per prompt).
+    fn trace_name(&self) -> String {
+        let t = self.trace.as_ref();
+        let goal = t.and_then(|t| t.goal.as_deref());
+        let prompt = t.and_then(|t| t.prompt.as_deref());
+        let raw = match self.cfg.trace_per {
+            TracePer::Session => goal
+                .or(self.title.as_deref())
+                .or(self.first_prompt.as_deref()),
+            TracePer::Prompt => goal.or(prompt).or(self.title.as_deref()),
+        };
+        short_line(raw.unwrap_or(DEFAULT_TRACE_NAME), TRACE_NAME_MAX_CHARS)
+    }
+
+    fn build_ctx(&mut self, id: String, start: Millis) -> TraceCtx {
+        let session_id = self.session_id();
+        let mut metadata = Map::new();
+        if let Some(cwd) = &self.header.cwd {
+            metadata.insert("cwd".into(), cwd.clone().into());
+        }
+        if let Some(p) = &self.header.parent_session {
+            metadata.insert("parent_session".into(), p.clone().into());
+        }
+        if let Some(t) = &self.title {
+            metadata.insert("title".into(), t.clone().into());
+        }
+        if let Some(m) = &self.model {
+            metadata.insert("model".into(), m.clone().into());
+        }
+        if let Some(o) = self.trace.as_ref().and_then(|t| t.goal.as_ref()) {
+            metadata.insert("goal".into(), o.clone().into());
+        }
+        TraceCtx {
+            id,
+            name: self.trace_name(),
+            session_id,
+            user_id: self.cfg.user_id.clone(),
+            tags: self.cfg.tags.clone(),
+            environment: self.cfg.environment.clone(),
+            release: self.cfg.release.clone(),
+            timestamp: start,
+            metadata,
+        }
+    }
+
+    /// The current trace, opened on first need (announced with its first observation).
+    fn trace(&mut self) -> &mut Trace {
+        if self.trace.is_none() {
+            let part = match self.cfg.trace_per {
+                TracePer::Session => None,
+                TracePer::Prompt => Some(self.prompts),
+            };
+            let sid = self.session_id();
+            let id = trace_id(&sid, part);
+            // The first trace starts with the session; a later one (per prompt) at its prompt.
+            let start = if self.traces_opened == 0 {
+                self.header.timestamp.or(self.clock)
+            } else {
+                self.clock
+            };
+            self.traces_opened += 1;
+            let ctx = Arc::new(self.build_ctx(id.clone(), start.unwrap_or(0)));
+            self.trace = Some(Trace {
+                root_id: span_id(&id, "root"),
+                ctx,
+                start,
+                announced: false,
+                input: None,
+                output: None,
+                totals: Totals::default(),
+                goal: self.active_goal.clone(),
+                prompt: None,
+            });
+            self.refresh_ctx();
+        }
+        self.trace.as_mut().expect("just opened")
+    }
+
+    /// The current trace, with its opening trace record emitted if it was not yet.
+    fn announced_trace(&mut self, out: &mut Vec<Record>) -> &mut Trace {
+        self.trace();
+        self.refresh_ctx();
+        let t = self.trace.as_mut().expect("opened above");
+        if !t.announced {
+            t.announced = true;
+            out.push(Record::Trace(TraceRecord {
+                ctx: t.ctx.clone(),
+                input: None,
+                output: None,
+                at: t.ctx.timestamp,
+                seq: 0,
+            }));
+        }
+        t
+    }
+
+    /// Rebuild the trace context after its name, metadata or start changed.
+    fn refresh_ctx(&mut self) {
+        if let Some(t) = &self.trace {
+            let start = t.start.unwrap_or_else(|| self.now());
+            let id = t.ctx.id.clone();
+            let ctx = self.build_ctx(id, start);
+            if let Some(t) = &mut self.trace
+                && *t.ctx != ctx
+            {
+                t.ctx = Arc::new(ctx);
+            }
+        }
+    }
+
+    /// Parent for an observation that belongs to "now": the open turn, else the root.
+    fn parent_now(&mut self) -> String {
+        if let Some(t) = &mut self.turn {
+            t.children += 1;
+            return t.id.clone();
+        }
+        self.trace().root_id.clone()
+    }
+
+    fn observation(
+        &mut self,
+        out: &mut Vec<Record>,
+        key: &str,
+        parent: Option<String>,
+        kind: ObsKind,
+        name: String,
+        (start, end): (Millis, Millis),
+    ) -> Observation {
+        let trace = self.announced_trace(out).ctx.clone();
+        Observation {
+            id: span_id(&trace.id, key),
+            trace,
+            parent_id: parent,
+            kind,
+            name,
+            start,
+            end: end.max(start),
+            input: None,
+            output: None,
+            metadata: Map::new(),
+            level: Level::Default,
+            status_message: None,
+            generation: None,
+        }
+    }
+
+    fn handle(&mut self, event: Event, out: &mut Vec<Record>) {
+        let before = self.clock;
+        // A turn ends where the next turn or a compaction begins: close it before this
+        // line's time stretches it (session files have no turn-end marker).
+        if matches!(
+            event.ev,
+            Ev::TurnStart | Ev::Compaction(_) | Ev::CompactionStart { .. }
+        ) {
+            self.close_turn(out);
+        }
+        if let Some(at) = event.at {
+            self.touch(at);
+        }
+        if let Some(cu) = event.context {
+            if let Some(t) = &mut self.turn {
+                t.context = Some(cu.clone());
+            }
+            self.context_usage = Some(cu);
+        }
+        match event.ev {
+            Ev::Session(_) | Ev::Ignored | Ev::Unknown(_) => {}
+            Ev::Title(t) => {
+                self.title = Some(t);
+                self.refresh_ctx();
+            }
+            Ev::ModelChange(m) => {
+                self.model = Some(m);
+                self.refresh_ctx();
+            }
+            Ev::RunStart => self.run_active = true,
+            // Even a non-terminal end closes the run: real omp can exit right after one
+            // (a handoff compaction's continuation), and a continuation starts a new run.
+            Ev::RunEnd { .. } => {
+                self.close_turn(out);
+                self.run_active = false;
+            }
+            Ev::TurnStart => {
+                self.close_turn(out);
+                self.open_turn(event.at);
+            }
+            Ev::TurnEnd => self.close_turn(out),
+            Ev::Message(m) => self.message(m, event.at, out),
+            Ev::ProviderRequest(p) => self.provider_request = Some(p),
+            Ev::ProviderResponse(r) => self.provider_response = Some(r),
+            Ev::ToolStart {
+                id,
+                name,
+                args,
+                intent,
+            } => {
+                let at = event.at.unwrap_or_else(|| self.now());
+                let parent = self.turn.as_ref().map(|t| t.id.clone());
+                let tool = self.tools.entry(id).or_insert_with(|| Tool {
+                    name: name.clone(),
+                    args: None,
+                    intent: None,
+                    parent,
+                    start: None,
+                    requested_at: None,
+                    result: None,
+                    is_error: false,
+                    end: None,
+                });
+                tool.start.get_or_insert(at);
+                if !name.is_empty() {
+                    tool.name = name;
+                }
+                if args.is_some() {
+                    tool.args = args;
+                }
+                if intent.is_some() {
+                    tool.intent = intent;
+                }
+            }
+            Ev::ToolUpdate { id, partial } => {
+                if let Some(t) = self.tools.get_mut(&id)
+                    && t.end.is_none()
+                    && partial.is_object()
+                {
+                    t.result = Some(partial);
+                }
+            }
+            Ev::ToolEnd {
+                id,
+                name,
+                result,
+                is_error,
+            } => {
+                let at = event.at.unwrap_or_else(|| self.now());
+                let parent = self.turn.as_ref().map(|t| t.id.clone());
+                let tool = self.tools.entry(id).or_insert_with(|| Tool {
+                    name,
+                    args: None,
+                    intent: None,
+                    parent,
+                    start: Some(at),
+                    requested_at: None,
+                    result: None,
+                    is_error: false,
+                    end: None,
+                });
+                tool.result = Some(result);
+                tool.is_error |= is_error;
+                tool.end = Some(at);
+            }
+            Ev::CompactionStart { reason, action } => {
+                self.close_compaction(None, Level::Warning, out);
+                self.compaction = Some(Compaction {
+                    start: event.at.unwrap_or_else(|| self.now()),
+                    reason,
+                    action,
+                    entry: None,
+                });
+            }
+            Ev::Compaction(entry) => {
+                if let Some(c) = &mut self.compaction {
+                    c.entry = Some(entry);
+                } else {
+                    // A committed compaction with no start marker: it ran between the
+                    // previous line's time and this one.
+                    let end = entry
+                        .get("timestamp")
+                        .and_then(as_millis)
+                        .or(event.at)
+                        .unwrap_or_else(|| self.now());
+                    self.compaction = Some(Compaction {
+                        start: before.unwrap_or(end).min(end),
+                        reason: None,
+                        action: None,
+                        entry: Some(entry),
+                    });
+                    self.close_compaction(Some(json!({})), Level::Default, out);
+                }
+            }
+            Ev::CompactionEnd(v) => {
+                if self.compaction.is_none() {
+                    self.compaction = Some(Compaction {
+                        start: event.at.unwrap_or_else(|| self.now()),
+                        reason: None,
+                        action: str_field(&v, "action"),
+                        entry: None,
+                    });
+                }
+                // A maintenance check that decided not to compact is not a compaction.
+                if v.get("skipped").and_then(Value::as_bool) == Some(true) {
+                    self.compaction = None;
+                    return;
+                }
+                // The summarisation request is the compaction's, not the next LLM call's input.
+                self.provider_request = None;
+                self.provider_response = None;
+                let failed = v.get("aborted").and_then(Value::as_bool) == Some(true)
+                    || v.get("errorMessage").is_some_and(|e| !e.is_null());
+                let level = if failed { Level::Error } else { Level::Default };
+                self.close_compaction(Some(v), level, out);
+            }
+            Ev::RetryStart(v) => {
+                let mut meta = Map::new();
+                copy_fields(
+                    &v,
+                    &mut meta,
+                    &["attempt", "maxAttempts", "delayMs", "errorId"],
+                );
+                let input = v.get("errorMessage").map(|e| json!({ "error": e }));
+                let status = str_field(&v, "errorMessage").map(|e| short_line(&e, 200));
+                self.event(out, "auto-retry", Level::Warning, status, input, None, meta);
+            }
+            Ev::RetryEnd(v) => {
+                let success = v.get("success").and_then(Value::as_bool).unwrap_or(false);
+                let mut meta = Map::new();
+                copy_fields(&v, &mut meta, &["attempt", "success"]);
+                let (level, status) = if success {
+                    (Level::Default, None)
+                } else {
+                    let err =
+                        str_field(&v, "finalError").unwrap_or_else(|| "retries exhausted".into());
+                    (Level::Error, Some(short_line(&err, 200)))
+                };
+                let output = Some(json!({ "success": success, "finalError": v.get("finalError") }));
+                self.event(out, "auto-retry-end", level, status, None, output, meta);
+            }
+            Ev::RetryRecovery(r) => {
+                let mut meta = Map::new();
+                copy_fields(&r, &mut meta, &["attempt", "status", "recovery", "note"]);
+                self.event(
+                    out,
+                    "auto-retry",
+                    Level::Warning,
+                    str_field(&r, "note"),
+                    None,
+                    None,
+                    meta,
+                );
+            }
+            Ev::Ttsr(rules) => {
+                let status = Some(format!("TTSR rule matched: {}", rules.join(", ")));
+                let input = Some(json!({ "rules": rules }));
+                self.event(out, "ttsr", Level::Warning, status, input, None, Map::new());
+            }
+            Ev::Goal(g) => self.goal(g, out),
+            Ev::BranchSummary(e) => {
+                let mut meta = Map::new();
+                copy_fields(&e, &mut meta, &["fromId"]);
+                let output = e.get("summary").cloned();
+                self.event(
+                    out,
+                    "branch-summary",
+                    Level::Default,
+                    None,
+                    None,
+                    output,
+                    meta,
+                );
+            }
+            Ev::SessionEnd(data) => {
+                let kind = str_field(&data, "kind").unwrap_or_else(|| "normal".into());
+                if let Some(pending) = data.get("pendingToolCalls").and_then(Value::as_array) {
+                    for p in pending {
+                        if let Some(id) = str_field(p, "toolCallId")
+                            && let Some(t) = self.tools.get_mut(&id)
+                        {
+                            t.is_error = true;
+                        }
+                    }
+                }
+                self.end = Some((kind, str_field(&data, "reason")));
+            }
+        }
+    }
+}
+
+impl Session {
+    fn open_turn(&mut self, at: Option<Millis>) {
+        self.turns += 1;
+        let n = self.turns;
+        let trace_id = self.trace().ctx.id.clone();
+        self.turn = Some(Turn {
+            id: span_id(&trace_id, &format!("turn/{n}")),
+            n,
+            start: at,
+            end: at,
+            children: 0,
+            generations: 0,
+            level: Level::Default,
+            status: None,
+            context: self.context_usage.clone(),
+            context_tokens: None,
+        });
+    }
+
+    fn close_turn(&mut self, out: &mut Vec<Record>) {
+        let Some(turn) = self.turn.take() else {
+            return;
+        };
+        let start = turn.start.unwrap_or_else(|| self.now());
+        let end = turn.end.unwrap_or(start);
+        let trace = self.announced_trace(out);
+        trace.totals.turns += 1;
+        let root = trace.root_id.clone();
+        let ctx = trace.ctx.clone();
+        let mut meta = Map::new();
+        meta.insert("turn".into(), turn.n.into());
+        if let Some(tokens) = turn.context_tokens {
+            meta.insert("context_tokens".into(), tokens.into());
+        }
+        if let Some(cu) = &turn.context {
+            copy_fields(cu, &mut meta, &["contextWindow", "percent"]);
+            if let Some(tokens) = cu.get("tokens").filter(|t| t.is_number()) {
+                meta.insert("context_usage_tokens".into(), tokens.clone());
+            }
+        }
+        out.push(Record::Observation(Observation {
+            id: turn.id,
+            trace: ctx,
+            parent_id: Some(root),
+            kind: ObsKind::Span,
+            name: format!("turn {}", turn.n),
+            start,
+            end: end.max(start),
+            input: None,
+            output: None,
+            metadata: meta,
+            level: turn.level,
+            status_message: turn.status,
+            generation: None,
+        }));
+    }
+
+    fn message(&mut self, m: Value, at: Option<Millis>, out: &mut Vec<Record>) {
+        let role = m
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(ts) = m.get("timestamp").and_then(as_millis) {
+            self.touch(ts);
+        }
+        match role.as_str() {
+            "assistant" => self.llm_call(m, out),
+            "toolResult" => {
+                self.context_msgs.push(input_message(&m));
+                self.tool_result(m, at, out);
+            }
+            "user" => {
+                let steering = m.get("steering").and_then(Value::as_bool) == Some(true)
+                    || m.get("synthetic").and_then(Value::as_bool) == Some(true)
+                    || m.get("attribution").and_then(Value::as_str) == Some("agent");
+                if !steering {
+                    self.prompt(&m, out);
+                }
+                self.context_msgs.push(input_message(&m));
+            }
+            _ => self.context_msgs.push(input_message(&m)),
+        }
+    }
+
+    /// A user prompt: the first names the trace; with `--trace-per prompt` each opens a trace.
+    fn prompt(&mut self, m: &Value, out: &mut Vec<Record>) {
+        // A turn that already made its LLM call is over (session files mark no turn ends);
+        // one just opened by `turn_start` is this prompt's first turn.
+        if self.turn.as_ref().is_some_and(|t| t.generations > 0) {
+            self.close_turn(out);
+        }
+        self.prompts += 1;
+        let text = message_text(m);
+        if self.first_prompt.is_none() && !text.is_empty() {
+            self.first_prompt = Some(text.clone());
+        }
+        if self.cfg.trace_per == TracePer::Prompt && self.prompts > 1 || self.trace.is_none() {
+            if self.cfg.trace_per == TracePer::Prompt && self.trace.is_some() {
+                // The run's first turn opened before its prompt arrived; it has no children
+                // yet, so it moves to the new trace.
+                let turn = self.turn.take();
+                self.close_trace(Level::Default, None, out);
+                self.turns = 0;
+                if let Some(mut t) = turn {
+                    self.turns = 1;
+                    let trace_id = self.trace().ctx.id.clone();
+                    t.n = 1;
+                    t.id = span_id(&trace_id, "turn/1");
+                    self.turn = Some(t);
+                }
+            }
+            self.trace();
+        }
+        self.refresh_ctx();
+        let t = self.trace();
+        if t.input.is_none() {
+            t.prompt = Some(text.clone());
+            t.input = Some(Value::String(text));
+        }
+        self.refresh_ctx();
+    }
+
+    fn llm_call(&mut self, m: Value, out: &mut Vec<Record>) {
+        if self.turn.is_none() {
+            self.open_turn(None);
+        }
+        let start = m
+            .get("timestamp")
+            .and_then(as_millis)
+            .unwrap_or_else(|| self.now());
+        let duration = m.get("duration").and_then(as_millis);
+        let end = m
+            .get("completedAt")
+            .and_then(as_millis)
+            .or(duration.map(|d| start + d))
+            .unwrap_or_else(|| self.now());
+        self.touch(start);
+        self.touch(end);
+        let ttft = m.get("ttft").and_then(as_millis);
+        let stop = str_field(&m, "stopReason").unwrap_or_default();
+        let model = str_field(&m, "model");
+        let usage = m.get("usage").cloned().unwrap_or(Value::Null);
+        let u = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let c = |k: &str| {
+            usage
+                .pointer(&format!("/cost/{k}"))
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+        };
+        let (input, output, cache_read, cache_write) =
+            (u("input"), u("output"), u("cacheRead"), u("cacheWrite"));
+        let tokens = input + output + cache_read + cache_write;
+        let cost_total = c("total");
+
+        // Input: the provider request when the input has it (extension stream), else the
+        // messages added since the previous call; a retry re-sends the previous input.
+        let delta = std::mem::take(&mut self.context_msgs);
+        let gen_input = match self.provider_request.take() {
+            Some(p) if !p.is_null() => Some(p),
+            _ if !delta.is_empty() => Some(Value::Array(delta)),
+            _ => self.last_input.clone(),
+        };
+        self.last_input = gen_input.clone();
+        let response = self.provider_response.take();
+
+        let turn = self.turn.as_mut().expect("opened above");
+        turn.generations += 1;
+        turn.children += 1;
+        let key = format!("gen/{}/{}", turn.n, turn.generations);
+        let parent = turn.id.clone();
+        let context_tokens = usage
+            .get("contextTokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(input + cache_read + cache_write);
+        turn.context_tokens = Some(context_tokens);
+        let failed = matches!(stop.as_str(), "error" | "aborted");
+        let error = str_field(&m, "errorMessage").filter(|e| !e.is_empty());
+        if failed {
+            turn.level = Level::Error;
+            turn.status = Some(short_line(
+                error.as_deref().unwrap_or(&format!("LLM call {stop}")),
+                200,
+            ));
+        }
+        let turn_id = turn.id.clone();
+
+        let name = model.clone().unwrap_or_else(|| "llm".into());
+        let mut obs = self.observation(
+            out,
+            &key,
+            Some(parent),
+            ObsKind::Generation,
+            name,
+            (start, end),
+        );
+        obs.input = gen_input;
+        obs.output = Some(assistant_output(&m));
+        let mut meta = Map::new();
+        copy_fields(
+            &m,
+            &mut meta,
+            &[
+                "provider",
+                "api",
+                "responseId",
+                "errorStatus",
+                "upstreamProvider",
+            ],
+        );
+        meta.insert("stop_reason".into(), stop.clone().into());
+        if let Some(d) = duration {
+            meta.insert("duration_ms".into(), d.into());
+        }
+        if let Some(t) = ttft {
+            meta.insert("ttft_ms".into(), t.into());
+        }
+        if let Some(r) = usage.get("reasoningTokens").filter(|r| r.is_number()) {
+            meta.insert("reasoning_tokens".into(), r.clone());
+        }
+        meta.insert("context_tokens".into(), context_tokens.into());
+        if let Some(snap) = m.get("contextSnapshot").and_then(|s| s.get("promptTokens")) {
+            meta.insert("prompt_tokens".into(), snap.clone());
+        }
+        if let Some(r) = &response {
+            copy_fields(r, &mut meta, &["requestId"]);
+            if let Some(s) = r.get("status") {
+                meta.insert("http_status".into(), s.clone());
+            }
+        }
+        obs.metadata = meta;
+        if failed {
+            obs.level = Level::Error;
+            obs.status_message = Some(error.clone().unwrap_or_else(|| format!("LLM call {stop}")));
+        }
+        let mut usage_buckets = vec![
+            ("input", input),
+            ("output", output),
+            ("input_cache_read", cache_read),
+            ("input_cache_creation", cache_write),
+        ];
+        usage_buckets.retain(|(_, v)| *v > 0);
+        usage_buckets.push(("total", tokens));
+        let mut cost_buckets = vec![
+            ("input", c("input")),
+            ("output", c("output")),
+            ("input_cache_read", c("cacheRead")),
+            ("input_cache_creation", c("cacheWrite")),
+        ];
+        cost_buckets.retain(|(_, v)| *v > 0.0);
+        cost_buckets.push(("total", cost_total));
+        obs.generation = Some(GenerationInfo {
+            model,
+            model_parameters: model_parameters(obs.input.as_ref()),
+            usage: usage_buckets,
+            cost: cost_buckets,
+            completion_start: ttft.map(|t| start + t),
+        });
+        out.push(Record::Observation(obs));
+
+        // Tool calls it asked for, keyed by id (their starts may have been seen already).
+        if let Some(blocks) = m.get("content").and_then(Value::as_array) {
+            for b in blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("toolCall"))
+            {
+                let Some(id) = str_field(b, "id") else {
+                    continue;
+                };
+                let tool = self.tools.entry(id).or_insert_with(|| Tool {
+                    name: String::new(),
+                    args: None,
+                    intent: None,
+                    parent: None,
+                    start: None,
+                    requested_at: None,
+                    result: None,
+                    is_error: false,
+                    end: None,
+                });
+                tool.parent = Some(turn_id.clone());
+                tool.requested_at = Some(end);
+                if tool.name.is_empty() {
+                    tool.name = str_field(b, "name").unwrap_or_default();
+                }
+                if tool.args.is_none() {
+                    tool.args = b.get("arguments").map(strip_intent);
+                }
+                if tool.intent.is_none() {
+                    tool.intent = str_field(b, "intent").or_else(|| {
+                        b.pointer("/arguments/i")
+                            .and_then(Value::as_str)
+                            .map(String::from)
+                    });
+                }
+            }
+        }
+
+        let t = self.trace();
+        t.totals.generations += 1;
+        t.totals.input += input;
+        t.totals.output += output;
+        t.totals.cache_read += cache_read;
+        t.totals.cache_write += cache_write;
+        t.totals.cost += cost_total;
+        let text = message_text(&m);
+        if !text.is_empty() {
+            t.output = Some(Value::String(text));
+        }
+    }
+
+    fn tool_result(&mut self, m: Value, at: Option<Millis>, out: &mut Vec<Record>) {
+        let id = str_field(&m, "toolCallId").unwrap_or_default();
+        let end = m
+            .get("timestamp")
+            .and_then(as_millis)
+            .or(at)
+            .unwrap_or_else(|| self.now());
+        let mut tool = self.tools.remove(&id).unwrap_or_else(|| Tool {
+            // A result with no call seen (input began mid-session): still one observation.
+            name: String::new(),
+            args: None,
+            intent: None,
+            parent: None,
+            start: None,
+            requested_at: None,
+            result: None,
+            is_error: false,
+            end: None,
+        });
+        if tool.name.is_empty() {
+            tool.name = str_field(&m, "toolName").unwrap_or_else(|| "tool".into());
+        }
+        tool.is_error |= m.get("isError").and_then(Value::as_bool) == Some(true);
+        tool.end = Some(end);
+        let output = tool_output(m.get("content"), m.get("details"));
+        self.emit_tool(&id, tool, output, None, out);
+    }
+
+    fn emit_tool(
+        &mut self,
+        id: &str,
+        tool: Tool,
+        output: Option<Value>,
+        unfinished: Option<&str>,
+        out: &mut Vec<Record>,
+    ) {
+        let end = tool.end.unwrap_or_else(|| self.now());
+        // Synthetic results after an aborted turn never started: they span from the call.
+        let start = tool.start.or(tool.requested_at).unwrap_or(end);
+        let parent = match tool.parent {
+            Some(p) => p,
+            None => self.parent_now(),
+        };
+        let key = format!("tool/{id}");
+        let mut obs = self.observation(
+            out,
+            &key,
+            Some(parent),
+            ObsKind::Tool,
+            tool.name.clone(),
+            (start, end),
+        );
+        obs.input = tool.args;
+        obs.output = output;
+        let mut meta = Map::new();
+        meta.insert("tool_call_id".into(), id.into());
+        if let Some(i) = tool.intent {
+            meta.insert("intent".into(), i.into());
+        }
+        obs.metadata = meta;
+        if let Some(msg) = unfinished {
+            obs.level = Level::Warning;
+            obs.status_message = Some(msg.to_string());
+        } else if tool.is_error {
+            obs.level = Level::Error;
+            obs.status_message = Some(tool_error_message(obs.output.as_ref()));
+        }
+        out.push(Record::Observation(obs));
+        let t = self.trace();
+        t.totals.tool_calls += 1;
+        t.totals.tool_errors += u64::from(tool.is_error);
+    }
+
+    fn close_compaction(&mut self, end_event: Option<Value>, level: Level, out: &mut Vec<Record>) {
+        let Some(c) = self.compaction.take() else {
+            return;
+        };
+        self.compactions += 1;
+        let end = c
+            .entry
+            .as_ref()
+            .and_then(|e| e.get("timestamp"))
+            .and_then(as_millis)
+            .unwrap_or_else(|| self.now())
+            .max(c.start);
+        let key = self.next_key("compaction");
+        let parent = self.trace().root_id.clone();
+        let mut obs = self.observation(
+            out,
+            &key,
+            Some(parent),
+            ObsKind::Span,
+            "compaction".into(),
+            (c.start, end),
+        );
+        let result = end_event
+            .as_ref()
+            .and_then(|e| e.get("result"))
+            .filter(|r| r.is_object());
+        let source = c.entry.as_ref().or(result);
+        let field = |k: &str| {
+            source
+                .and_then(|s| s.get(k))
+                .cloned()
+                .filter(|v| !v.is_null())
+        };
+        let mut meta = Map::new();
+        if let Some(r) = &c.reason {
+            meta.insert("reason".into(), r.clone().into());
+        }
+        if let Some(a) = c
+            .action
+            .or_else(|| end_event.as_ref().and_then(|e| str_field(e, "action")))
+        {
+            meta.insert("action".into(), a.into());
+        }
+        for (k, name) in [
+            ("tokensBefore", "tokens_before"),
+            ("tokensAfter", "tokens_after"),
+            ("method", "method"),
+        ] {
+            if let Some(v) = field(k) {
+                meta.insert(name.into(), v);
+            }
+        }
+        obs.input = field("tokensBefore").map(|t| json!({ "tokensBefore": t }));
+        obs.output = field("summary").map(|s| {
+            let mut o = Map::new();
+            o.insert("summary".into(), s);
+            if let Some(t) = field("tokensAfter") {
+                o.insert("tokensAfter".into(), t);
+            }
+            Value::Object(o)
+        });
+        obs.metadata = meta;
+        obs.level = level;
+        if let Some(e) = end_event
+            .as_ref()
+            .and_then(|e| str_field(e, "errorMessage"))
+        {
+            obs.status_message = Some(short_line(&e, 200));
+        } else if level == Level::Warning {
+            obs.status_message = Some(CLOSED_AT_EOF.into());
+        }
+        out.push(Record::Observation(obs));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &mut self,
+        out: &mut Vec<Record>,
+        name: &str,
+        level: Level,
+        status: Option<String>,
+        input: Option<Value>,
+        output: Option<Value>,
+        metadata: Map<String, Value>,
+    ) {
+        self.events += 1;
+        let key = self.next_key("event");
+        let parent = self.parent_now();
+        let now = self.now();
+        let mut obs = self.observation(
+            out,
+            &key,
+            Some(parent),
+            ObsKind::Event,
+            name.into(),
+            (now, now),
+        );
+        obs.level = level;
+        obs.status_message = status;
+        obs.input = input;
+        obs.output = output;
+        obs.metadata = metadata;
+        out.push(Record::Observation(obs));
+    }
+
+    /// Goal updates: an event when the goal itself changes (create, status, objective,
+    /// budget); token/time accounting updates only refresh the numbers.
+    fn goal(&mut self, g: Value, out: &mut Vec<Record>) {
+        if g.is_null() {
+            if let Some(prev) = self.goal.take() {
+                let input = Some(json!({ "objective": prev.objective, "status": "dropped" }));
+                self.event(
+                    out,
+                    "goal",
+                    Level::Default,
+                    Some("goal dropped".into()),
+                    input,
+                    None,
+                    Map::new(),
+                );
+            }
+            return;
+        }
+        let state = GoalState {
+            id: str_field(&g, "id"),
+            objective: str_field(&g, "objective"),
+            status: str_field(&g, "status"),
+            budget: g.get("tokenBudget").and_then(Value::as_u64),
+        };
+        if self.goal.as_ref() == Some(&state) {
+            self.goal_accounting += 1;
+            return;
+        }
+        let objective = state.objective.clone().filter(|o| !o.trim().is_empty());
+        let active = matches!(
+            state.status.as_deref(),
+            Some("active" | "paused" | "budget-limited") | None
+        );
+        self.active_goal = objective.clone().filter(|_| active);
+        // The trace this goal was pursued in keeps its name after the goal completes.
+        if let Some(o) = objective {
+            self.trace().goal = Some(o);
+            self.refresh_ctx();
+        }
+        let status = state.status.clone().unwrap_or_default();
+        let level = match status.as_str() {
+            "budget-limited" => Level::Warning,
+            _ => Level::Default,
+        };
+        let mut meta = Map::new();
+        copy_fields(
+            &g,
+            &mut meta,
+            &["id", "tokenBudget", "tokensUsed", "timeUsedSeconds"],
+        );
+        let input = Some(json!({ "objective": state.objective, "status": status }));
+        self.goal = Some(state);
+        self.event(
+            out,
+            "goal",
+            level,
+            Some(format!("goal {status}")),
+            input,
+            None,
+            meta,
+        );
+    }
+
+    /// An input that stopped mid-run: a run without its terminal end, or tools in flight.
+    fn looks_unfinished(&self) -> bool {
+        self.end.is_none()
+            && (self.run_active || !self.tools.is_empty() || self.compaction.is_some())
+    }
+
+    /// Close everything still open, the root last.
+    fn close(&mut self, how: Close, out: &mut Vec<Record>) {
+        let unfinished = how == Close::Eof && self.looks_unfinished();
+        let exit_kind = self.end.as_ref().map(|(k, _)| k.clone());
+        let abnormal_exit = matches!(
+            exit_kind.as_deref(),
+            Some("signal" | "fatal" | "process_exit")
+        );
+        if self.compaction.is_some() {
+            self.close_compaction(None, Level::Warning, out);
+        }
+        let tools = std::mem::take(&mut self.tools);
+        for (id, tool) in tools {
+            let why = if how == Close::Ended {
+                "still running when omp exited"
+            } else {
+                CLOSED_AT_EOF
+            };
+            let output = tool
+                .result
+                .as_ref()
+                .and_then(|r| tool_output(r.get("content"), r.get("details")));
+            self.emit_tool(&id, tool, output, Some(why), out);
+        }
+        if unfinished && let Some(t) = &mut self.turn {
+            t.level = t.level.max(Level::Warning);
+            t.status.get_or_insert_with(|| CLOSED_AT_EOF.into());
+        }
+        self.close_turn(out);
+        let (level, status) = if unfinished {
+            (Level::Warning, Some(CLOSED_AT_EOF.to_string()))
+        } else if abnormal_exit {
+            (
+                Level::Warning,
+                Some(format!(
+                    "omp exited abnormally ({})",
+                    exit_kind.unwrap_or_default()
+                )),
+            )
+        } else {
+            (Level::Default, None)
+        };
+        self.close_trace(level, status, out);
+    }
+
+    /// Emit the current trace's root and its final trace record.
+    fn close_trace(&mut self, level: Level, status: Option<String>, out: &mut Vec<Record>) {
+        if self.trace.is_none() {
+            // A session with nothing in it still becomes a (tiny) trace: it happened.
+            if self.header.id.is_none() && self.id.is_none() && self.clock.is_none() {
+                return;
+            }
+            self.trace();
+        }
+        self.refresh_ctx();
+        let end = self.now();
+        let (compactions, events, turns_total) = (self.compactions, self.events, self.turns);
+        let Some(t) = self.trace.take() else { return };
+        let tot = t.totals;
+        let start = t.ctx.timestamp;
+        let mut meta = Map::new();
+        meta.insert("turns".into(), tot.turns.into());
+        meta.insert("generations".into(), tot.generations.into());
+        meta.insert("tool_calls".into(), tot.tool_calls.into());
+        meta.insert("tool_errors".into(), tot.tool_errors.into());
+        meta.insert("compactions".into(), compactions.into());
+        meta.insert("events".into(), events.into());
+        meta.insert(
+            "usage".into(),
+            json!({
+                "input": tot.input,
+                "output": tot.output,
+                "input_cache_read": tot.cache_read,
+                "input_cache_creation": tot.cache_write,
+                "total": tot.input + tot.output + tot.cache_read + tot.cache_write,
+            }),
+        );
+        meta.insert("cost_usd".into(), json!(round_usd(tot.cost)));
+        let _ = turns_total;
+        out.push(Record::Observation(Observation {
+            id: t.root_id.clone(),
+            trace: t.ctx.clone(),
+            parent_id: None,
+            kind: ObsKind::Agent,
+            name: "omp".into(),
+            start,
+            end: end.max(start),
+            input: t.input.clone(),
+            output: t.output.clone(),
+            metadata: meta,
+            level,
+            status_message: status,
+            generation: None,
+        }));
+        out.push(Record::Trace(TraceRecord {
+            ctx: t.ctx,
+            input: t.input,
+            output: t.output,
+            at: end.max(start),
+            seq: 1,
+        }));
+    }
+}
+
+/// Cost sums of floats pick up noise in the 17th digit; a millionth of a cent is plenty.
+fn round_usd(v: f64) -> f64 {
+    (v * 1e8).round() / 1e8
+}
+
+/// First line of `s`, at most `max` chars, with an ellipsis when cut.
+fn short_line(s: &str, max: usize) -> String {
+    let line = s.trim().lines().next().unwrap_or("").trim();
+    if line.chars().count() <= max {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+fn copy_fields(from: &Value, to: &mut Map<String, Value>, keys: &[&str]) {
+    for k in keys {
+        if let Some(v) = from.get(*k).filter(|v| !v.is_null()) {
+            to.insert((*k).to_string(), v.clone());
+        }
+    }
+}
+
+/// The text of a message: a string content, or its text blocks joined.
+fn message_text(m: &Value) -> String {
+    match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// Keys that only carry provider plumbing (signatures, raw blocks): noise in a trace.
+const PLUMBING_KEYS: &[&str] = &[
+    "textSignature",
+    "thinkingSignature",
+    "thoughtSignature",
+    "partialArgs",
+    "streamIndex",
+    "rawBlock",
+    "providerMetadata",
+    "providerPayload",
+    "customWireName",
+];
+
+fn clean_block(b: &Value) -> Value {
+    match b {
+        Value::Object(o) => {
+            let mut c: Map<String, Value> = o
+                .iter()
+                .filter(|(k, _)| !PLUMBING_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if c.get("type").and_then(Value::as_str) == Some("toolCall")
+                && let Some(args) = c.get("arguments")
+            {
+                let stripped = strip_intent(args);
+                c.insert("arguments".into(), stripped);
+            }
+            Value::Object(c)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Tool arguments without omp's intent key `i` (it is metadata, not an argument).
+fn strip_intent(args: &Value) -> Value {
+    match args {
+        Value::Object(o) if o.contains_key("i") => {
+            let mut c = o.clone();
+            c.remove("i");
+            Value::Object(c)
+        }
+        other => other.clone(),
+    }
+}
+
+/// A generation's output: the assistant message's content blocks.
+fn assistant_output(m: &Value) -> Value {
+    let content = m
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(clean_block).collect())
+        .unwrap_or_default();
+    json!({ "role": "assistant", "content": Value::Array(content) })
+}
+
+/// A message as part of a generation's input.
+fn input_message(m: &Value) -> Value {
+    let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+    let mut o = Map::new();
+    match role {
+        "toolResult" => {
+            o.insert("role".into(), "tool".into());
+            copy_fields(m, &mut o, &["toolCallId", "toolName", "isError"]);
+        }
+        _ => {
+            o.insert("role".into(), role.into());
+            copy_fields(
+                m,
+                &mut o,
+                &[
+                    "customType",
+                    "command",
+                    "code",
+                    "output",
+                    "summary",
+                    "files",
+                ],
+            );
+        }
+    }
+    if let Some(c) = m.get("content") {
+        let content = match c {
+            Value::Array(a) => Value::Array(a.iter().map(clean_block).collect()),
+            other => other.clone(),
+        };
+        o.insert("content".into(), content);
+    }
+    Value::Object(o)
+}
+
+/// A tool's output: its text (joined) when the result is text only, else the blocks; plus
+/// `details` (exit code, wall time, diff, …) when present.
+fn tool_output(content: Option<&Value>, details: Option<&Value>) -> Option<Value> {
+    let content = content?;
+    let body = match content {
+        Value::Array(blocks)
+            if blocks
+                .iter()
+                .all(|b| b.get("type").and_then(Value::as_str) == Some("text")) =>
+        {
+            Value::String(
+                blocks
+                    .iter()
+                    .filter_map(|b| b.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        }
+        Value::Array(blocks) => Value::Array(blocks.iter().map(clean_block).collect()),
+        other => other.clone(),
+    };
+    match details.filter(|d| d.as_object().is_some_and(|o| !o.is_empty())) {
+        Some(d) => Some(json!({ "content": body, "details": d })),
+        None => Some(body),
+    }
+}
+
+/// Status message of a failed tool: its exit code when it has one, else its first line.
+fn tool_error_message(output: Option<&Value>) -> String {
+    let details = output.and_then(|o| o.get("details"));
+    if let Some(code) = details
+        .and_then(|d| d.get("exitCode"))
+        .and_then(Value::as_i64)
+    {
+        return format!("exit code {code}");
+    }
+    let text = match output {
+        Some(Value::String(s)) => s.as_str(),
+        Some(o) => o.get("content").and_then(Value::as_str).unwrap_or(""),
+        None => "",
+    };
+    let line = short_line(text, 200);
+    if line.is_empty() {
+        "tool returned an error".into()
+    } else {
+        line
+    }
+}
+
+/// Request parameters worth filtering on, from a provider request body.
+fn model_parameters(request: Option<&Value>) -> Map<String, Value> {
+    const KEYS: &[&str] = &[
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "reasoning_effort",
+        "tool_choice",
+        "service_tier",
+        "stream",
+    ];
+    let mut params = Map::new();
+    let Some(Value::Object(req)) = request else {
+        return params;
+    };
+    for k in KEYS {
+        match req.get(*k) {
+            Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                params.insert((*k).into(), v.clone());
+            }
+            Some(v @ Value::Object(_)) => {
+                params.insert((*k).into(), v.to_string().into());
+            }
+            _ => {}
+        }
+    }
+    for k in ["thinking", "reasoning"] {
+        if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
+            params.insert(k.into(), v.to_string().into());
+        }
+    }
+    params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::omp::decode_stream;
+
+    fn cfg(trace_per: TracePer) -> Arc<MapConfig> {
+        Arc::new(MapConfig {
+            trace_per,
+            tags: vec![],
+            environment: None,
+            release: None,
+            user_id: None,
+        })
+    }
+
+    /// Run stream lines through a mapper; return the observations and trace records.
+    fn run(per: TracePer, lines: &[Value]) -> (Vec<Observation>, Vec<TraceRecord>, MapStats) {
+        let mut m = Mapper::new(cfg(per), "test");
+        let mut out = Vec::new();
+        for l in lines {
+            m.push(decode_stream(l.clone()), &mut out);
+        }
+        m.finish(&mut out);
+        let mut obs = Vec::new();
+        let mut traces = Vec::new();
+        for r in out {
+            match r {
+                Record::Observation(o) => obs.push(o),
+                Record::Trace(t) => traces.push(t),
+            }
+        }
+        (obs, traces, m.stats)
+    }
+
+    fn header() -> Value {
+        json!({"type":"session","version":3,"id":"sess-1","timestamp":"1970-01-01T00:00:00.500Z","cwd":"/w"})
+    }
+
+    fn user(text: &str, ts: i64) -> Value {
+        json!({"type":"message_end","message":{"role":"user","content":[{"type":"text","text":text}],"timestamp":ts}})
+    }
+
+    fn assistant(ts: i64, stop: &str, calls: &[&str]) -> Value {
+        let mut content = vec![json!({"type":"text","text":"ok"})];
+        for c in calls {
+            content.push(json!({"type":"toolCall","id":c,"name":"bash","arguments":{"i":"why","command":"ls"}}));
+        }
+        json!({"type":"message_end","message":{"role":"assistant","content":content,"provider":"p","model":"m",
+            "usage":{"input":10,"output":5,"cacheRead":100,"cacheWrite":1,"totalTokens":116,
+                     "cost":{"input":0.1,"output":0.2,"cacheRead":0.3,"cacheWrite":0.4,"total":1.0}},
+            "stopReason":stop,"timestamp":ts,"duration":100,"ttft":20}})
+    }
+
+    fn tool_result(id: &str, ts: i64, is_error: bool) -> Value {
+        json!({"type":"message_end","message":{"role":"toolResult","toolCallId":id,"toolName":"bash",
+            "content":[{"type":"text","text":"out"}],"isError":is_error,"timestamp":ts}})
+    }
+
+    fn by_name<'a>(obs: &'a [Observation], name: &str) -> Vec<&'a Observation> {
+        obs.iter().filter(|o| o.name == name).collect()
+    }
+
+    #[test]
+    fn parallel_tools_out_of_order_nest_under_their_turn() {
+        let (obs, _, _) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"agent_start"}),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                assistant(2000, "toolUse", &["a", "b"]),
+                json!({"type":"tool_execution_start","toolCallId":"a","toolName":"bash","args":{"command":"ls"}}),
+                json!({"type":"tool_execution_start","toolCallId":"b","toolName":"bash","args":{"command":"ls"}}),
+                json!({"type":"tool_execution_end","toolCallId":"b","toolName":"bash","result":{"content":[]},"isError":false}),
+                tool_result("b", 2300, false),
+                json!({"type":"tool_execution_end","toolCallId":"a","toolName":"bash","result":{"content":[]},"isError":true}),
+                tool_result("a", 2500, true),
+                json!({"type":"turn_end"}),
+                json!({"type":"agent_end"}),
+            ],
+        );
+        let turn = &by_name(&obs, "turn 1")[0];
+        let tools = by_name(&obs, "bash");
+        assert_eq!(tools.len(), 2);
+        assert!(
+            tools
+                .iter()
+                .all(|t| t.parent_id.as_deref() == Some(turn.id.as_str()))
+        );
+        let a = tools
+            .iter()
+            .find(|t| t.metadata["tool_call_id"] == "a")
+            .unwrap();
+        assert_eq!((a.start, a.end, a.level), (2100, 2500, Level::Error));
+        // The intent key is metadata, not an argument.
+        assert_eq!(a.input, Some(json!({"command":"ls"})));
+        assert_eq!(turn.end, 2500);
+        let root = obs.iter().find(|o| o.parent_id.is_none()).unwrap();
+        assert_eq!(root.level, Level::Default);
+        assert_eq!(root.metadata["tool_errors"], 1);
+    }
+
+    #[test]
+    fn generation_carries_usage_cost_and_completion_start() {
+        let (obs, traces, _) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                assistant(2000, "stop", &[]),
+            ],
+        );
+        let g = obs.iter().find(|o| o.kind == ObsKind::Generation).unwrap();
+        let info = g.generation.as_ref().unwrap();
+        assert_eq!(
+            info.usage,
+            vec![
+                ("input", 10),
+                ("output", 5),
+                ("input_cache_read", 100),
+                ("input_cache_creation", 1),
+                ("total", 116)
+            ]
+        );
+        assert_eq!(info.cost.last(), Some(&("total", 1.0)));
+        assert_eq!(
+            (g.start, g.end, info.completion_start),
+            (2000, 2100, Some(2020))
+        );
+        assert_eq!(
+            g.input,
+            Some(json!([{"role":"user","content":[{"type":"text","text":"go"}]}]))
+        );
+        // The root and the final trace record carry the first prompt and last answer.
+        let last = traces.last().unwrap();
+        assert_eq!(
+            (last.input.clone(), last.output.clone()),
+            (Some(json!("go")), Some(json!("ok")))
+        );
+        assert_eq!(last.ctx.name, "go");
+    }
+
+    #[test]
+    fn aborted_turn_gets_synthetic_error_results_and_ttsr_event() {
+        let (obs, _, _) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                json!({"type":"ttsr_triggered","rules":[{"name":"no-any"}]}),
+                assistant(2000, "aborted", &["x"]),
+                tool_result("x", 2200, true),
+                json!({"type":"turn_end"}),
+            ],
+        );
+        let g = obs.iter().find(|o| o.kind == ObsKind::Generation).unwrap();
+        assert_eq!(g.level, Level::Error);
+        let t = &by_name(&obs, "bash")[0];
+        assert_eq!((t.start, t.end, t.level), (2100, 2200, Level::Error));
+        let ev = &by_name(&obs, "ttsr")[0];
+        assert_eq!(ev.kind, ObsKind::Event);
+        assert_eq!(ev.input, Some(json!({"rules":["no-any"]})));
+    }
+
+    #[test]
+    fn crash_closes_everything_with_warning_at_last_time() {
+        let (obs, _, stats) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"agent_start"}),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                assistant(2000, "toolUse", &["a"]),
+                json!({"type":"tool_execution_start","toolCallId":"a","toolName":"bash","args":{}}),
+            ],
+        );
+        assert_eq!(stats.unterminated, 1);
+        assert_eq!(obs.len(), 4);
+        for o in &obs {
+            if o.kind != ObsKind::Generation {
+                assert_eq!(o.level, Level::Warning, "{}", o.name);
+                assert!(o.end <= 2100 && o.end >= o.start);
+            }
+        }
+        // Root last, nothing orphaned.
+        assert!(obs.last().unwrap().parent_id.is_none());
+        let ids: Vec<&str> = obs.iter().map(|o| o.id.as_str()).collect();
+        assert!(
+            obs.iter()
+                .filter_map(|o| o.parent_id.as_deref())
+                .all(|p| ids.contains(&p))
+        );
+    }
+
+    #[test]
+    fn goal_renames_trace_and_accounting_is_not_an_event() {
+        let goal = |status: &str, used: u64| json!({"type":"goal_updated","goal":{"id":"g","objective":"Make CI green","status":status,"tokensUsed":used}});
+        let (obs, traces, stats) = run(
+            TracePer::Session,
+            &[
+                header(),
+                json!({"type":"turn_start"}),
+                user("go", 1000),
+                goal("active", 0),
+                goal("active", 50),
+                goal("complete", 90),
+            ],
+        );
+        assert_eq!(by_name(&obs, "goal").len(), 2);
+        assert_eq!(stats.goal_accounting, 1);
+        assert_eq!(traces.last().unwrap().ctx.name, "Make CI green");
+    }
+
+    #[test]
+    fn trace_per_prompt_splits_one_session_into_traces() {
+        let lines = [
+            header(),
+            json!({"type":"agent_start"}),
+            json!({"type":"turn_start"}),
+            user("first", 1000),
+            assistant(2000, "stop", &[]),
+            json!({"type":"turn_end"}),
+            json!({"type":"agent_end"}),
+            json!({"type":"agent_start"}),
+            json!({"type":"turn_start"}),
+            user("second", 5000),
+            assistant(6000, "stop", &[]),
+            json!({"type":"turn_end"}),
+            json!({"type":"agent_end"}),
+        ];
+        let (obs, _, _) = run(TracePer::Prompt, &lines);
+        let roots: Vec<&Observation> = obs.iter().filter(|o| o.parent_id.is_none()).collect();
+        assert_eq!(roots.len(), 2);
+        assert_ne!(roots[0].trace.id, roots[1].trace.id);
+        assert!(roots.iter().all(|r| r.trace.session_id == "sess-1"));
+        assert_eq!(
+            (roots[1].start, roots[1].trace.name.as_str()),
+            (5000, "second")
+        );
+        let (obs, _, _) = run(TracePer::Session, &lines);
+        assert_eq!(obs.iter().filter(|o| o.parent_id.is_none()).count(), 1);
+    }
+
+    #[test]
+    fn same_input_same_ids() {
+        let lines = [
+            header(),
+            json!({"type":"turn_start"}),
+            user("go", 1000),
+            assistant(2000, "stop", &[]),
+        ];
+        let (a, _, _) = run(TracePer::Session, &lines);
+        let (b, _, _) = run(TracePer::Session, &lines);
+        assert_eq!(a, b);
+        assert_eq!(a[0].trace.id, trace_id("sess-1", None));
+    }
+}

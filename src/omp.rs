@@ -1,0 +1,500 @@
+//! The OMP input formats: detecting which one a source holds, and decoding the two event
+//! streams (`omp --mode json` stdout and extension hook events) into one vocabulary, [`Ev`].
+//!
+//! Session logs are decoded into the same vocabulary by `session_log.rs`. Pure: no I/O.
+
+use serde_json::{Map, Value};
+
+use crate::model::{Millis, parse_iso};
+
+/// The three formats omp-langfuse reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `omp --mode json` stdout (also RPC mode's event frames).
+    Live,
+    /// One hook event per line, as written by an extension (the `--events` bridge).
+    Extension,
+    /// A recorded session file (`~/.omp/agent/sessions/<dir>/<ts>_<id>.jsonl`).
+    SessionLog,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Live => "live stream",
+            Format::Extension => "extension events",
+            Format::SessionLog => "session log",
+        }
+    }
+}
+
+/// Lines examined before settling on a format.
+pub const DETECT_LINES: usize = 64;
+
+/// Event types only the extension API produces (never printed by `--mode json`).
+const EXTENSION_ONLY: &[&str] = &[
+    "session_start",
+    "session_shutdown",
+    "session_stop",
+    "session_compact",
+    "session_switch",
+    "session_before_switch",
+    "session_branch",
+    "session_before_branch",
+    "session_before_compact",
+    "session_tree",
+    "session_before_tree",
+    "input",
+    "before_agent_start",
+    "before_provider_request",
+    "after_provider_response",
+    "tool_call",
+    "tool_result",
+    "context",
+    "user_bash",
+    "user_python",
+];
+
+/// Entry types only a session file holds.
+const LOG_ONLY: &[&str] = &[
+    "title",
+    "message",
+    "model_change",
+    "thinking_level_change",
+    "service_tier_change",
+    "compaction",
+    "branch_summary",
+    "reset_boundary",
+    "custom",
+    "custom_message",
+    "label",
+    "title_change",
+    "ttsr_injection",
+    "credential_pin",
+    "session_init",
+    "mode_change",
+];
+
+/// What one parsed line says about the format, if anything.
+pub fn format_hint(v: &Value) -> Option<Format> {
+    let obj = v.as_object()?;
+    let ty = obj.get("type").and_then(Value::as_str).unwrap_or("");
+    if LOG_ONLY.contains(&ty)
+        || (obj.contains_key("parentId") && obj.get("timestamp").is_some_and(Value::is_string))
+    {
+        return Some(Format::SessionLog);
+    }
+    if EXTENSION_ONLY.contains(&ty)
+        || obj.get("ts").is_some_and(Value::is_number)
+        || obj.contains_key("sessionId") && ty != "session"
+        || (ty == "turn_start" && obj.contains_key("turnIndex"))
+    {
+        return Some(Format::Extension);
+    }
+    if ty.starts_with("agent_")
+        || ty.starts_with("turn_")
+        || ty.starts_with("message_")
+        || ty.starts_with("tool_execution_")
+        || ty == "ready"
+        || ty == "response"
+    {
+        return Some(Format::Live);
+    }
+    None
+}
+
+/// Decides a source's format from its first lines, as soon as one is decisive.
+///
+/// The session header line is shared by the live stream and the session file, so it decides
+/// nothing on its own; the lines after it do. A source with no decisive line among the first
+/// [`DETECT_LINES`] is taken as a live stream (the most lenient decoder).
+#[derive(Debug, Default)]
+pub struct Detector {
+    seen: usize,
+    header: bool,
+}
+
+impl Detector {
+    /// Look at one more parsed line; `Some` once the format is known.
+    pub fn push(&mut self, v: &Value) -> Option<Format> {
+        self.seen += 1;
+        if v.get("type").and_then(Value::as_str) == Some("session") {
+            self.header = true;
+            return None;
+        }
+        match format_hint(v) {
+            Some(Format::Live) if !self.header => None,
+            Some(f) => Some(f),
+            None => None,
+        }
+        .or((self.seen >= DETECT_LINES).then_some(Format::Live))
+    }
+
+    /// The decision when the input ended (or could not be parsed) before anything decided.
+    pub fn finish(&self) -> Format {
+        Format::Live
+    }
+}
+
+/// Detect the format of a complete list of lines.
+#[cfg(test)]
+pub fn detect<'a>(lines: impl IntoIterator<Item = &'a Value>) -> Format {
+    let mut d = Detector::default();
+    for v in lines {
+        if let Some(f) = d.push(v) {
+            return f;
+        }
+    }
+    d.finish()
+}
+
+/// The session header (`{"type":"session",…}`), shared by the live stream and session files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Header {
+    pub id: Option<String>,
+    pub timestamp: Option<Millis>,
+    pub cwd: Option<String>,
+    pub title: Option<String>,
+    pub parent_session: Option<String>,
+    pub version: Option<u64>,
+}
+
+impl Header {
+    pub fn from_value(v: &Value) -> Header {
+        Header {
+            id: str_field(v, "id"),
+            timestamp: v
+                .get("timestamp")
+                .and_then(Value::as_str)
+                .and_then(parse_iso),
+            cwd: str_field(v, "cwd"),
+            title: str_field(v, "title").filter(|t| !t.is_empty()),
+            parent_session: str_field(v, "parentSession"),
+            version: v.get("version").and_then(Value::as_u64),
+        }
+    }
+}
+
+/// One decoded OMP event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// A time the input gives for this line (extension `ts`, entry `timestamp`), if any.
+    pub at: Option<Millis>,
+    /// The session this line belongs to, when the line says (extension `sessionId`).
+    pub session: Option<String>,
+    /// `{tokens, contextWindow, percent}` when the line carries the extension context's usage.
+    pub context: Option<Value>,
+    pub ev: Ev,
+}
+
+/// The vocabulary the mapper understands. Payloads stay JSON: the mapper picks fields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ev {
+    /// A session begins.
+    Session(Header),
+    /// The session got a (new) title.
+    Title(String),
+    /// The model was switched (`provider/model`).
+    ModelChange(String),
+    /// `agent_start`: an agent-loop run begins (a prompt, or a continuation).
+    RunStart,
+    /// `agent_end`. `terminal: false` means a continuation is already scheduled.
+    RunEnd {
+        terminal: bool,
+    },
+    /// One LLM call plus its tool executions begins / ends.
+    TurnStart,
+    TurnEnd,
+    /// A finished message of any role (`message_end`, or a session-file `message` entry).
+    Message(Value),
+    /// The provider-native request body (extension `before_provider_request`).
+    ProviderRequest(Value),
+    /// Status and request id of a provider response (extension `after_provider_response`).
+    ProviderResponse(Value),
+    /// A tool begins running.
+    ToolStart {
+        id: String,
+        name: String,
+        args: Option<Value>,
+        intent: Option<String>,
+    },
+    /// Streaming tool output: a snapshot of the result so far (kept in case omp dies).
+    ToolUpdate {
+        id: String,
+        partial: Value,
+    },
+    /// A tool finished (its `toolResult` message follows).
+    ToolEnd {
+        id: String,
+        name: String,
+        result: Value,
+        is_error: bool,
+    },
+    /// Automatic compaction begins.
+    CompactionStart {
+        reason: Option<String>,
+        action: Option<String>,
+    },
+    /// Automatic compaction ends: the whole `auto_compaction_end` object.
+    CompactionEnd(Value),
+    /// A committed compaction entry (session file, or extension `session_compact`).
+    Compaction(Value),
+    /// `auto_retry_start` / `auto_retry_end` objects.
+    RetryStart(Value),
+    RetryEnd(Value),
+    /// A failed LLM call that a later one superseded (session file `retryRecovery`).
+    RetryRecovery(Value),
+    /// TTSR rules fired (names).
+    Ttsr(Vec<String>),
+    /// Goal state: the `Goal` object (or null when dropped).
+    Goal(Value),
+    /// `/tree` branch summary entry.
+    BranchSummary(Value),
+    /// The session ended: `session_exit` data, or `{}` for `session_shutdown`.
+    SessionEnd(Value),
+    /// A known type that produces nothing (streaming deltas, UI notices, RPC frames…).
+    Ignored,
+    /// A type this tool does not know.
+    Unknown(String),
+}
+
+/// Types the stream decoders know and deliberately ignore.
+const STREAM_IGNORED: &[&str] = &[
+    "message_start",
+    "message_update",
+    "tool_call",
+    "tool_result",
+    "input",
+    "before_agent_start",
+    "context",
+    "session_stop",
+    "notice",
+    "todo_reminder",
+    "todo_auto_clear",
+    "irc_message",
+    "model_changed",
+    "thinking_level_changed",
+    "retry_fallback_applied",
+    "retry_fallback_succeeded",
+    "advisor_cost_changed",
+    "credential_disabled",
+    "mcp_notification",
+    "tool_approval_requested",
+    "tool_approval_resolved",
+    "user_bash",
+    "user_python",
+    "session_before_switch",
+    "session_before_branch",
+    "session_before_compact",
+    "session_before_tree",
+    "session.compacting",
+    "session_tree",
+    "session_branch",
+    "session_switch",
+    "events_dropped",
+    // RPC protocol frames (omp --mode rpc).
+    "ready",
+    "response",
+    "extension_ui_request",
+    "extension_error",
+    "available_commands_update",
+    "prompt_result",
+    "host_tool_call",
+    "host_tool_cancel",
+    "host_uri_request",
+    "host_uri_cancel",
+    "command_output",
+    "session_info_update",
+    "config_update",
+    "rpc_chunk",
+];
+
+/// Decode one line of `omp --mode json` output or of an extension event stream.
+pub fn decode_stream(mut v: Value) -> Event {
+    // Extension lines carry `ts` from the bridge; `turn_start` has its own `timestamp`.
+    let at = v
+        .get("ts")
+        .or_else(|| v.get("timestamp").filter(|t| t.is_number()))
+        .and_then(as_millis);
+    let session = str_field(&v, "sessionId");
+    let ty = v
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ev = match ty.as_str() {
+        "session" => Ev::Session(Header::from_value(&v)),
+        "session_start" => Ev::Session(Header::default()),
+        "agent_start" => Ev::RunStart,
+        "agent_end" => {
+            // json mode says `isTerminal:false`, extensions say `willContinue:true`;
+            // a missing flag means terminal (older runtimes).
+            let cont = v.get("isTerminal").and_then(Value::as_bool) == Some(false)
+                || v.get("willContinue").and_then(Value::as_bool) == Some(true);
+            Ev::RunEnd { terminal: !cont }
+        }
+        "turn_start" => Ev::TurnStart,
+        "turn_end" => Ev::TurnEnd,
+        "message_end" => match take(&mut v, "message") {
+            Value::Object(m) => Ev::Message(Value::Object(m)),
+            _ => Ev::Ignored,
+        },
+        "before_provider_request" => Ev::ProviderRequest(take(&mut v, "payload")),
+        "after_provider_response" => Ev::ProviderResponse(v.clone()),
+        "tool_execution_start" => Ev::ToolStart {
+            id: str_field(&v, "toolCallId").unwrap_or_default(),
+            name: str_field(&v, "toolName").unwrap_or_default(),
+            args: Some(take(&mut v, "args")).filter(|a| !a.is_null()),
+            intent: str_field(&v, "intent"),
+        },
+        "tool_execution_update" => Ev::ToolUpdate {
+            id: str_field(&v, "toolCallId").unwrap_or_default(),
+            partial: take(&mut v, "partialResult"),
+        },
+        "tool_execution_end" => Ev::ToolEnd {
+            id: str_field(&v, "toolCallId").unwrap_or_default(),
+            name: str_field(&v, "toolName").unwrap_or_default(),
+            is_error: v.get("isError").and_then(Value::as_bool).unwrap_or(false)
+                || v.pointer("/result/isError").and_then(Value::as_bool) == Some(true),
+            result: take(&mut v, "result"),
+        },
+        "auto_compaction_start" => Ev::CompactionStart {
+            reason: str_field(&v, "reason"),
+            action: str_field(&v, "action"),
+        },
+        "auto_compaction_end" => Ev::CompactionEnd(v.clone()),
+        "session_compact" => Ev::Compaction(take(&mut v, "compactionEntry")),
+        "auto_retry_start" => Ev::RetryStart(v.clone()),
+        "auto_retry_end" => Ev::RetryEnd(v.clone()),
+        "ttsr_triggered" => Ev::Ttsr(rule_names(v.get("rules"))),
+        "goal_updated" => Ev::Goal(take(&mut v, "goal")),
+        "session_shutdown" => Ev::SessionEnd(Value::Object(Map::new())),
+        t if STREAM_IGNORED.contains(&t) => Ev::Ignored,
+        t => Ev::Unknown(t.to_string()),
+    };
+    // The bridge adds context usage to lifecycle lines (turn_start, turn_end, …).
+    let context = context_usage(&v);
+    Event {
+        at,
+        session,
+        context,
+        ev,
+    }
+}
+
+/// Context usage carried by a bridge line (`contextUsage`, or inside `_ctx`/`ctx`).
+pub fn context_usage(v: &Value) -> Option<Value> {
+    let cu = v
+        .get("contextUsage")
+        .or_else(|| v.pointer("/_ctx/contextUsage"))
+        .or_else(|| v.pointer("/ctx/contextUsage"))?;
+    cu.is_object().then(|| cu.clone())
+}
+
+/// Rule names from a `rules` array of Rule objects or plain strings.
+pub fn rule_names(rules: Option<&Value>) -> Vec<String> {
+    rules
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| match r {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => o.get("name").and_then(Value::as_str).map(String::from),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Epoch milliseconds from a JSON number (integer or float) or an ISO string.
+pub fn as_millis(v: &Value) -> Option<Millis> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(s) => parse_iso(s),
+        _ => None,
+    }
+    .filter(|ms| (0..=MAX_PLAUSIBLE_MILLIS).contains(ms))
+}
+
+/// Year 9999: anything later is garbage, not a time.
+const MAX_PLAUSIBLE_MILLIS: Millis = 253_402_300_799_999;
+
+/// A string field, owned.
+pub fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(String::from)
+}
+
+/// Move a field out of an object (Null if absent).
+pub fn take(v: &mut Value, key: &str) -> Value {
+    v.as_object_mut()
+        .and_then(|o| o.remove(key))
+        .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn detects_each_format() {
+        let live = [
+            json!({"type":"session","version":3,"id":"x","timestamp":"2026-08-23T09:14:02.117Z","cwd":"/"}),
+            json!({"type":"advisor_cost_changed"}),
+            json!({"type":"agent_start"}),
+        ];
+        assert_eq!(detect(&live), Format::Live);
+        let log = [
+            json!({"type":"session","version":3,"id":"x","timestamp":"2026-08-23T09:14:02.117Z","cwd":"/"}),
+            json!({"type":"model_change","id":"1f6b2c9e","parentId":null,"timestamp":"2026-08-23T09:14:02.158Z","model":"a/b"}),
+        ];
+        assert_eq!(detect(&log), Format::SessionLog);
+        let ext = [
+            json!({"type":"session_start"}),
+            json!({"type":"agent_start"}),
+        ];
+        assert_eq!(detect(&ext), Format::Extension);
+        let ext_ts = [json!({"type":"agent_start","ts":1787588411980i64,"sessionId":"s"})];
+        assert_eq!(detect(&ext_ts), Format::Extension);
+        assert_eq!(detect(&[json!({"type":"whatever"})]), Format::Live);
+    }
+
+    #[test]
+    fn agent_end_terminal_flags() {
+        let t = |v| match decode_stream(v).ev {
+            Ev::RunEnd { terminal } => terminal,
+            other => panic!("{other:?}"),
+        };
+        assert!(t(json!({"type":"agent_end","messages":[]})));
+        assert!(!t(json!({"type":"agent_end","isTerminal":false})));
+        assert!(!t(json!({"type":"agent_end","willContinue":true})));
+    }
+
+    #[test]
+    fn unknown_and_ignored_types() {
+        assert_eq!(
+            decode_stream(json!({"type":"brand_new"})).ev,
+            Ev::Unknown("brand_new".into())
+        );
+        assert_eq!(
+            decode_stream(json!({"type":"message_update"})).ev,
+            Ev::Ignored
+        );
+        assert_eq!(decode_stream(json!(42)).ev, Ev::Unknown(String::new()));
+    }
+
+    #[test]
+    fn times_from_numbers_and_strings() {
+        assert_eq!(as_millis(&json!(1787588411980i64)), Some(1787588411980));
+        assert_eq!(as_millis(&json!(1787588411980.5)), Some(1787588411980));
+        assert_eq!(
+            as_millis(&json!("2026-08-23T09:14:02.117Z")),
+            Some(1787476442117)
+        );
+        assert_eq!(as_millis(&json!(-5)), None);
+        assert_eq!(as_millis(&json!(1e300)), None);
+    }
+}

@@ -1,0 +1,399 @@
+//! One source through the front half: lines → JSON → format detection → decoder → mapper
+//! → sampling → encoder → the sender's channel; plus the counters of the exit summary.
+//!
+//! Bad input is reported as `source:line: reason` (never with line content), counted, and
+//! skipped; the run goes on.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::Sender;
+use serde_json::Value;
+
+use crate::cli::Config;
+use crate::encode::{Encoder, Item};
+use crate::input::{Lines, Next, Source, is_blank};
+use crate::mapper::{MapConfig, Mapper};
+use crate::model::{ObsKind, Record, sample_point};
+use crate::omp::{Detector, Ev, Event, Format, decode_stream};
+use crate::sender::Report;
+use crate::session_log::LogDecoder;
+
+/// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
+/// deltas are most of a live stream's lines and, before omp 16.5 and in RPC mode, each one
+/// repeats the whole message so far. omp writes `type` first.
+const UNPARSED_PREFIXES: &[&[u8]] = &[br#"{"type":"message_update""#];
+
+/// Counters over the whole run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub sources: u64,
+    pub formats: BTreeSet<&'static str>,
+    pub lines: u64,
+    /// Lines that could not be used: not JSON, not an object, too long, unknown type.
+    pub skipped: u64,
+    /// A last line cut off without a newline (a crashed writer): reported, tolerated.
+    pub truncated: u64,
+    pub sessions: u64,
+    pub sampled_out: u64,
+    pub unterminated: u64,
+    pub off_branch: u64,
+    /// Lines for a session after its end marker (dropped; its root was already sent).
+    pub after_end: u64,
+    pub observations: [u64; ObsKind::ALL.len()],
+}
+
+impl Summary {
+    /// Did anything get lost on the way in? (Exit status 1.)
+    pub fn lost_input(&self) -> bool {
+        self.skipped > 0
+    }
+
+    fn count(&mut self, rec: &Record) {
+        if let Record::Observation(o) = rec {
+            let i = ObsKind::ALL.iter().position(|k| *k == o.kind).unwrap_or(0);
+            self.observations[i] += 1;
+        }
+    }
+}
+
+/// The exit summary line (counts only, never content).
+pub struct SummaryLine<'a>(pub &'a Summary, pub &'a Report);
+
+impl fmt::Display for SummaryLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (s, r) = (self.0, self.1);
+        let formats: Vec<&str> = s.formats.iter().copied().collect();
+        write!(
+            f,
+            "{} ({}), {}, {}",
+            plural(s.sources, "source"),
+            if formats.is_empty() {
+                "empty".to_string()
+            } else {
+                formats.join(", ")
+            },
+            plural(s.lines, "line"),
+            plural(s.sessions, "session"),
+        )?;
+        if s.sampled_out > 0 {
+            write!(f, " ({} sampled out)", s.sampled_out)?;
+        }
+        let total: u64 = s.observations.iter().sum();
+        let by_kind: Vec<String> = ObsKind::ALL
+            .iter()
+            .zip(s.observations)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{n} {}", k.as_str()))
+            .collect();
+        write!(f, ", {}", plural(total, "observation"))?;
+        if !by_kind.is_empty() {
+            write!(f, " ({})", by_kind.join(", "))?;
+        }
+        write!(f, ", {} skipped", s.skipped)?;
+        if s.truncated > 0 {
+            write!(f, ", {} truncated", s.truncated)?;
+        }
+        if s.after_end > 0 {
+            write!(f, ", {} after session end", plural(s.after_end, "line"))?;
+        }
+        if s.off_branch > 0 {
+            write!(f, ", {} off-branch", plural(s.off_branch, "entry"))?;
+        }
+        if s.unterminated > 0 {
+            write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
+        }
+        write!(
+            f,
+            ", {}, {}",
+            plural(r.batches, "batch"),
+            human_bytes(r.bytes)
+        )
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    match (n, word) {
+        (1, _) => format!("1 {word}"),
+        (_, "batch") => format!("{n} batches"),
+        (_, "entry") => format!("{n} entries"),
+        _ => format!("{n} {word}s"),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..1_000 => format!("{b} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        _ => format!("{:.1} MB", b as f64 / 1e6),
+    }
+}
+
+/// Where records go after the mapper: sampling, encoding, the channel.
+pub struct Downstream<'a> {
+    pub encoder: &'a dyn Encoder,
+    pub tx: &'a Sender<Item>,
+    pub sample_rate: f64,
+    /// Sampling decision per session id.
+    kept: HashMap<Arc<str>, bool>,
+}
+
+impl<'a> Downstream<'a> {
+    pub fn new(encoder: &'a dyn Encoder, tx: &'a Sender<Item>, sample_rate: f64) -> Self {
+        Downstream {
+            encoder,
+            tx,
+            sample_rate,
+            kept: HashMap::new(),
+        }
+    }
+
+    fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
+        for rec in records.drain(..) {
+            let sid = rec.trace().session_id.as_str();
+            let keep = match self.kept.get(sid) {
+                Some(k) => *k,
+                None => {
+                    let k = self.sample_rate >= 1.0 || sample_point(sid) < self.sample_rate;
+                    self.kept.insert(sid.into(), k);
+                    if !k {
+                        summary.sampled_out += 1;
+                    }
+                    k
+                }
+            };
+            if !keep {
+                continue;
+            }
+            summary.count(&rec);
+            if let Some(item) = self.encoder.encode(&rec) {
+                self.tx
+                    .send(item)
+                    .context("the delivery worker stopped unexpectedly")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The decoder chosen for a source.
+enum Decoder {
+    Stream,
+    Log(LogDecoder),
+}
+
+/// Read one source to its end.
+pub fn read_source(
+    source: &Source,
+    cfg: &Config,
+    map_cfg: &Arc<MapConfig>,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+) -> Result<()> {
+    let name = source.display();
+    let reader = source
+        .open()
+        .with_context(|| format!("cannot open {name}"))?;
+    summary.sources += 1;
+    let mut lines = Lines::new(reader);
+    let mut mapper = Mapper::new(map_cfg.clone(), &name);
+    let mut detector = Detector::default();
+    // Lines held back until the format is known.
+    let mut pending: Vec<(u64, Value)> = Vec::new();
+    let mut decoder: Option<Decoder> = cfg.format.map(|f| new_decoder(f, summary));
+    let mut events = Vec::new();
+    let mut records = Vec::new();
+    let mut warned_types: BTreeSet<String> = BTreeSet::new();
+
+    loop {
+        let next = lines
+            .next_line()
+            .with_context(|| format!("reading {name}"))?;
+        let (number, value) = match next {
+            Next::Eof => break,
+            Next::TooLong { number } => {
+                summary.lines += 1;
+                summary.skipped += 1;
+                warn(&name, number, "line longer than 64 MiB, skipped");
+                continue;
+            }
+            Next::Line(line) => {
+                summary.lines += 1;
+                if is_blank(line.bytes)
+                    || UNPARSED_PREFIXES.iter().any(|p| line.bytes.starts_with(p))
+                {
+                    continue;
+                }
+                match serde_json::from_slice::<Value>(line.bytes) {
+                    Ok(v) if v.is_object() => (line.number, v),
+                    Ok(_) => {
+                        summary.skipped += 1;
+                        warn(&name, line.number, "not a JSON object, skipped");
+                        continue;
+                    }
+                    Err(_) if !line.terminated => {
+                        summary.truncated += 1;
+                        warn(
+                            &name,
+                            line.number,
+                            "last line is cut off (no newline at the end; omp crashed or is still \
+                             writing?), ignored",
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        summary.skipped += 1;
+                        warn(
+                            &name,
+                            line.number,
+                            &format!(
+                                "not JSON ({:?} error at column {}), skipped",
+                                e.classify(),
+                                e.column()
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        match &mut decoder {
+            Some(d) => {
+                decode(d, value, &mut events);
+                feed(
+                    &name,
+                    number,
+                    &mut events,
+                    &mut mapper,
+                    &mut records,
+                    summary,
+                    &mut warned_types,
+                );
+            }
+            None => {
+                let decided = detector.push(&value);
+                pending.push((number, value));
+                if let Some(f) = decided {
+                    let mut d = new_decoder(f, summary);
+                    for (n, v) in pending.drain(..) {
+                        decode(&mut d, v, &mut events);
+                        feed(
+                            &name,
+                            n,
+                            &mut events,
+                            &mut mapper,
+                            &mut records,
+                            summary,
+                            &mut warned_types,
+                        );
+                    }
+                    decoder = Some(d);
+                }
+            }
+        }
+        down.take(&mut records, summary)?;
+    }
+
+    // End of input: decide with what we have, then drain everything.
+    let mut d = match decoder {
+        Some(d) => d,
+        None if pending.is_empty() => {
+            summary.sessions += mapper.stats.sessions;
+            return Ok(());
+        }
+        None => new_decoder(detector.finish(), summary),
+    };
+    for (n, v) in pending.drain(..) {
+        decode(&mut d, v, &mut events);
+        feed(
+            &name,
+            n,
+            &mut events,
+            &mut mapper,
+            &mut records,
+            summary,
+            &mut warned_types,
+        );
+    }
+    if let Decoder::Log(log) = &mut d {
+        log.finish(&mut events);
+        summary.off_branch += log.off_branch;
+        feed(
+            &name,
+            0,
+            &mut events,
+            &mut mapper,
+            &mut records,
+            summary,
+            &mut warned_types,
+        );
+    }
+    mapper.finish(&mut records);
+    down.take(&mut records, summary)?;
+    summary.sessions += mapper.stats.sessions;
+    summary.unterminated += mapper.stats.unterminated;
+    summary.after_end += mapper.stats.after_end;
+    Ok(())
+}
+
+fn new_decoder(f: Format, summary: &mut Summary) -> Decoder {
+    summary.formats.insert(f.as_str());
+    match f {
+        Format::Live | Format::Extension => Decoder::Stream,
+        Format::SessionLog => Decoder::Log(LogDecoder::default()),
+    }
+}
+
+fn decode(d: &mut Decoder, v: Value, events: &mut Vec<Event>) {
+    match d {
+        Decoder::Stream => events.push(decode_stream(v)),
+        Decoder::Log(log) => log.push(v, events),
+    }
+}
+
+/// Hand decoded events to the mapper, reporting unknown types once per type.
+fn feed(
+    name: &str,
+    line: u64,
+    events: &mut Vec<Event>,
+    mapper: &mut Mapper,
+    records: &mut Vec<Record>,
+    summary: &mut Summary,
+    warned: &mut BTreeSet<String>,
+) {
+    for ev in events.drain(..) {
+        if let Ev::Unknown(ty) = &ev.ev {
+            summary.skipped += 1;
+            if warned.insert(ty.clone()) {
+                // A type name is an identifier, but it is still input: print only a safe one.
+                let shown = if !ty.is_empty()
+                    && ty.len() <= 40
+                    && ty
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+                {
+                    format!("unknown event type \"{ty}\"")
+                } else {
+                    "line without a recognised event type".to_string()
+                };
+                warn(
+                    name,
+                    line,
+                    &format!("{shown}, skipped (further ones counted only)"),
+                );
+            }
+        }
+        mapper.push(ev, records);
+    }
+}
+
+/// A non-fatal input problem on stderr: `omp-langfuse: warning: source:line: reason`.
+fn warn(source: &str, line: u64, reason: &str) {
+    if line == 0 {
+        eprintln!("omp-langfuse: warning: {source}: {reason}");
+    } else {
+        eprintln!("omp-langfuse: warning: {source}:{line}: {reason}");
+    }
+}

@@ -1,0 +1,435 @@
+//! The delivery worker: one thread fed by a bounded channel that batches items and hands
+//! request bodies to a sink, flushing on the count cap, the byte cap and the time cap.
+//!
+//! The reader thread never touches the network; only this worker (and its sink) does.
+//! Besides the channel, the worker can drain a backlog (the on-disk spool): first, before any
+//! new input (replay of earlier runs), whenever a live stream is idle, and at the end. A
+//! shared shutdown clock bounds how long it may keep using the network after input ends.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::batch::{Batch, Caps, Push};
+use crate::encode::{Encoder, Item};
+
+/// Items buffered between the reader and the worker.
+pub const QUEUE_CAPACITY: usize = 8192;
+/// How often an idle live worker looks at its backlog (spilled or given-up items).
+pub const BACKLOG_POLL: Duration = Duration::from_secs(1);
+
+/// What the worker and its sink did, for the exit summary and the exit status.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Request bodies produced.
+    pub batches: u64,
+    /// Their total size, uncompressed.
+    pub bytes: u64,
+    /// Items handed to the sink.
+    pub items: u64,
+    /// Items the destination accepted (dry-run: printed).
+    pub delivered: u64,
+    /// Items the destination refused for good.
+    pub rejected: u64,
+    /// Items left in the spool for a later run at exit.
+    pub spooled: u64,
+    /// Items not sent because an earlier run delivered them (the ledger).
+    pub skipped: u64,
+    /// Items an earlier run spooled and this run sent again.
+    pub replayed: u64,
+    /// A fatal delivery error (e.g. bad credentials): exit status 2.
+    pub fatal: Option<String>,
+}
+
+/// Where request bodies go.
+pub trait Sink: Send {
+    /// Deliver one request body built from `items`. Outcomes are counted in `report`.
+    fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report);
+    /// Called once after the last `send`: finish outstanding work.
+    fn finish(&mut self, _report: &mut Report) {}
+    /// Whether sending now is worthwhile (false while the destination is known to be down
+    /// and no probe is due). The worker pulls its backlog only when this holds.
+    fn healthy(&self) -> bool {
+        true
+    }
+}
+
+/// Items waiting outside the channel (the spool), pulled by the worker when it has time.
+pub trait Backlog: Send + Sync {
+    fn has_pending(&self) -> bool;
+    /// Up to `max_items` items and about `max_bytes`; empty when nothing is left.
+    fn pull(&self, max_items: usize, max_bytes: usize) -> Vec<Item>;
+}
+
+/// When the network phase of shutdown ends. Set once input ends (or on a signal); the
+/// earliest deadline wins. Sleepers wake when it is set so they can re-plan.
+#[derive(Debug, Default)]
+pub struct ShutdownClock {
+    deadline: Mutex<Option<Instant>>,
+    changed: Condvar,
+}
+
+impl ShutdownClock {
+    pub fn new() -> Arc<ShutdownClock> {
+        Arc::new(ShutdownClock::default())
+    }
+
+    /// Start the shutdown: no network use after `deadline`.
+    pub fn begin(&self, deadline: Instant) {
+        let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        if d.is_none_or(|old| deadline < old) {
+            *d = Some(deadline);
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the network phase is over.
+    pub fn over(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Time left before the deadline (`None`: no shutdown yet).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Wait `d` before a retry. Returns false, at once or as soon as it is known, when the
+    /// wait would end past the deadline: the caller should give up instead.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        let mut guard = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if guard.is_some_and(|dl| until >= dl) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            guard = self
+                .changed
+                .wait_timeout(guard, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// What the worker has besides its channel.
+#[derive(Clone)]
+pub struct Extras {
+    pub backlog: Option<Arc<dyn Backlog>>,
+    pub clock: Arc<ShutdownClock>,
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Extras {
+            backlog: None,
+            clock: ShutdownClock::new(),
+        }
+    }
+}
+
+/// When the worker flushes a partly filled batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeCap {
+    /// Flush once the oldest buffered item has waited this long (live input).
+    After(Duration),
+    /// Only count and byte caps, and end of input (files: deterministic batches).
+    None,
+}
+
+/// Start the worker. Drop the returned sender to make it flush and stop; join for the report.
+pub fn spawn(
+    encoder: Arc<dyn Encoder>,
+    sink: Box<dyn Sink>,
+    caps: Caps,
+    time_cap: TimeCap,
+) -> (Sender<Item>, JoinHandle<Report>) {
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+    let handle = spawn_with(encoder, sink, caps, time_cap, rx, Extras::default());
+    (tx, handle)
+}
+
+/// Start the worker on a channel the caller made, with a backlog and a shutdown clock.
+pub fn spawn_with(
+    encoder: Arc<dyn Encoder>,
+    mut sink: Box<dyn Sink>,
+    caps: Caps,
+    time_cap: TimeCap,
+    rx: Receiver<Item>,
+    extras: Extras,
+) -> JoinHandle<Report> {
+    std::thread::Builder::new()
+        .name("omp-langfuse-sender".into())
+        .spawn(move || {
+            let mut w = Worker {
+                encoder: &*encoder,
+                sink: &mut *sink,
+                batch: Batch::new(caps, encoder.prefix().len() + encoder.suffix().len()),
+                caps,
+                report: Report::default(),
+                opened_at: None,
+            };
+            w.run(time_cap, rx, &extras);
+            w.report
+        })
+        .expect("spawning the sender thread")
+}
+
+struct Worker<'a> {
+    encoder: &'a dyn Encoder,
+    sink: &'a mut dyn Sink,
+    batch: Batch,
+    caps: Caps,
+    report: Report,
+    /// When the oldest item of the current batch arrived.
+    opened_at: Option<Instant>,
+}
+
+impl Worker<'_> {
+    fn run(&mut self, time_cap: TimeCap, rx: Receiver<Item>, extras: &Extras) {
+        // Replay first: what earlier runs left goes out before new input.
+        self.drain_backlog(extras, usize::MAX);
+        loop {
+            let batch_due = match (time_cap, self.opened_at) {
+                (TimeCap::After(wait), Some(t0)) => Some(t0 + wait),
+                _ => None,
+            };
+            // A live stream also wakes up now and then for its backlog; file input leaves
+            // the backlog for the end so its batches stay deterministic.
+            let backlog_due = match (&extras.backlog, time_cap) {
+                (Some(b), TimeCap::After(_)) if b.has_pending() => {
+                    Some(Instant::now() + BACKLOG_POLL)
+                }
+                _ => None,
+            };
+            let wake = match (batch_due, backlog_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let received = match wake {
+                Some(at) => rx.recv_deadline(at),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
+                Ok(item) => self.push(item),
+                Err(RecvTimeoutError::Timeout) => {
+                    if batch_due.is_some_and(|d| Instant::now() >= d) {
+                        self.flush();
+                    }
+                    if backlog_due.is_some() && rx.is_empty() {
+                        self.flush();
+                        self.drain_backlog(extras, 1);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    self.drain_backlog(extras, usize::MAX);
+                    self.sink.finish(&mut self.report);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, item: Item) {
+        self.opened_at.get_or_insert_with(Instant::now);
+        let mut next = Some(item);
+        while let Some(item) = next.take() {
+            match self.batch.push(item) {
+                Push::Added { full } => {
+                    if full {
+                        self.flush();
+                    }
+                }
+                Push::Overflow(item) => {
+                    self.flush();
+                    self.opened_at = Some(Instant::now());
+                    next = Some(item);
+                }
+            }
+        }
+    }
+
+    /// Send up to `rounds` batches from the backlog while the sink is healthy and the
+    /// network phase lasts.
+    fn drain_backlog(&mut self, extras: &Extras, rounds: usize) {
+        let Some(backlog) = &extras.backlog else {
+            return;
+        };
+        for _ in 0..rounds {
+            if extras.clock.over() || !self.sink.healthy() || !backlog.has_pending() {
+                break;
+            }
+            let items = backlog.pull(self.caps.max_items, self.caps.max_bytes);
+            if items.is_empty() {
+                break;
+            }
+            for item in items {
+                self.push(item);
+            }
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        flush(self.encoder, self.sink, &mut self.batch, &mut self.report);
+        self.opened_at = None;
+    }
+}
+
+fn flush(encoder: &dyn Encoder, sink: &mut dyn Sink, batch: &mut Batch, report: &mut Report) {
+    if batch.is_empty() {
+        return;
+    }
+    report.batches += 1;
+    report.bytes += batch.bytes() as u64;
+    report.items += batch.len() as u64;
+    sink.send(encoder, batch.take(), report);
+}
+
+/// `--dry-run`: print each request body as one line on stdout instead of sending it.
+pub struct DryRun<W: Write + Send> {
+    out: W,
+    /// Set once stdout is gone (e.g. `| head`): stop writing, keep counting.
+    closed: bool,
+}
+
+impl<W: Write + Send> DryRun<W> {
+    pub fn new(out: W) -> Self {
+        DryRun { out, closed: false }
+    }
+}
+
+impl<W: Write + Send> Sink for DryRun<W> {
+    fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report) {
+        if self.closed {
+            return;
+        }
+        let mut body = encoder.body(&items);
+        body.push(b'\n');
+        match self.out.write_all(&body) {
+            Ok(()) => report.delivered += items.len() as u64,
+            // A reader that went away is a clean stop, not an error (like `rg … | head`).
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.closed = true,
+            Err(e) => {
+                report.fatal = Some(format!("writing to stdout: {e}"));
+                self.closed = true;
+            }
+        }
+    }
+
+    fn finish(&mut self, report: &mut Report) {
+        if !self.closed
+            && let Err(e) = self.out.flush()
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            report.fatal = Some(format!("writing to stdout: {e}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Wire;
+    use std::sync::Mutex;
+
+    struct Framed;
+    impl Encoder for Framed {
+        fn wire(&self) -> Wire {
+            Wire::Ingestion
+        }
+        fn encode(&self, _: &crate::model::Record) -> Option<Item> {
+            None
+        }
+        fn prefix(&self) -> &[u8] {
+            b"["
+        }
+        fn suffix(&self) -> &[u8] {
+            b"]"
+        }
+        fn max_body_bytes(&self) -> usize {
+            1000
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn item(k: &str) -> Item {
+        Item {
+            session_id: "s".into(),
+            key: k.into(),
+            json: format!("\"{k}\"").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn flushes_on_count_cap_and_at_end() {
+        let out = Shared::default();
+        let caps = Caps {
+            max_items: 2,
+            max_bytes: 1000,
+        };
+        let (tx, h) = spawn(
+            Arc::new(Framed),
+            Box::new(DryRun::new(out.clone())),
+            caps,
+            TimeCap::None,
+        );
+        for k in ["a", "b", "c"] {
+            tx.send(item(k)).unwrap();
+        }
+        drop(tx);
+        let report = h.join().unwrap();
+        assert_eq!(
+            String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
+            "[\"a\",\"b\"]\n[\"c\"]\n"
+        );
+        assert_eq!((report.batches, report.items, report.delivered), (2, 3, 3));
+    }
+
+    #[test]
+    fn time_cap_flushes_an_open_stream() {
+        let out = Shared::default();
+        let caps = Caps {
+            max_items: 100,
+            max_bytes: 1000,
+        };
+        let (tx, h) = spawn(
+            Arc::new(Framed),
+            Box::new(DryRun::new(out.clone())),
+            caps,
+            TimeCap::After(Duration::from_millis(50)),
+        );
+        tx.send(item("a")).unwrap();
+        // The sender stays open; the worker must flush by itself.
+        let t0 = Instant::now();
+        while out.0.lock().unwrap().is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "no time-cap flush");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(tx);
+        assert_eq!(h.join().unwrap().batches, 1);
+    }
+}

@@ -1,0 +1,287 @@
+//! Session files (`<ts>_<id>.jsonl`): the title slot, the header and the entry tree, decoded
+//! into the mapper's vocabulary along the active branch (the path from the last leaf back to
+//! the root; entries abandoned by `/tree` navigation are skipped).
+//!
+//! A session's entries are held until the session ends (next header or end of input),
+//! because only the last leaf says which branch is active. Pure: no I/O.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
+
+/// Buffers one session's entries at a time.
+#[derive(Debug, Default)]
+pub struct LogDecoder {
+    /// Title slot and header lines of the current session, in order.
+    head: Vec<Value>,
+    /// Entries (lines with an `id`), in file order.
+    entries: Vec<Value>,
+    /// Entries dropped because they were off the active branch, over all sessions.
+    pub off_branch: u64,
+}
+
+impl LogDecoder {
+    /// Take one parsed line; completed sessions' events are appended to `out`.
+    pub fn push(&mut self, v: Value, out: &mut Vec<Event>) {
+        let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+        let starts_session = match ty {
+            "title" => true,
+            // A header right after a title slot belongs to the same session.
+            "session" => !self
+                .head
+                .iter()
+                .all(|h| h.get("type") == Some(&"title".into())),
+            _ => false,
+        };
+        if starts_session {
+            self.flush(out);
+        }
+        if ty == "title" || ty == "session" {
+            self.head.push(v);
+        } else {
+            self.entries.push(v);
+        }
+    }
+
+    /// End of input: emit the session in progress.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        self.flush(out);
+    }
+
+    fn flush(&mut self, out: &mut Vec<Event>) {
+        let head = std::mem::take(&mut self.head);
+        let entries = std::mem::take(&mut self.entries);
+        if head.is_empty() && entries.is_empty() {
+            return;
+        }
+        // The header comes first even when a title slot precedes it, so the mapper knows
+        // the session before anything else.
+        let (headers, titles): (Vec<Value>, Vec<Value>) = head
+            .into_iter()
+            .partition(|h| h.get("type") == Some(&"session".into()));
+        for h in &headers {
+            out.push(event(None, Ev::Session(Header::from_value(h))));
+        }
+        for t in &titles {
+            if let Some(title) = str_field(t, "title").filter(|t| !t.is_empty()) {
+                out.push(event(None, Ev::Title(title)));
+            }
+        }
+        let on_path: Vec<bool> = {
+            let path = active_path(&entries);
+            entries
+                .iter()
+                .map(|e| match e.get("id").and_then(Value::as_str) {
+                    Some(id) => path.contains(id),
+                    None => true,
+                })
+                .collect()
+        };
+        for (entry, on_path) in entries.into_iter().zip(on_path) {
+            if on_path {
+                decode_entry(entry, out);
+            } else {
+                self.off_branch += 1;
+            }
+        }
+    }
+}
+
+/// Ids on the path from the last entry back to the root.
+fn active_path(entries: &[Value]) -> HashSet<&str> {
+    let parents: std::collections::HashMap<&str, Option<&str>> = entries
+        .iter()
+        .filter_map(|e| {
+            let id = e.get("id")?.as_str()?;
+            Some((id, e.get("parentId").and_then(Value::as_str)))
+        })
+        .collect();
+    let mut path = HashSet::new();
+    let mut cur = entries
+        .iter()
+        .rev()
+        .find_map(|e| e.get("id").and_then(Value::as_str));
+    // A malformed file could hold a parent cycle: stop at the first repeat.
+    while let Some(id) = cur {
+        if !path.insert(id) {
+            break;
+        }
+        cur = parents.get(id).copied().flatten();
+    }
+    path
+}
+
+fn event(at: Option<i64>, ev: Ev) -> Event {
+    Event {
+        at,
+        session: None,
+        context: None,
+        ev,
+    }
+}
+
+/// One entry on the active branch → zero or more events.
+fn decode_entry(mut e: Value, out: &mut Vec<Event>) {
+    let at = e.get("timestamp").and_then(as_millis);
+    let ty = e
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    match ty.as_str() {
+        "message" => {
+            let msg = take(&mut e, "message");
+            match msg.get("role").and_then(Value::as_str) {
+                Some("assistant") => {
+                    // Turn boundaries are not stored: each assistant message is one turn,
+                    // which starts when its LLM call does.
+                    let call_at = msg.get("timestamp").and_then(as_millis).or(at);
+                    out.push(event(call_at, Ev::TurnStart));
+                    let recovery = msg.get("retryRecovery").cloned();
+                    out.push(event(at, Ev::Message(msg)));
+                    if let Some(r) = recovery {
+                        out.push(event(at, Ev::RetryRecovery(r)));
+                    }
+                }
+                Some(_) => out.push(event(at, Ev::Message(msg))),
+                None => out.push(event(at, Ev::Ignored)),
+            }
+        }
+        "custom" => {
+            let custom_type = str_field(&e, "customType").unwrap_or_default();
+            let mut data = take(&mut e, "data");
+            match custom_type.as_str() {
+                "tool_execution_start" => {
+                    let started = data.get("startedAt").and_then(as_millis).or(at);
+                    out.push(event(
+                        started,
+                        Ev::ToolStart {
+                            id: str_field(&data, "toolCallId").unwrap_or_default(),
+                            name: str_field(&data, "toolName").unwrap_or_default(),
+                            args: Some(take(&mut data, "args")).filter(|a| !a.is_null()),
+                            intent: str_field(&data, "intent"),
+                        },
+                    ));
+                }
+                "session_exit" => {
+                    let recorded = data.get("recordedAt").and_then(as_millis).or(at);
+                    out.push(event(recorded, Ev::SessionEnd(data)));
+                }
+                _ => out.push(event(at, Ev::Ignored)),
+            }
+        }
+        "custom_message" => {
+            // Injected into the LLM context (e.g. a TTSR reminder): part of the next call's input.
+            let mut msg = serde_json::Map::new();
+            msg.insert("role".into(), "custom".into());
+            for k in ["customType", "content", "display", "details", "attribution"] {
+                if let Some(v) = e.as_object_mut().and_then(|o| o.remove(k)) {
+                    msg.insert(k.into(), v);
+                }
+            }
+            out.push(event(at, Ev::Message(Value::Object(msg))));
+        }
+        "model_change" => match str_field(&e, "model") {
+            Some(m) => out.push(event(at, Ev::ModelChange(m))),
+            None => out.push(event(at, Ev::Ignored)),
+        },
+        "title_change" => match str_field(&e, "title").filter(|t| !t.is_empty()) {
+            Some(t) => out.push(event(at, Ev::Title(t))),
+            None => out.push(event(at, Ev::Ignored)),
+        },
+        "compaction" => out.push(event(at, Ev::Compaction(e))),
+        "branch_summary" => out.push(event(at, Ev::BranchSummary(e))),
+        "ttsr_injection" => out.push(event(at, Ev::Ttsr(rule_names(e.get("injectedRules"))))),
+        "mode_change" => {
+            let mode = str_field(&e, "mode").unwrap_or_default();
+            let goal = e.pointer_mut("/data/goal").map(Value::take);
+            match (mode.as_str(), goal) {
+                (_, Some(g)) if g.is_object() => out.push(event(at, Ev::Goal(g))),
+                // Leaving goal mode without a goal object: the goal was dropped.
+                ("none", _) => out.push(event(at, Ev::Goal(Value::Null))),
+                _ => out.push(event(at, Ev::Ignored)),
+            }
+        }
+        "thinking_level_change"
+        | "service_tier_change"
+        | "label"
+        | "credential_pin"
+        | "reset_boundary"
+        | "session_init" => out.push(event(at, Ev::Ignored)),
+        other => out.push(event(at, Ev::Unknown(other.to_string()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(lines: Vec<Value>) -> (Vec<Event>, u64) {
+        let mut d = LogDecoder::default();
+        let mut out = Vec::new();
+        for l in lines {
+            d.push(l, &mut out);
+        }
+        d.finish(&mut out);
+        (out, d.off_branch)
+    }
+
+    fn msg(id: &str, parent: Option<&str>, role: &str, ts: i64) -> Value {
+        json!({"type":"message","id":id,"parentId":parent,"timestamp":"2026-08-23T09:14:03.750Z",
+               "message":{"role":role,"content":[],"timestamp":ts}})
+    }
+
+    #[test]
+    fn follows_the_branch_of_the_last_leaf() {
+        // a → b → c (abandoned), a → d (active leaf).
+        let (events, off) = decode(vec![
+            json!({"type":"session","id":"s1","timestamp":"2026-08-23T09:14:02.117Z"}),
+            msg("a", None, "user", 1),
+            msg("b", Some("a"), "assistant", 2),
+            msg("c", Some("b"), "user", 3),
+            msg("d", Some("a"), "user", 4),
+        ]);
+        assert_eq!(off, 2);
+        let ts: Vec<i64> = events
+            .iter()
+            .filter_map(|e| match &e.ev {
+                Ev::Message(m) => m.get("timestamp").and_then(Value::as_i64),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ts, vec![1, 4]);
+    }
+
+    #[test]
+    fn title_slot_then_header_is_one_session_and_header_comes_first() {
+        let (events, _) = decode(vec![
+            json!({"type":"title","v":1,"title":"Fix it","pad":"  "}),
+            json!({"type":"session","id":"s1","timestamp":"2026-08-23T09:14:02.117Z"}),
+            msg("a", None, "user", 1),
+            json!({"type":"title","v":1,"title":"","pad":"  "}),
+            json!({"type":"session","id":"s2","timestamp":"2026-08-23T09:14:02.117Z"}),
+        ]);
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match &e.ev {
+                Ev::Session(h) => h.id.as_deref().unwrap(),
+                Ev::Title(_) => "title",
+                Ev::Message(_) => "msg",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, vec!["s1", "title", "msg", "s2"]);
+    }
+
+    #[test]
+    fn parent_cycles_terminate() {
+        let (events, _) = decode(vec![
+            json!({"type":"message","id":"a","parentId":"b","timestamp":"2026-08-23T09:14:03.750Z","message":{"role":"user"}}),
+            json!({"type":"message","id":"b","parentId":"a","timestamp":"2026-08-23T09:14:03.750Z","message":{"role":"user"}}),
+        ]);
+        assert_eq!(events.len(), 2);
+    }
+}

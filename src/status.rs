@@ -1,0 +1,254 @@
+//! What delivery tells the user on stderr while it runs: a debug line per request
+//! (`LANGFUSE_DEBUG`) and a one-line live status (`LANGFUSE_UI_INDICATOR`).
+//!
+//! Neither ever prints a payload, a key or a header value: only counts, sizes, statuses and
+//! timings, plus the server's own error text (with our keys scrubbed out).
+
+// Wired into the pipeline by the lead (cli/main); until then parts look unused.
+#![allow(dead_code)]
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::encode::Wire;
+
+/// The live status line is redrawn at most this often.
+const REDRAW_EVERY: Duration = Duration::from_millis(200);
+/// Rejection messages printed in full; further ones are only counted.
+pub const MAX_REJECTION_MESSAGES: u64 = 5;
+
+/// `LANGFUSE_DEBUG`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DebugLog {
+    #[default]
+    Off,
+    On,
+}
+
+impl DebugLog {
+    /// `1`, `true`, `yes`, `on` (any case) turn it on, like the Langfuse SDKs.
+    pub fn from_env_value(v: Option<&str>) -> DebugLog {
+        match v.map(|s| s.trim().to_ascii_lowercase()) {
+            Some(s) if matches!(s.as_str(), "1" | "true" | "yes" | "on") => DebugLog::On,
+            _ => DebugLog::Off,
+        }
+    }
+}
+
+/// `LANGFUSE_UI_INDICATOR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Indicator {
+    #[default]
+    Off,
+    On,
+}
+
+impl Indicator {
+    /// Unset → on when stderr is a terminal; `0/false/no/off` → off; anything else → on.
+    pub fn from_env_value(v: Option<&str>) -> Indicator {
+        match v.map(|s| s.trim().to_ascii_lowercase()) {
+            None => {
+                if std::io::stderr().is_terminal() {
+                    Indicator::On
+                } else {
+                    Indicator::Off
+                }
+            }
+            Some(s) if matches!(s.as_str(), "0" | "false" | "no" | "off" | "") => Indicator::Off,
+            Some(_) => Indicator::On,
+        }
+    }
+}
+
+/// One request, as the debug log shows it.
+pub struct Attempt<'a> {
+    pub wire: Wire,
+    pub items: usize,
+    pub bytes: usize,
+    /// On-the-wire size when compressed.
+    pub sent_bytes: usize,
+    /// `200`, `207`, … or a short network error description.
+    pub outcome: &'a str,
+    pub latency: Duration,
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+/// Counts shown on the status line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub delivered: u64,
+    pub rejected: u64,
+    pub spooled: u64,
+}
+
+/// The stderr voice of the delivery worker.
+pub struct Status {
+    debug: DebugLog,
+    indicator: Indicator,
+    /// Strings that must never reach stderr (our keys), scrubbed from server text.
+    secrets: Vec<String>,
+    line: Mutex<Line>,
+}
+
+#[derive(Default)]
+struct Line {
+    drawn: bool,
+    last: Option<Instant>,
+    rejections_shown: u64,
+}
+
+impl Status {
+    pub fn new(debug: DebugLog, indicator: Indicator, secrets: Vec<String>) -> Status {
+        Status {
+            debug,
+            indicator,
+            secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
+            line: Mutex::new(Line::default()),
+        }
+    }
+
+    pub fn debug_enabled(&self) -> bool {
+        self.debug == DebugLog::On
+    }
+
+    /// Remove our keys from text that came from elsewhere.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+
+    /// `LANGFUSE_DEBUG`: one line per request.
+    pub fn attempt(&self, a: &Attempt<'_>) {
+        if self.debug == DebugLog::Off {
+            return;
+        }
+        let wire = match a.wire {
+            Wire::Otlp => "otlp",
+            Wire::Ingestion => "ingestion",
+        };
+        let gz = if a.sent_bytes != a.bytes {
+            format!(" sent={}", a.sent_bytes)
+        } else {
+            String::new()
+        };
+        self.say(&format!(
+            "flush {wire} items={} bytes={}{gz} status={} latency={}ms attempt={}/{}",
+            a.items,
+            a.bytes,
+            self.scrub(a.outcome),
+            a.latency.as_millis(),
+            a.attempt,
+            a.max_attempts
+        ));
+    }
+
+    /// A debug-only note.
+    pub fn debug(&self, msg: &str) {
+        if self.debug == DebugLog::On {
+            self.say(&self.scrub(msg));
+        }
+    }
+
+    /// Always shown: a warning the user must see.
+    pub fn warn(&self, msg: &str) {
+        self.say(&self.scrub(msg));
+    }
+
+    /// A rejected item's reason: the first few are printed, the rest only counted.
+    pub fn rejection(&self, count: usize, reason: &str) {
+        let show = {
+            let mut l = self.lock();
+            l.rejections_shown += 1;
+            l.rejections_shown <= MAX_REJECTION_MESSAGES
+        };
+        if show {
+            let items = if count == 1 { "item" } else { "items" };
+            self.say(&format!("rejected {count} {items}: {}", self.scrub(reason)));
+        }
+    }
+
+    /// Redraw the live status line (rate-limited).
+    pub fn progress(&self, c: Counts, state: &str) {
+        if self.indicator == Indicator::Off {
+            return;
+        }
+        let mut l = self.lock();
+        let now = Instant::now();
+        if l.last.is_some_and(|t| now - t < REDRAW_EVERY) {
+            return;
+        }
+        l.last = Some(now);
+        l.drawn = true;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2Komp-langfuse: {} delivered, {} rejected, {} spooled{}{}",
+            c.delivered,
+            c.rejected,
+            c.spooled,
+            if state.is_empty() { "" } else { " · " },
+            state
+        );
+        let _ = err.flush();
+    }
+
+    /// Remove the status line (before the exit summary).
+    pub fn clear(&self) {
+        let mut l = self.lock();
+        if l.drawn {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+            l.drawn = false;
+        }
+    }
+
+    fn say(&self, msg: &str) {
+        let mut l = self.lock();
+        let mut err = std::io::stderr().lock();
+        if l.drawn {
+            let _ = write!(err, "\r\x1b[2K");
+            l.drawn = false;
+            l.last = None;
+        }
+        let _ = writeln!(err, "omp-langfuse: {msg}");
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Line> {
+        self.line.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values() {
+        assert_eq!(DebugLog::from_env_value(Some("1")), DebugLog::On);
+        assert_eq!(DebugLog::from_env_value(Some("True")), DebugLog::On);
+        assert_eq!(DebugLog::from_env_value(Some("0")), DebugLog::Off);
+        assert_eq!(DebugLog::from_env_value(None), DebugLog::Off);
+        assert_eq!(Indicator::from_env_value(Some("0")), Indicator::Off);
+        assert_eq!(Indicator::from_env_value(Some("1")), Indicator::On);
+    }
+
+    #[test]
+    fn keys_are_scrubbed() {
+        let s = Status::new(
+            DebugLog::On,
+            Indicator::Off,
+            vec!["sk-lf-secret".into(), "".into()],
+        );
+        assert_eq!(
+            s.scrub("bad key sk-lf-secret here"),
+            "bad key [redacted] here"
+        );
+        assert_eq!(s.scrub("nothing"), "nothing");
+    }
+}

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Run the real omp (pinned in package.json / package-lock.json beside this script) offline
+# against a scripted fake LLM on 127.0.0.1, with the contrib/omp-events.ts bridge loaded,
+# and capture what omp writes.
+#
+#   run.sh OUTDIR            capture every scenario into OUTDIR/<scenario>/
+#   run.sh --update-fixtures capture into a temp dir and refresh fixtures/real/
+#
+# Per scenario: stdout.jsonl (--mode json), events.jsonl (--events), session.jsonl (the
+# session file omp wrote), stderr.txt, llm-requests.jsonl (what the fake LLM saw) and
+# meta.json (command, exit code, versions, where the session file was).
+#
+# If npm cannot install the pinned packages (no registry) or Bun cannot run here, it prints
+# "skipped: <reason>" and exits 0, unless OMP_E2E_REQUIRE=1, where that is a failure.
+#
+# Environment:
+#   OMP_E2E_CACHE    install directory (default: $XDG_CACHE_HOME or ~/.cache, /omp-langfuse/real-omp-<versions>)
+#   OMP_E2E_TIMEOUT  seconds one omp run may take (default 120)
+#   OMP_E2E_REQUIRE  1 = fail instead of skipping
+set -euo pipefail
+
+OMP_VERSION=18.2.3
+BUN_VERSION=1.3.14
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
+RUN_TIMEOUT=${OMP_E2E_TIMEOUT:-120}
+SCENARIOS=(tools two-prompts retry killed compact)
+# Neutral paths that replace machine-specific ones in everything captured.
+NEUTRAL_HOME=/home/dev
+NEUTRAL_REPO=/home/dev/omp-langfuse
+NEUTRAL_CACHE=/opt/omp
+
+usage() {
+	sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+}
+
+skip() {
+	if [ "${OMP_E2E_REQUIRE:-0}" = 1 ]; then
+		echo "real-omp e2e: FAILED: $*" >&2
+		exit 1
+	fi
+	echo "skipped: $*"
+	exit 0
+}
+
+log() { echo "real-omp e2e: $*" >&2; }
+
+[ $# -eq 1 ] || usage
+UPDATE_FIXTURES=0
+if [ "$1" = --update-fixtures ]; then
+	UPDATE_FIXTURES=1
+elif [ "${1#-}" != "$1" ]; then
+	usage
+fi
+
+for tool in node npm python3 timeout setsid flock pgrep sha256sum; do
+	command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/omp-e2e.XXXXXX")
+SERVER_PID=
+cleanup() {
+	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --------------------------------------------------------------------------------------
+# Install (idempotent): npm install of the pinned lock into the cache, keyed by the lock's hash.
+# --------------------------------------------------------------------------------------
+CACHE=${OMP_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/omp-langfuse/real-omp-$OMP_VERSION-bun-$BUN_VERSION}
+LOCK_HASH=$(sha256sum "$HERE/package-lock.json" | cut -c1-16)
+mkdir -p "$CACHE"
+exec 9>"$CACHE.lock"
+flock -w 900 9 || skip "timed out waiting for another install into $CACHE"
+if [ ! -f "$CACHE/.installed-$LOCK_HASH" ]; then
+	log "installing omp $OMP_VERSION and bun $BUN_VERSION into $CACHE"
+	rm -f "$CACHE"/.installed-*
+	cp "$HERE/package.json" "$HERE/package-lock.json" "$CACHE/"
+	if ! (cd "$CACHE" && timeout -k 10 900 npm install --no-audit --no-fund --no-save --loglevel=error >"$CACHE/npm-install.log" 2>&1); then
+		tail -5 "$CACHE/npm-install.log" >&2 || true
+		skip "npm could not install @oh-my-pi/pi-coding-agent@$OMP_VERSION and bun@$BUN_VERSION (see $CACHE/npm-install.log)"
+	fi
+	touch "$CACHE/.installed-$LOCK_HASH"
+fi
+flock -u 9
+
+# The bun package's postinstall normally puts the binary in bun/bin; the platform packages
+# carry it too, for when install scripts did not run.
+BUN=
+for candidate in \
+	"$CACHE/node_modules/bun/bin/bun.exe" \
+	"$CACHE"/node_modules/@oven/bun-linux-x64/bin/bun \
+	"$CACHE"/node_modules/@oven/bun-linux-x64-baseline/bin/bun \
+	"$CACHE"/node_modules/@oven/bun-linux-aarch64/bin/bun \
+	"$CACHE"/node_modules/@oven/bun-linux-x64-musl/bin/bun; do
+	if [ -x "$candidate" ] && [ "$(timeout 20 "$candidate" --version 2>/dev/null)" = "$BUN_VERSION" ]; then
+		BUN=$candidate
+		break
+	fi
+done
+[ -n "$BUN" ] || skip "no working bun $BUN_VERSION binary in $CACHE/node_modules"
+OMP_CLI="$CACHE/node_modules/@oh-my-pi/pi-coding-agent/dist/cli.js"
+[ -f "$OMP_CLI" ] || skip "omp is not installed in $CACHE"
+BUN_DIR="$WORK/bin"
+mkdir -p "$BUN_DIR"
+ln -s "$BUN" "$BUN_DIR/bun" # omp may start `bun` by name
+
+if [ "$UPDATE_FIXTURES" = 1 ]; then
+	OUT="$WORK/out"
+else
+	OUT=$1
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# --------------------------------------------------------------------------------------
+# The fake LLM
+# --------------------------------------------------------------------------------------
+LLM_LOG="$WORK/llm-requests.jsonl"
+timeout -k 5 1800 python3 "$HERE/fake_llm.py" --port-file "$WORK/port" --log "$LLM_LOG" --lifetime 1500 &
+SERVER_PID=$!
+for _ in $(seq 100); do
+	[ -s "$WORK/port" ] && break
+	sleep 0.1
+done
+[ -s "$WORK/port" ] || { log "the fake LLM did not start"; exit 1; }
+PORT=$(cat "$WORK/port")
+
+OMP_V=$(env -i HOME="$WORK" PATH="$BUN_DIR:/usr/bin:/bin" timeout 60 "$BUN" "$OMP_CLI" --version 2>/dev/null || true)
+case "$OMP_V" in
+*"$OMP_VERSION"*) ;;
+*) skip "omp does not run here (omp --version said: ${OMP_V:-nothing})" ;;
+esac
+log "omp $OMP_VERSION on bun $BUN_VERSION, fake LLM on 127.0.0.1:$PORT, output in $OUT"
+
+# --------------------------------------------------------------------------------------
+# One scenario = a fresh HOME with a project dir and a private agent dir.
+# --------------------------------------------------------------------------------------
+COMPACTION_CONFIG=
+prepare_home() { # $1 = home
+	local home=$1
+	mkdir -p "$home/project" "$home/.omp/agent" "$home/tmp"
+	printf '# demo\n\nA tiny project for the omp end-to-end run.\n' >"$home/project/README.md"
+	printf 'print("hello")\n' >"$home/project/main.py"
+	cat >"$home/.omp/agent/models.yml" <<EOF
+providers:
+  fakellm:
+    baseUrl: http://127.0.0.1:$PORT/v1
+    api: openai-completions
+    auth: apiKey
+    apiKey: sk-fake-e2e-key
+    models:
+      - id: fake-model
+        name: Fake Model
+        contextWindow: 128000
+        maxTokens: 4096
+        cost: { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 }
+EOF
+	if [ -n "$COMPACTION_CONFIG" ]; then printf '%s' "$COMPACTION_CONFIG" >"$home/.omp/agent/config.yml"; fi
+}
+
+# Run omp bounded in time (timeout), in a session of its own (setsid, so its leftovers can be
+# killed as a group), with a cleared environment. Runs in the background.
+# $1 = scenario, $2 = home, rest = omp arguments. Sets OMP_PID (timeout) and BUN_PID (omp).
+start_omp() {
+	local scenario=$1 home=$2
+	shift 2
+	local dir="$OUT/$scenario"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	: >"$dir/events.jsonl"
+	(
+		cd "$home/project"
+		exec timeout -k 5 "$RUN_TIMEOUT" setsid env -i \
+			HOME="$home" \
+			PI_CODING_AGENT_DIR="$home/.omp/agent" \
+			PATH="$BUN_DIR:/usr/local/bin:/usr/bin:/bin" \
+			TMPDIR="$home/tmp" \
+			LANG=C.UTF-8 TERM=dumb NO_COLOR=1 \
+			NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
+			"$BUN" "$OMP_CLI" \
+			--mode json --model fakellm/fake-model \
+			-e "$REPO/contrib/omp-events.ts" --events "$dir/events.jsonl" \
+			"$@" >"$dir/stdout.jsonl" 2>"$dir/stderr.txt"
+	) &
+	OMP_PID=$!
+	BUN_PID=
+	for _ in $(seq 100); do
+		BUN_PID=$(pgrep -P "$OMP_PID" | head -1 || true)
+		[ -n "$BUN_PID" ] && break
+		kill -0 "$OMP_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	printf '%s\n' "omp --mode json --model fakellm/fake-model -e contrib/omp-events.ts --events events.jsonl$(printf ' %q' "$@")" >"$dir/command.txt"
+}
+
+# Wait for omp; then kill whatever it left behind in its session. Sets RC.
+wait_omp() {
+	RC=0
+	# (braces + 2>/dev/null: no "Killed" job notice from bash for the killed scenario)
+	{ wait "$OMP_PID"; } 2>/dev/null || RC=$?
+	if [ -n "$BUN_PID" ]; then kill -KILL -- "-$BUN_PID" 2>/dev/null || true; fi
+}
+
+finish_scenario() { # $1 = scenario, $2 = home, $3 = rc, $4 = seconds
+	local scenario=$1 home=$2 rc=$3 secs=$4 dir="$OUT/$1"
+	# The session file(s) omp wrote; normally exactly one.
+	local n=0
+	while IFS= read -r f; do
+		n=$((n + 1))
+		local name=session.jsonl
+		[ "$n" -gt 1 ] && name="session-$n.jsonl"
+		cp "$f" "$dir/$name"
+		echo "${f#"$home/.omp/agent/"}" >>"$dir/session-paths.txt"
+	done < <(find "$home/.omp/agent/sessions" -name '*.jsonl' -type f 2>/dev/null | sort)
+	# What the fake LLM saw for this scenario (the log is shared; take the new lines).
+	local seen
+	seen=$(wc -l <"$LLM_LOG" 2>/dev/null || echo 0)
+	tail -n +"$((LLM_SEEN + 1))" "$LLM_LOG" >"$dir/llm-requests.jsonl" 2>/dev/null || true
+	LLM_SEEN=$seen
+	python3 - "$dir" "$scenario" "$rc" "$secs" "$OMP_VERSION" "$BUN_VERSION" <<'EOF'
+import json, sys, pathlib
+d, scenario, rc, secs, omp, bun = sys.argv[1:]
+d = pathlib.Path(d)
+paths = (d / "session-paths.txt").read_text().split() if (d / "session-paths.txt").exists() else []
+(d / "session-paths.txt").unlink(missing_ok=True)
+meta = {"scenario": scenario, "command": (d / "command.txt").read_text().strip(), "exitCode": int(rc),
+        "seconds": float(secs), "omp": omp, "bun": bun, "sessionFiles": paths}
+(d / "command.txt").unlink()
+(d / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+EOF
+	log "$scenario: rc=$rc in ${secs}s"
+}
+
+LLM_SEEN=0
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" "$1" "$(now)"; }
+
+run_scenario() { # $1 = scenario, rest = prompts
+	local scenario=$1
+	shift
+	local home="$WORK/$scenario/home" t0
+	prepare_home "$home"
+	t0=$(now)
+	start_omp "$scenario" "$home" "$@"
+	wait_omp
+	finish_scenario "$scenario" "$home" "$RC" "$(elapsed "$t0")"
+}
+
+run_killed() {
+	local scenario=killed home="$WORK/killed/home" t0
+	prepare_home "$home"
+	t0=$(now)
+	start_omp "$scenario" "$home" "Wait half a minute, then list the files. [fake:killed]"
+	# Wait until the bash tool runs `sleep 30`, then SIGKILL omp: it gets no chance to clean up.
+	for _ in $(seq 600); do
+		grep -q '"type":"tool_execution_start"' "$OUT/$scenario/events.jsonl" 2>/dev/null && break
+		kill -0 "$OMP_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	sleep 1
+	if [ -n "$BUN_PID" ] && kill -KILL "$BUN_PID" 2>/dev/null; then
+		:
+	else
+		log "killed: omp was not running any more when it was to be killed"
+	fi
+	wait_omp
+	finish_scenario "$scenario" "$home" "$RC" "$(elapsed "$t0")"
+}
+
+for scenario in "${SCENARIOS[@]}"; do
+	case $scenario in
+	tools) run_scenario tools "List the files, then show notes.txt. [fake:tools]" ;;
+	two-prompts) run_scenario two-prompts "What files are here? [fake:p1]" "And what does main.py do? [fake:p2]" ;;
+	retry) run_scenario retry "Say something once the provider is back. [fake:retry]" ;;
+	killed) run_killed ;;
+	compact)
+		# A low compaction threshold and a tool output larger than the kept tail, so omp
+		# really compacts (summary request to the fake LLM, session_compact, compaction entry).
+		COMPACTION_CONFIG=$'compaction:\n  thresholdTokens: 15000\n  keepRecentTokens: 1000\n'
+		run_scenario compact "Count to 3000, then list the files. [fake:compact]"
+		COMPACTION_CONFIG=
+		;;
+	esac
+done
+kill "$SERVER_PID" 2>/dev/null || true
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=
+
+# --------------------------------------------------------------------------------------
+# Scrub machine-specific paths, then check the captures make sense.
+# --------------------------------------------------------------------------------------
+python3 "$HERE/scrub_and_check.py" "$OUT" \
+	--replace "$WORK/tools/home=$NEUTRAL_HOME" \
+	--replace "$WORK/two-prompts/home=$NEUTRAL_HOME" \
+	--replace "$WORK/retry/home=$NEUTRAL_HOME" \
+	--replace "$WORK/killed/home=$NEUTRAL_HOME" \
+	--replace "$WORK/compact/home=$NEUTRAL_HOME" \
+	--replace "$REPO=$NEUTRAL_REPO" \
+	--replace "$CACHE=$NEUTRAL_CACHE" \
+	--replace "$BUN_DIR=$NEUTRAL_CACHE/bin" \
+	--replace "$WORK=/tmp/omp-e2e" \
+	--replace "127.0.0.1:$PORT=127.0.0.1:8765"
+
+if [ "$UPDATE_FIXTURES" = 1 ]; then
+	dest="$REPO/fixtures/real"
+	mkdir -p "$dest"
+	for scenario in "${SCENARIOS[@]}"; do
+		rm -rf "${dest:?}/$scenario"
+		cp -r "$OUT/$scenario" "$dest/$scenario"
+		rm -f "$dest/$scenario/stderr.txt" # empty when all is well; checked above
+	done
+	log "fixtures refreshed in $dest"
+fi
+echo "real-omp e2e: ok (${SCENARIOS[*]})"
