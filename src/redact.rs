@@ -1360,7 +1360,7 @@ impl Rule {
                 }
                 kw_start
             }
-            NameRule::Ident => extend_back(bytes, kw_start, |b| is_word_byte(b)),
+            NameRule::Ident => extend_back(bytes, kw_start, is_word_byte),
             NameRule::Dotted => extend_back(bytes, kw_start, |b| {
                 is_word_byte(b) || b == b'.' || b == b'-'
             }),

@@ -291,10 +291,10 @@ impl Sanitizer {
             .ctx_cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = cache.as_ref() {
-            if Arc::ptr_eq(&c.original, ctx) || Arc::ptr_eq(&c.clean, ctx) {
-                return c.clean.clone();
-            }
+        if let Some(c) = cache.as_ref()
+            && (Arc::ptr_eq(&c.original, ctx) || Arc::ptr_eq(&c.clean, ctx))
+        {
+            return c.clean.clone();
         }
         let clean = Arc::new(self.sanitize_ctx(ctx, stats));
         *cache = Some(CtxCache {
