@@ -527,7 +527,8 @@ static RULES: &[RuleDef] = &[
     rule(
         "doppler-token",
         &["dp."],
-        r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,}",
+        // Service tokens carry the environment: `dp.st.dev.…`.
+        r"\bdp\.(?:pt|st|sa|ct|scim|audit)\.(?:[a-z0-9_-]{2,35}\.)?[A-Za-z0-9]{40,}",
         Always,
     ),
     rule(
@@ -998,12 +999,106 @@ static RULES: &[RuleDef] = &[
         Always,
     ),
     rule(
+        "adobe-client-secret",
+        &["p8e-"],
+        r"\bp8e-[A-Za-z0-9]{32}\b",
+        Always,
+    ),
+    rule(
+        "duffel-token",
+        &["duffel_"],
+        r"\bduffel_(?:test|live)_[A-Za-z0-9_=-]{40,}",
+        Always,
+    ),
+    rule(
+        "dynatrace-token",
+        &["dt0c01."],
+        r"\bdt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}\b",
+        Always,
+    ),
+    rule(
+        "easypost-key",
+        &["ezak", "eztk"],
+        r"\bEZ[AT]K[A-Za-z0-9]{54}\b",
+        Always,
+    ),
+    rule(
+        "flutterwave-secret-key",
+        &["flwseck"],
+        r"\bFLWSECK(?:_TEST)?-[a-h0-9]{32}-X\b",
+        Always,
+    ),
+    rule(
+        "frameio-token",
+        &["fio-u-"],
+        r"\bfio-u-[A-Za-z0-9_=-]{64,}",
+        Always,
+    ),
+    rule(
+        "teams-webhook",
+        &["webhook.office.com"],
+        r"https://[A-Za-z0-9.-]+\.webhook\.office\.com/webhookb2/[A-Za-z0-9@/_-]{40,}",
+        Always,
+    ),
+    rule(
+        "newrelic-browser-key",
+        &["nrjs-"],
+        r"\bNRJS-[a-f0-9]{19}\b",
+        Always,
+    ),
+    rule(
+        "newrelic-insert-key",
+        &["nrii-"],
+        r"\bNRII-[A-Za-z0-9_-]{32}",
+        Always,
+    ),
+    rule(
+        "openshift-token",
+        &["sha256~"],
+        r"\bsha256~[A-Za-z0-9_-]{43}",
+        Always,
+    ),
+    rule("readme-key", &["rdme_"], r"\brdme_[a-z0-9]{70}\b", Always),
+    rule(
+        "scalingo-token",
+        &["tk-us-"],
+        r"\btk-us-[A-Za-z0-9_-]{48}",
+        Always,
+    ),
+    rule(
+        "brevo-key",
+        &["xkeysib-"],
+        r"\bxkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16}\b",
+        Always,
+    ),
+    rule(
+        "twitter-bearer-token",
+        &["aaaaaaaaaaaaaaaaaaaaa"],
+        r"\bA{21}[A-Za-z0-9%]{30,}",
+        Always,
+    ),
+    rule(
         "age-secret-key",
         &["age-secret-key-1"],
         r"AGE-SECRET-KEY-1[0-9A-Z]{50,}",
         Always,
     ),
     // --- Structural formats ---------------------------------------------------------------
+    // A bare Azure storage key: 64 random bytes in base64. A SHA-512 digest has the same
+    // shape but comes as `sha512-…` (integrity) or after another label, so a dash before it
+    // rules it out.
+    rule(
+        "azure-storage-account-key",
+        &["=="],
+        r"(?:^|[^A-Za-z0-9+/=-])(?P<s>[A-Za-z0-9+/]{86}==)(?:$|[^A-Za-z0-9+/=])",
+        Random,
+    ),
+    rule(
+        "putty-private-key",
+        &["private-lines:"],
+        r"Private-Lines:[ \t]*[0-9]+\r?\n(?P<s>(?:[A-Za-z0-9+/=]+\r?\n?)+)",
+        Always,
+    ),
     rule(
         "jwt",
         &["eyj"],
@@ -1079,6 +1174,13 @@ static RULES: &[RuleDef] = &[
         r#"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://[^\s/:@"'<>\\]*:(?P<s>[^\s/@"'<>\\]+)@[^\s/@"'<>\\]"#,
         NotPlaceholder,
     ),
+    // A token as the whole user part: `https://<token>@github.com/org/repo.git`.
+    rule(
+        "url-credentials",
+        &["://"],
+        r#"\b[A-Za-z][A-Za-z0-9+.-]{1,30}://(?P<s>[A-Za-z0-9_-]{20,})@[^\s/@"'<>\\]"#,
+        Random,
+    ),
     // Connection strings are `;`-separated: a `;` before the pair, or after its value.
     tail_rule(
         "connection-string-password",
@@ -1139,6 +1241,12 @@ static RULES: &[RuleDef] = &[
         "mysql-password",
         &["mysql", "mariadb"],
         r#"(?i)\b(?:mysql|mysqldump|mysqladmin|mariadb)\b[^\r\n|;&]*?[ \t](?-i:-p)(?P<s>[^\s"'-][^\s"']*)"#,
+        NotPlaceholder,
+    ),
+    rule(
+        "cli-password",
+        &["docker", "podman", "helm", "redis-cli", "htpasswd"],
+        r#"(?i)\b(?:(?:docker|podman|helm(?:\s+registry)?)\s+login\b[^\r\n|;&]*?[ \t](?-i:-p)|redis-cli\b[^\r\n|;&]*?[ \t](?-i:-a)|htpasswd\s+(?:-[A-Za-z]+\s+)*[^\s]+\s+[^\s]+)[ \t]+(?:"(?P<q>[^"\r\n]+)"|'(?P<q2>[^'\r\n]+)'|(?P<s>[^\s"'-][^\s"']*))"#,
         NotPlaceholder,
     ),
     rule(
@@ -2047,6 +2155,7 @@ impl Redactor {
                 }
             }
         }
+        drop_spans_inside_markers(text, spans);
     }
 
     /// Redact every string of a JSON value in place: object keys, string values, and whole
@@ -2142,6 +2251,19 @@ fn literal_forms(value: &str) -> Vec<String> {
         forms.push(escaped.to_string());
     }
     forms
+}
+
+/// A second pass over redacted text must not redact parts of its own markers
+/// (`https://[REDACTED:x]@host` looks like `user:password@host`).
+fn drop_spans_inside_markers(text: &str, spans: &mut Vec<Span>) {
+    if spans.is_empty() || !text.contains(MARKER_PREFIX) {
+        return;
+    }
+    let markers: Vec<(usize, usize)> = text
+        .match_indices(MARKER_PREFIX)
+        .filter_map(|(at, _)| text[at..].find(']').map(|len| (at, at + len + 1)))
+        .collect();
+    spans.retain(|s| !markers.iter().any(|&(a, b)| a <= s.start && s.end <= b));
 }
 
 /// Replace the spans (merged where they overlap, so no fragment of a secret survives between
