@@ -8,12 +8,15 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use anyhow::Context as _;
-use regex::{Captures, Regex};
+use regex::Regex;
+use regex_automata::util::captures::Captures;
+use regex_automata::{Anchored, Input, PatternID, Span as MatchSpan, meta};
 use serde_json::{Map, Value};
 
 /// Redactions per kind. Kinds are static names; values are never kept.
@@ -46,6 +49,15 @@ const MIN_SCAN_BYTES: usize = 8;
 const MIN_UNNAMED_FILE_SECRET_CHARS: usize = 16;
 /// How many levels of JSON string escaping of a literal value are matched too.
 const LITERAL_ESCAPE_LEVELS: usize = 2;
+/// Strings longer than this are searched in windows around keyword occurrences.
+const WINDOWED_MIN_BYTES: usize = 64 * 1024;
+/// A match may start this far before its keyword (`scheme://user:` before `://`, the 76
+/// characters before `AZDO`, the 86 before `==`).
+const WINDOW_BEFORE_BYTES: usize = 256;
+/// Matches are searched for this far after the keyword; a longer match is followed to its end.
+const WINDOW_AFTER_BYTES: usize = 256;
+/// Windows pay off while there is at most one per this many bytes of text.
+const SPARSE_WINDOW_BYTES: usize = 4 * 1024;
 /// Fixed-size bitset of fired rules (no allocation per string); the rule table must fit.
 const RULE_BITSET_WORDS: usize = 4;
 const MAX_RULES: usize = RULE_BITSET_WORDS * 64;
@@ -1349,9 +1361,13 @@ struct Rule {
 }
 
 struct Compiled {
-    regex: Regex,
+    regex: meta::Regex,
     /// Capture groups holding the secret, with whether the value was quoted.
     secret_groups: Vec<(usize, Quoting)>,
+    /// `nx`: more of the name, after the keyword (`Tail` rules).
+    name_rest: Option<usize>,
+    /// `semi`: a `;` after the value (connection strings).
+    semicolon: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1365,21 +1381,23 @@ impl Rule {
         self.compiled.get_or_init(|| {
             // Unicode `\b` forces the regex engine off its fast DFA on non-ASCII text; every
             // boundary here is about ASCII token characters anyway.
-            let mut pattern = self.def.pattern.replace(r"\b", r"(?-u:\b)");
-            if let Form::Tail { .. } = self.def.form {
-                // Matched on the text right after the keyword, anchored there.
-                pattern = format!("^(?:{pattern})");
-            }
-            let regex = Regex::new(&pattern).unwrap_or_else(|e| {
+            let pattern = self.def.pattern.replace(r"\b", r"(?-u:\b)");
+            let regex = meta::Regex::new(&pattern).unwrap_or_else(|e| {
                 // A built-in pattern that fails to compile is a bug caught by the unit tests.
                 panic!("built-in rule {} does not compile: {e}", self.def.kind)
             });
             let mut secret_groups = Vec::new();
-            for (i, name) in regex.capture_names().enumerate() {
+            let mut name_rest = None;
+            let mut semicolon = None;
+            for (i, name) in regex
+                .group_info()
+                .pattern_names(PatternID::ZERO)
+                .enumerate()
+            {
                 match name {
-                    Some(n) if n.starts_with('s') && n != "semi" => {
-                        secret_groups.push((i, Quoting::Bare))
-                    }
+                    Some("semi") => semicolon = Some(i),
+                    Some("nx") => name_rest = Some(i),
+                    Some(n) if n.starts_with('s') => secret_groups.push((i, Quoting::Bare)),
                     Some(n) if n.starts_with('q') => secret_groups.push((i, Quoting::Quoted)),
                     _ => {}
                 }
@@ -1387,48 +1405,65 @@ impl Rule {
             Compiled {
                 regex,
                 secret_groups,
+                name_rest,
+                semicolon,
             }
         })
     }
 
-    /// Search the whole string (`Scan` and `Custom` rules).
-    fn scan(&self, priority: usize, text: &str, spans: &mut Vec<Span>) {
+    /// Search `text` within `span` (`Scan` and `Custom` rules). A match may run past the end
+    /// of the span; its start may not.
+    fn scan(&self, priority: usize, text: &str, span: Range<usize>, spans: &mut Vec<Span>) {
         let kind = self.def.kind;
         let check = self.def.check;
         if let Form::Custom(finder) = self.def.form {
             let mut found = Vec::new();
-            finder(text, &mut found);
-            for (start, end) in found {
-                let cand = Candidate::whole(text, start, &text[start..end]);
-                if check.accepts(&cand) {
+            finder(&text[..span.end], &mut found);
+            for (start, end) in found.into_iter().filter(|&(start, _)| start >= span.start) {
+                if check.accepts(&Candidate::whole(text, start, &text[start..end])) {
                     spans.push(Span::new(start, end, kind, priority));
                 }
             }
             return;
         }
         let c = self.compiled();
-        if c.secret_groups.is_empty() {
-            for m in c.regex.find_iter(text) {
-                if check.accepts(&Candidate::whole(text, m.start(), m.as_str())) {
-                    spans.push(Span::new(m.start(), m.end(), kind, priority));
-                }
+        let mut caps = c.regex.create_captures();
+        let mut at = span.start;
+        while at < span.end {
+            c.regex
+                .search_captures(&Input::new(text).span(at..span.end), &mut caps);
+            let Some(mut whole) = caps.get_match().map(|m| m.span()) else {
+                break;
+            };
+            if whole.end == span.end && span.end < text.len() {
+                // Cut by the window: match again from the same start with the whole rest of
+                // the text, so a long token is redacted in full.
+                let input = Input::new(text)
+                    .span(whole.start..text.len())
+                    .anchored(Anchored::Yes);
+                c.regex.search_captures(&input, &mut caps);
+                whole = caps.get_match().map_or(whole, |m| m.span());
             }
-            return;
-        }
-        for caps in c.regex.captures_iter(text) {
-            let whole = caps.get(0).expect("group 0 always participates");
             let (secret, quoting) =
                 secret_of(&caps, &c.secret_groups).unwrap_or((whole, Quoting::Bare));
             let cand = Candidate {
                 text,
-                name_start: whole.start(),
+                name_start: whole.start,
                 name: None,
-                secret: secret.as_str(),
+                secret: &text[secret.range()],
                 quoting,
                 semicolon_after: false,
             };
             if check.accepts(&cand) {
-                spans.push(Span::new(secret.start(), secret.end(), kind, priority));
+                spans.push(Span::new(secret.start, secret.end, kind, priority));
+            }
+            at = if whole.end > whole.start {
+                whole.end
+            } else {
+                whole.end + 1
+            };
+            while at < text.len() && !text.is_char_boundary(at) {
+                at += 1;
             }
         }
     }
@@ -1453,13 +1488,14 @@ impl Rule {
             return;
         }
         let c = self.compiled();
-        let rest = &text[kw_end..];
-        if !c.regex.is_match(rest) {
+        let input = Input::new(text)
+            .span(kw_end..text.len())
+            .anchored(Anchored::Yes);
+        if !c.regex.is_match(input.clone()) {
             return;
         }
-        let Some(caps) = c.regex.captures(rest) else {
-            return;
-        };
+        let mut caps = c.regex.create_captures();
+        c.regex.search_captures(&input, &mut caps);
         let bytes = text.as_bytes();
         let name_start = match name_rule {
             NameRule::Keyword => {
@@ -1473,7 +1509,10 @@ impl Rule {
                 is_word_byte(b) || b == b'.' || b == b'-'
             }),
         };
-        let name_end = kw_end + caps.name("nx").map_or(0, |m| m.end());
+        let name_end = c
+            .name_rest
+            .and_then(|g| caps.get_group(g))
+            .map_or(kw_end, |sp| sp.end);
         let Some((secret, quoting)) = secret_of(&caps, &c.secret_groups) else {
             return;
         };
@@ -1481,13 +1520,12 @@ impl Rule {
             text,
             name_start,
             name: Some(&text[name_start..name_end]),
-            secret: secret.as_str(),
+            secret: &text[secret.range()],
             quoting,
-            semicolon_after: caps.name("semi").is_some(),
+            semicolon_after: c.semicolon.and_then(|g| caps.get_group(g)).is_some(),
         };
         if self.def.check.accepts(&cand) {
-            let (start, end) = (kw_end + secret.start(), kw_end + secret.end());
-            spans.push(Span::new(start, end, self.def.kind, priority));
+            spans.push(Span::new(secret.start, secret.end, self.def.kind, priority));
         }
     }
 
@@ -1503,13 +1541,10 @@ fn extend_back(bytes: &[u8], mut at: usize, part_of_name: impl Fn(u8) -> bool) -
     at
 }
 
-fn secret_of<'t>(
-    caps: &Captures<'t>,
-    groups: &[(usize, Quoting)],
-) -> Option<(regex::Match<'t>, Quoting)> {
+fn secret_of(caps: &Captures, groups: &[(usize, Quoting)]) -> Option<(MatchSpan, Quoting)> {
     groups
         .iter()
-        .find_map(|&(g, q)| caps.get(g).map(|m| (m, q)))
+        .find_map(|&(g, q)| caps.get_group(g).map(|sp| (sp, q)))
 }
 
 /// A candidate match, with what the checks look at.
@@ -2122,6 +2157,10 @@ impl Redactor {
 
     fn find(&self, text: &str, spans: &mut Vec<Span>) {
         if text.len() >= MIN_SCAN_BYTES {
+            // Large strings are searched only around keyword occurrences, so a rule that
+            // fired once does not cost a pass over megabytes.
+            let windowed = text.len() > WINDOWED_MIN_BYTES;
+            let mut hits: Vec<(usize, usize, usize)> = Vec::new();
             let mut fired = [0u64; RULE_BITSET_WORDS];
             for m in self.automaton.find_overlapping_iter(text) {
                 for role in &self.roles[m.pattern().as_usize()] {
@@ -2129,6 +2168,7 @@ impl Redactor {
                         Role::Trigger(r) if self.rules[r].is_tail() => {
                             self.rules[r].tail(r, text, m.start(), m.end(), spans)
                         }
+                        Role::Trigger(r) if windowed => hits.push((r, m.start(), m.end())),
                         Role::Trigger(r) => fired[r / 64] |= 1 << (r % 64),
                         Role::Literal(kind) => {
                             spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL))
@@ -2144,7 +2184,21 @@ impl Redactor {
                 while bits != 0 {
                     let r = w * 64 + bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    self.rules[r].scan(r, text, spans);
+                    self.rules[r].scan(r, text, 0..text.len(), spans);
+                }
+            }
+            hits.sort_unstable();
+            for group in hits.chunk_by(|a, b| a.0 == b.0) {
+                let r = group[0].0;
+                let windows = windows(text, group.iter().map(|&(_, s, e)| (s, e)));
+                if windows.len() * SPARSE_WINDOW_BYTES > text.len() {
+                    // Keywords everywhere (`://` on every line): one pass, at the regex
+                    // engine's literal-search speed, beats a search per window.
+                    self.rules[r].scan(r, text, 0..text.len(), spans);
+                } else {
+                    for window in windows {
+                        self.rules[r].scan(r, text, window, spans);
+                    }
                 }
             }
         }
@@ -2253,6 +2307,26 @@ fn literal_forms(value: &str) -> Vec<String> {
     forms
 }
 
+/// Merged search windows around keyword occurrences (sorted by start), on char boundaries.
+fn windows(text: &str, hits: impl Iterator<Item = (usize, usize)>) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for (start, end) in hits {
+        let mut a = start.saturating_sub(WINDOW_BEFORE_BYTES);
+        while !text.is_char_boundary(a) {
+            a -= 1;
+        }
+        let mut b = (end + WINDOW_AFTER_BYTES).min(text.len());
+        while !text.is_char_boundary(b) {
+            b += 1;
+        }
+        match out.last_mut() {
+            Some(last) if a <= last.end => last.end = last.end.max(b),
+            _ => out.push(a..b),
+        }
+    }
+    out
+}
+
 /// A second pass over redacted text must not redact parts of its own markers
 /// (`https://[REDACTED:x]@host` looks like `user:password@host`).
 fn drop_spans_inside_markers(text: &str, spans: &mut Vec<Span>) {
@@ -2355,6 +2429,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn windowed_search_of_large_text_finds_what_small_strings_do() {
+        let r = Redactor::builtin();
+        let filler = secret_corpus::clean_tool_output(3_000);
+        let samples = secret_corpus::samples();
+        let mut big = secret_corpus::clean_tool_output(WINDOWED_MIN_BYTES);
+        let mut expected = 0;
+        for s in &samples {
+            let mut counts = RedactCounts::new();
+            r.redact(&s.text, &mut counts);
+            expected += counts.values().sum::<u64>();
+            big.push_str(&s.text);
+            big.push('\n');
+            big.push_str(&filler);
+        }
+        assert!(big.len() > WINDOWED_MIN_BYTES * 4);
+        let mut counts = RedactCounts::new();
+        let out = r.redact(&big, &mut counts);
+        for s in &samples {
+            assert!(
+                !out.contains(&s.secret),
+                "{} leaked in a large text",
+                s.kind
+            );
+        }
+        assert_eq!(counts.values().sum::<u64>(), expected);
     }
 
     #[test]
@@ -2702,90 +2804,6 @@ mod tests {
                 mb / secs,
                 text.len() as f64 / 1e6
             );
-        }
-    }
-}
-#[cfg(test)]
-mod profile {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn per_rule_cost() {
-        let r = Redactor::builtin();
-        let text = crate::secret_corpus::clean_tool_output(8 << 20);
-        let t = std::time::Instant::now();
-        let mut fired = std::collections::BTreeSet::new();
-        let mut hits = 0;
-        for m in r.automaton.find_overlapping_iter(&text) {
-            hits += 1;
-            for role in &r.roles[m.pattern().as_usize()] {
-                if let Role::Trigger(i) = role {
-                    fired.insert(*i);
-                }
-            }
-        }
-        println!(
-            "automaton: {:?} ({hits} hits) kind {:?}",
-            t.elapsed(),
-            r.automaton.kind()
-        );
-        let mut per: std::collections::BTreeMap<usize, usize> = Default::default();
-        for m in r.automaton.find_overlapping_iter(&text) {
-            *per.entry(m.pattern().as_usize()).or_default() += 1;
-        }
-        let mut per: Vec<_> = per
-            .into_iter()
-            .map(|(p, n)| (n, format!("{:?}", r.roles[p])))
-            .collect();
-        per.sort();
-        for x in per.iter().rev().take(25) {
-            println!("  {x:?}");
-        }
-        let pats: Vec<String> = RULES
-            .iter()
-            .flat_map(|d| d.keywords.iter().map(|k| k.to_string()))
-            .collect();
-        for kind in [
-            aho_corasick::AhoCorasickKind::DFA,
-            aho_corasick::AhoCorasickKind::ContiguousNFA,
-        ] {
-            for ci in [true, false] {
-                let ac = AhoCorasick::builder()
-                    .kind(Some(kind))
-                    .ascii_case_insensitive(ci)
-                    .build(&pats)
-                    .unwrap();
-                let t = std::time::Instant::now();
-                let n = ac.find_overlapping_iter(&text).count();
-                let t1 = t.elapsed();
-                let ac2 = AhoCorasick::builder()
-                    .kind(Some(kind))
-                    .ascii_case_insensitive(ci)
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(&pats)
-                    .unwrap();
-                let t = std::time::Instant::now();
-                let n2 = ac2.find_iter(&text).count();
-                println!(
-                    "{kind:?} ci={ci}: overlapping {t1:?} ({n}), leftmost {:?} ({n2})",
-                    t.elapsed()
-                );
-            }
-        }
-        for &i in &r.always {
-            fired.insert(i);
-        }
-        let mut costs = vec![];
-        for i in fired {
-            let mut spans = vec![];
-            r.rules[i].compiled();
-            let t = std::time::Instant::now();
-            r.rules[i].scan(i, &text, &mut spans);
-            costs.push((t.elapsed(), i, RULES[i].kind, spans.len()));
-        }
-        costs.sort();
-        for c in costs.iter().rev() {
-            println!("{:?} #{} {} {}", c.0, c.1, c.2, c.3);
         }
     }
 }
