@@ -78,6 +78,9 @@ enum Check {
     Random,
     /// Bearer token: random-looking or long.
     RandomOrLong,
+    /// A loosely shaped prefix token (`re_…`, `fw_…`): digits and letters, or mixed case, as
+    /// generated tokens have and `snake_case` identifiers do not.
+    MixedChars,
     /// `Basic <base64>` that decodes to `user:password`.
     BasicCredentials,
     /// `NAME=value` where NAME looks like a secret environment variable.
@@ -93,6 +96,8 @@ enum Check {
     NotNumeric,
     /// A cookie header value (has `name=value`).
     Cookie,
+    /// A Discord bot token: its first segment must be base64 of a decimal user id.
+    DiscordBotToken,
 }
 
 /// One built-in rule. Groups named `s…` (unquoted) or `q…` (quoted) mark the part to redact;
@@ -314,7 +319,12 @@ static RULES: &[RuleDef] = &[
         Always,
     ),
     rule("cerebras-key", &["csk-"], r"\bcsk-[a-z0-9]{40,}", Always),
-    rule("fireworks-key", &["fw_"], r"\bfw_[A-Za-z0-9]{24,}", Always),
+    rule(
+        "fireworks-key",
+        &["fw_"],
+        r"\bfw_[A-Za-z0-9]{24,}",
+        MixedChars,
+    ),
     rule(
         "tavily-key",
         &["tvly-"],
@@ -787,8 +797,8 @@ static RULES: &[RuleDef] = &[
     rule(
         "discord-bot-token",
         &[],
-        r"\b[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}",
-        Always,
+        r"\b[MNO][A-Za-z0-9_-]{22,27}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}",
+        DiscordBotToken,
     ),
     rule(
         "telegram-bot-token",
@@ -984,7 +994,7 @@ static RULES: &[RuleDef] = &[
         "resend-key",
         &["re_"],
         r"\bre_[A-Za-z0-9]{8}_[A-Za-z0-9]{20,}",
-        Always,
+        MixedChars,
     ),
     rule(
         "airtable-token",
@@ -1607,6 +1617,12 @@ impl Check {
             BasicCredentials => decodes_to_credentials(secret),
             NotNumeric => !is_placeholder(secret) && !secret.bytes().all(|b| b.is_ascii_digit()),
             Cookie => !is_placeholder(secret) && secret.contains('='),
+            MixedChars => {
+                let has = |f: fn(&u8) -> bool| secret.as_bytes().iter().any(f);
+                (has(u8::is_ascii_digit) && has(u8::is_ascii_alphabetic))
+                    || (has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase))
+            }
+            DiscordBotToken => secret.split('.').next().is_some_and(is_base64_of_digits),
             EnvAssignment => {
                 let min = match c.quoting {
                     Quoting::Quoted => MIN_QUOTED_SECRET_CHARS,
@@ -1705,6 +1721,21 @@ fn looks_random(v: &str) -> bool {
     ((lower || upper) && digit)
         || (lower && upper && n >= 12 && !dotted_words)
         || (n >= 32 && !v.contains(' '))
+}
+
+/// Base64 of ASCII digits (a Discord user id): every full group of four characters encodes
+/// three bytes 0x30-0x39, which pins down each position to a few characters.
+fn is_base64_of_digits(seg: &str) -> bool {
+    const POSITIONS: [&[u8]; 4] = [b"MNO", b"DTjz", b"AEIMQUYcgk", b"wxyz012345"];
+    // Without padding, a last group of two characters encodes one byte, zero-filled.
+    const ONE_BYTE_SECOND: &[u8] = b"AQgw";
+    let b = seg.as_bytes();
+    b.len() >= 16
+        && b.chunks(4).all(|g| {
+            g.iter().enumerate().all(|(i, c)| {
+                POSITIONS[i].contains(c) || (g.len() == 2 && i == 1 && ONE_BYTE_SECOND.contains(c))
+            })
+        })
 }
 
 /// `Basic <base64>` whose payload is `user:password` in printable text.

@@ -121,6 +121,14 @@ fn pem(label: &str) -> String {
     format!("{begin}\n{}\n{end}", pem_body()).replace("  ", " ")
 }
 
+/// The first part of a Discord bot token: unpadded base64 of an 18- or 19-digit id.
+fn discord_user_id() -> String {
+    let n = 18 + (next() % 2) as usize;
+    base64_encode(digits(n).as_bytes())
+        .trim_end_matches('=')
+        .to_string()
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -449,7 +457,7 @@ fn batch() -> Vec<Sample> {
         ),
         bare(
             "discord-bot-token",
-            cat(&["MT", &b64url(24), ".", &b64url(6), ".", &b64url(38)]),
+            cat(&[&discord_user_id(), ".", &b64url(6), ".", &b64url(38)]),
         ),
         bare(
             "telegram-bot-token",
@@ -759,6 +767,8 @@ pub fn benign_corpus() -> Vec<&'static str> {
         "password: <enter your password>",
         "eos_token: </s>",
         ".sk-folding-cube .sk-cube1 { transform: rotate(45deg); }",
+        "at NodeModulesResolutionPlugin.plugin.SomeVeryLongClassNameForTesting(index.js:1:2)",
+        "let re_compiled_patternwithverylongname = Regex::new(p);",
         "function(e){return e.token=t.key,e}",
         "scikit-learn==1.5.0 numpy>=2",
         "AccountName=devstoreaccount1;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1",
