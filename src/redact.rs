@@ -3,11 +3,15 @@
 //!
 //! Cost model: one Aho-Corasick pass over every string finds the literal keywords of the
 //! built-in rules (and the literal secret values) at once; only the rules whose keywords occur
-//! run their regex. Clean text therefore costs one automaton scan and comes back borrowed.
+//! run their regex. `NAME=value`-style rules, whose keywords are common words, are matched
+//! anchored right after each keyword instead of over the string; in large strings the other
+//! rules search only windows around their keywords. Clean text therefore costs about one
+//! automaton scan and comes back borrowed.
 #![allow(dead_code)] // wired into the pipeline by the lead
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -2103,12 +2107,13 @@ impl Redactor {
         assert!(RULES.len() <= MAX_RULES, "rule bitset too small");
         let mut patterns: Vec<String> = Vec::new();
         let mut roles: Vec<Vec<Role>> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         let mut add = |pattern: String, role: Role| {
             // Keywords are matched case-insensitively, so dedupe on the lowercase form.
-            let key = pattern.to_ascii_lowercase();
-            match patterns.iter().position(|p| p.to_ascii_lowercase() == key) {
-                Some(i) => roles[i].push(role),
-                None => {
+            match index.entry(pattern.to_ascii_lowercase()) {
+                Entry::Occupied(e) => roles[*e.get()].push(role),
+                Entry::Vacant(e) => {
+                    e.insert(patterns.len());
                     patterns.push(pattern);
                     roles.push(vec![role]);
                 }

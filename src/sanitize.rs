@@ -55,6 +55,7 @@ pub struct SanitizeConfig {
     pub max_tool_io_chars: usize,
     /// `--max-llm-io CHARS`.
     pub max_llm_io_chars: usize,
+    /// Cap on each metadata value (no flag; [`DEFAULT_MAX_METADATA_VALUE_CHARS`]).
     pub max_metadata_value_chars: usize,
 }
 
@@ -212,7 +213,9 @@ impl Sanitizer {
         self.redactor.redact(s, &mut RedactCounts::new())
     }
 
-    /// Sanitize a record in place: redaction first, then blobs and truncation.
+    /// Sanitize a record in place: redaction first, then blobs and truncation. Every record
+    /// goes through here before it is encoded, printed or sent; then [`Sanitizer::fit`] with
+    /// the encoder's item size.
     pub fn record(&self, rec: &mut Record, stats: &mut SanitizeStats) {
         match rec {
             Record::Trace(t) => {
@@ -1050,6 +1053,13 @@ mod tests {
             Fit::StillOver(_)
         ));
         assert_eq!(rec.trace().name, "omp session");
+    }
+
+    #[test]
+    fn the_sanitizer_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Sanitizer>();
+        shared::<Redactor>();
     }
 
     #[test]
