@@ -8,9 +8,15 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::batch::{Caps, DEFAULT_MAX_ITEMS, INGESTION_MAX_BODY_BYTES};
+use crate::delivery::{DEFAULT_BASE_URL, DeliveryConfig};
+use crate::encode::Wire;
+use crate::http::{TransportChoice, parse_otlp_headers};
 use crate::input::Source;
+use crate::ledger::ResendPolicy;
 use crate::mapper::{MapConfig, TracePer};
 use crate::omp::Format;
+use crate::spool::Replay;
+use crate::status::{DebugLog, Indicator};
 
 /// Default `LANGFUSE_FLUSH_MS`: how long a live stream's items may wait before a flush.
 pub const DEFAULT_FLUSH_MS: u64 = 2000;
@@ -43,9 +49,87 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     pub input_format: InputFormat,
 
-    /// Print the Langfuse request bodies (one JSON document per line) instead of sending.
+    /// Print the request bodies (one JSON document per line) instead of sending them:
+    /// legacy ingestion batches (`--dry-run`) or OTLP bodies (`--dry-run=otlp`).
+    #[arg(
+        long,
+        value_name = "WIRE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "ingestion"
+    )]
+    pub dry_run: Option<DryRunWire>,
+
+    /// Langfuse base URL [default: https://cloud.langfuse.com].
+    #[arg(long, env = "LANGFUSE_BASE_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Older name of the base URL, used when LANGFUSE_BASE_URL is not set.
+    #[arg(long, env = "LANGFUSE_HOST", value_name = "URL")]
+    pub host: Option<String>,
+
+    /// How to send: ask the server's health endpoint (`auto`), OTLP, or legacy ingestion.
+    #[arg(long, value_name = "WIRE", default_value = "auto")]
+    pub transport: TransportChoice,
+
+    /// Send OTLP to this full URL instead (e.g. an OpenTelemetry Collector).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Extra headers for the OTLP endpoint, `key=value,key2=value2`.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_HEADERS",
+        value_name = "HEADERS",
+        hide_env_values = true
+    )]
+    pub otlp_headers: Option<String>,
+
+    /// Seconds allowed for one request.
+    #[arg(
+        long,
+        env = "LANGFUSE_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 10.0
+    )]
+    pub timeout: f64,
+
+    /// Seconds allowed, after the input ends or a signal, to deliver what is queued; the
+    /// rest is spooled for the next run.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub shutdown_timeout: f64,
+
+    /// Where the spool and the delivery ledger live [default: $XDG_STATE_HOME/omp-langfuse].
+    #[arg(long, env = "OMP_LANGFUSE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Do not send what earlier runs left in the spool.
     #[arg(long)]
-    pub dry_run: bool,
+    pub no_replay: bool,
+
+    /// Send again what the delivery ledger says was already delivered.
+    #[arg(long)]
+    pub resend: bool,
+
+    /// Log every request (items, bytes, status, latency, attempt) to stderr; never payloads.
+    #[arg(
+        long,
+        env = "LANGFUSE_DEBUG",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub debug: Option<String>,
+
+    /// A one-line live status on stderr [default: on when stderr is a terminal].
+    #[arg(
+        long,
+        env = "LANGFUSE_UI_INDICATOR",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub ui_indicator: Option<String>,
 
     /// One trace per omp session, or one per user prompt (all in the session).
     #[arg(long, value_name = "UNIT", default_value = "session")]
@@ -107,11 +191,22 @@ pub enum InputFormat {
     SessionLog,
 }
 
+/// `--dry-run` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRunWire {
+    /// Legacy ingestion batches `{"batch":[…]}`.
+    Ingestion,
+    /// OTLP/HTTP JSON `ExportTraceServiceRequest` bodies.
+    Otlp,
+}
+
 /// What to do with the request bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Output {
-    /// Print them on stdout.
-    DryRun,
+    /// Print them on stdout in this wire format.
+    DryRun(Wire),
+    /// Send them to Langfuse.
+    Send(Box<DeliveryConfig>),
 }
 
 /// The validated configuration.
@@ -133,6 +228,11 @@ pub struct Config {
 impl Cli {
     /// Validate and resolve.
     pub fn into_config(self) -> Result<Config> {
+        let output = match self.dry_run {
+            Some(DryRunWire::Ingestion) => Output::DryRun(Wire::Ingestion),
+            Some(DryRunWire::Otlp) => Output::DryRun(Wire::Otlp),
+            None => Output::Send(Box::new(delivery_config(&self)?)),
+        };
         let sources = if self.files.is_empty() {
             vec![Source::Stdin]
         } else {
@@ -170,16 +270,10 @@ impl Cli {
             InputFormat::Extension => Some(Format::Extension),
             InputFormat::SessionLog => Some(Format::SessionLog),
         };
-        if !self.dry_run {
-            bail!(
-                "sending to Langfuse is not available in this build; use --dry-run to print \
-                 the request bodies"
-            );
-        }
         Ok(Config {
             sources,
             format,
-            output: Output::DryRun,
+            output,
             map: MapConfig {
                 trace_per: self.trace_per,
                 tags,
@@ -196,6 +290,65 @@ impl Cli {
             quiet: self.quiet,
         })
     }
+}
+
+/// Keys come from the environment only: a flag would show them in `ps`.
+fn env_key(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Longest timeout accepted (a day): beyond that it is a typo, not a wish.
+const MAX_SECONDS: f64 = 86_400.0;
+
+fn seconds(flag: &str, v: f64) -> Result<Duration> {
+    if v.is_finite() && v > 0.0 && v <= MAX_SECONDS {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        bail!("{flag} must be a number of seconds between 0 and {MAX_SECONDS}, got {v}")
+    }
+}
+
+fn delivery_config(cli: &Cli) -> Result<DeliveryConfig> {
+    let base = cli
+        .base_url
+        .as_deref()
+        .or(cli.host.as_deref())
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or(DEFAULT_BASE_URL);
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!("the Langfuse base URL must start with http:// or https://");
+    }
+    let (public_key, secret_key) = (
+        env_key("LANGFUSE_PUBLIC_KEY"),
+        env_key("LANGFUSE_SECRET_KEY"),
+    );
+    if public_key.is_none() || secret_key.is_none() {
+        bail!(
+            "LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY must be set in the environment to send \
+             to Langfuse (or use --dry-run to print what would be sent)"
+        );
+    }
+    let mut d = DeliveryConfig::new(base);
+    d.public_key = public_key;
+    d.secret_key = secret_key;
+    d.timeout = seconds("--timeout / LANGFUSE_TIMEOUT", cli.timeout)?;
+    d.shutdown_timeout = seconds("--shutdown-timeout", cli.shutdown_timeout)?;
+    d.transport = cli.transport;
+    d.otlp_endpoint = cli.otlp_endpoint.clone().filter(|e| !e.trim().is_empty());
+    if let Some(h) = cli.otlp_headers.as_deref().filter(|h| !h.trim().is_empty()) {
+        d.otlp_headers = parse_otlp_headers(h)
+            .map_err(|e| anyhow::anyhow!("OTEL_EXPORTER_OTLP_HEADERS / --otlp-headers: {e}"))?;
+    }
+    d.state_dir = cli.state_dir.clone();
+    if cli.no_replay {
+        d.replay = Replay::No;
+    }
+    if cli.resend {
+        d.resend = ResendPolicy::SendAgain;
+    }
+    d.debug = DebugLog::from_env_value(cli.debug.as_deref());
+    d.indicator = Indicator::from_env_value(cli.ui_indicator.as_deref());
+    Ok(d)
 }
 
 fn validate_environment(e: &str) -> Result<()> {

@@ -22,6 +22,7 @@ mod sanitize;
 mod secret_corpus;
 mod sender;
 mod session_log;
+mod signals;
 mod spool;
 mod status;
 mod truncate;
@@ -39,9 +40,10 @@ use anyhow::{Result, anyhow};
 use clap::Parser;
 
 use crate::cli::{Cli, Config, Output};
-use crate::encode::Encoder;
+use crate::delivery::{Backpressure, Delivery, Outlet};
+use crate::encode::{Encoder, Item, Wire};
 use crate::pipeline::{Downstream, Summary, SummaryLine};
-use crate::sender::{Sink, TimeCap};
+use crate::sender::{Report, TimeCap};
 
 /// The exit status contract (see the man page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,39 +74,32 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: &Config) -> Result<Status> {
-    let encoder: Arc<dyn Encoder> = Arc::new(ingestion::IngestionEncoder);
-    let sink: Box<dyn Sink> = match cfg.output {
-        Output::DryRun => Box::new(sender::DryRun::new(std::io::BufWriter::new(
-            std::io::stdout(),
-        ))),
-    };
-    let time_cap = if cfg.sources.iter().any(|s| s.is_live()) {
+    let live = cfg.sources.iter().any(|s| s.is_live());
+    let time_cap = if live {
         TimeCap::After(cfg.flush_every)
     } else {
         TimeCap::None
     };
-    let caps = batch::Caps {
-        max_bytes: cfg.caps.max_bytes.min(encoder.max_body_bytes()),
-        ..cfg.caps
-    };
-    let (tx, worker) = sender::spawn(encoder.clone(), sink, caps, time_cap);
+    let stop = signals::Stop::install()?;
+    let out = Destination::start(cfg, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
-    let mut down = Downstream::new(&*encoder, &tx, cfg.sample_rate);
+    let mut down = Downstream::new(out.encoder(), out.outlet(), cfg.sample_rate);
     let mut read_error = None;
     for source in &cfg.sources {
-        if let Err(e) = pipeline::read_source(source, cfg, &map_cfg, &mut down, &mut summary) {
+        if stop.requested() {
+            break;
+        }
+        if let Err(e) = pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
+        {
             // One unreadable file does not stop the others; it still fails the run.
             eprintln!("omp-langfuse: {e:#}");
             read_error = Some(e);
         }
     }
     drop(down);
-    drop(tx);
-    let report = worker
-        .join()
-        .map_err(|_| anyhow!("the delivery worker panicked"))?;
+    let report = out.finish()?;
 
     if !cfg.quiet {
         eprintln!("omp-langfuse: {}", SummaryLine(&summary, &report));
@@ -122,4 +117,91 @@ fn run(cfg: &Config) -> Result<Status> {
     } else {
         Status::Delivered
     })
+}
+
+/// Where request bodies go: printed (dry run) or delivered.
+enum Destination {
+    DryRun {
+        encoder: Arc<dyn Encoder>,
+        tx: crossbeam_channel::Sender<Item>,
+        worker: std::thread::JoinHandle<Report>,
+    },
+    Send {
+        encoder: Arc<dyn Encoder>,
+        delivery: Delivery,
+    },
+}
+
+impl Destination {
+    fn start(cfg: &Config, time_cap: TimeCap, live: bool) -> Result<Destination> {
+        let encoder_for = |wire: Wire| -> Arc<dyn Encoder> {
+            match wire {
+                Wire::Ingestion => Arc::new(ingestion::IngestionEncoder),
+                Wire::Otlp => Arc::new(otlp::OtlpEncoder::new(
+                    cfg.map.environment.as_deref(),
+                    cfg.map.release.as_deref(),
+                )),
+            }
+        };
+        // The configured caps, never above what the chosen transport accepts per request.
+        let caps_for = |encoder: &dyn Encoder| batch::Caps {
+            max_bytes: cfg.caps.max_bytes.min(encoder.max_body_bytes()),
+            ..cfg.caps
+        };
+        Ok(match &cfg.output {
+            Output::DryRun(wire) => {
+                let encoder = encoder_for(*wire);
+                let sink = Box::new(sender::DryRun::new(std::io::BufWriter::new(
+                    std::io::stdout(),
+                )));
+                let (tx, worker) =
+                    sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
+                Destination::DryRun {
+                    encoder,
+                    tx,
+                    worker,
+                }
+            }
+            Output::Send(d) => {
+                let dest = d.resolve();
+                let encoder = encoder_for(dest.wire);
+                // A live omp must never wait on the network: overflow goes to disk.
+                let backpressure = if live {
+                    Backpressure::Spill
+                } else {
+                    Backpressure::Wait
+                };
+                let caps = caps_for(&*encoder);
+                let delivery =
+                    Delivery::start(d, dest, encoder.clone(), caps, time_cap, backpressure)?;
+                Destination::Send { encoder, delivery }
+            }
+        })
+    }
+
+    fn encoder(&self) -> &dyn Encoder {
+        match self {
+            Destination::DryRun { encoder, .. } | Destination::Send { encoder, .. } => &**encoder,
+        }
+    }
+
+    fn outlet(&self) -> &dyn Outlet {
+        match self {
+            Destination::DryRun { tx, .. } => tx,
+            Destination::Send { delivery, .. } => delivery,
+        }
+    }
+
+    /// Flush, drain within the shutdown timeout, and report.
+    fn finish(self) -> Result<Report> {
+        match self {
+            Destination::DryRun { tx, worker, .. } => {
+                drop(tx);
+                worker
+                    .join()
+                    .map_err(|_| anyhow!("the delivery worker panicked"))
+            }
+            Destination::Send { delivery, .. } => Ok(delivery.finish()),
+        }
+    }
 }

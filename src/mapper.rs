@@ -60,6 +60,15 @@ pub struct MapStats {
     pub after_end: u64,
 }
 
+/// Why a trace is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TraceEnd {
+    /// The next prompt opens a new trace (`--trace-per prompt`).
+    NextPrompt,
+    /// The session is over.
+    Session,
+}
+
 /// Why a session is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Close {
@@ -72,8 +81,6 @@ enum Close {
 /// The state machine for all sessions of one input source.
 pub struct Mapper {
     cfg: Arc<MapConfig>,
-    /// Seed for sessions whose input never names them (raw extension streams).
-    source: String,
     /// Open sessions by key (the OMP session id, or an anonymous key).
     sessions: BTreeMap<String, Session>,
     /// The session lines without a `sessionId` belong to.
@@ -85,10 +92,9 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    pub fn new(cfg: Arc<MapConfig>, source: &str) -> Mapper {
+    pub fn new(cfg: Arc<MapConfig>) -> Mapper {
         Mapper {
             cfg,
-            source: source.to_string(),
             sessions: BTreeMap::new(),
             current: None,
             ended: std::collections::HashSet::new(),
@@ -190,7 +196,9 @@ impl Mapper {
                 format!("\u{0}anon{}", self.anon)
             }
         };
-        let anon_seed = format!("{}#{}", self.source, self.anon);
+        // Not the source's name: the same file read by another path or from stdin must give
+        // the same session id (the id also folds in the session's first time).
+        let anon_seed = format!("anonymous#{}", self.anon);
         self.stats.sessions += 1;
         self.sessions.insert(
             key.clone(),
@@ -226,6 +234,8 @@ struct Totals {
     tool_calls: u64,
     tool_errors: u64,
     turns: u64,
+    compactions: u64,
+    events: u64,
 }
 
 /// One trace in progress (a session, or one prompt of it).
@@ -243,6 +253,8 @@ struct Trace {
     goal: Option<String>,
     /// This trace's first prompt.
     prompt: Option<String>,
+    /// The latest end among the observations emitted in it.
+    last: Option<Millis>,
 }
 
 struct Turn {
@@ -314,8 +326,6 @@ struct Session {
     provider_request: Option<Value>,
     provider_response: Option<Value>,
     compaction: Option<Compaction>,
-    compactions: u64,
-    events: u64,
     clock: Option<Millis>,
     run_active: bool,
     context_usage: Option<Value>,
@@ -350,8 +360,6 @@ impl Session {
             provider_request: None,
             provider_response: None,
             compaction: None,
-            compactions: 0,
-            events: 0,
             run_active: false,
             context_usage: None,
             end: None,
@@ -367,6 +375,12 @@ impl Session {
         {
             t.start = Some(at);
         }
+    }
+
+    /// Widen the open turn to cover a time that belongs to it (its prompt, its LLM call, its
+    /// tools, its events). Other lines' times never stretch a turn: session files have no
+    /// turn-end marker, and a title change or the next turn's tool start is not this turn.
+    fn turn_extend(&mut self, at: Millis) {
         if let Some(t) = &mut self.turn {
             t.start = Some(t.start.map_or(at, |s| s.min(at)));
             t.end = Some(t.end.map_or(at, |e| e.max(at)));
@@ -469,6 +483,7 @@ impl Session {
                 totals: Totals::default(),
                 goal: self.active_goal.clone(),
                 prompt: None,
+                last: None,
             });
             self.refresh_ctx();
         }
@@ -505,6 +520,16 @@ impl Session {
                 t.ctx = Arc::new(ctx);
             }
         }
+    }
+
+    /// Hand a finished observation downstream, noting how far its trace reaches.
+    fn emit(&mut self, obs: Observation, out: &mut Vec<Record>) {
+        if let Some(t) = &mut self.trace
+            && t.ctx.id == obs.trace.id
+        {
+            t.last = Some(t.last.map_or(obs.end, |l| l.max(obs.end)));
+        }
+        out.push(Record::Observation(obs));
     }
 
     /// Parent for an observation that belongs to "now": the open turn, else the root.
@@ -549,7 +574,7 @@ impl Session {
         // line's time stretches it (session files have no turn-end marker).
         if matches!(
             event.ev,
-            Ev::TurnStart | Ev::Compaction(_) | Ev::CompactionStart { .. }
+            Ev::TurnStart | Ev::Compaction(_) | Ev::CompactionStart { .. } | Ev::BranchSummary(_)
         ) {
             self.close_turn(out);
         }
@@ -583,7 +608,12 @@ impl Session {
                 self.close_turn(out);
                 self.open_turn(event.at);
             }
-            Ev::TurnEnd => self.close_turn(out),
+            Ev::TurnEnd => {
+                if let Some(at) = event.at {
+                    self.turn_extend(at);
+                }
+                self.close_turn(out);
+            }
             Ev::Message(m) => self.message(m, event.at, out),
             Ev::ProviderRequest(p) => self.provider_request = Some(p),
             Ev::ProviderResponse(r) => self.provider_response = Some(r),
@@ -658,6 +688,9 @@ impl Session {
                 });
             }
             Ev::Compaction(entry) => {
+                if let Some(at) = entry.get("timestamp").and_then(as_millis) {
+                    self.touch(at);
+                }
                 if let Some(c) = &mut self.compaction {
                     c.entry = Some(entry);
                 } else {
@@ -708,7 +741,16 @@ impl Session {
                 );
                 let input = v.get("errorMessage").map(|e| json!({ "error": e }));
                 let status = str_field(&v, "errorMessage").map(|e| short_line(&e, 200));
-                self.event(out, "auto-retry", Level::Warning, status, input, None, meta);
+                self.event(
+                    out,
+                    "auto-retry",
+                    Level::Warning,
+                    status,
+                    input,
+                    None,
+                    meta,
+                    None,
+                );
             }
             Ev::RetryEnd(v) => {
                 let success = v.get("success").and_then(Value::as_bool).unwrap_or(false);
@@ -722,7 +764,16 @@ impl Session {
                     (Level::Error, Some(short_line(&err, 200)))
                 };
                 let output = Some(json!({ "success": success, "finalError": v.get("finalError") }));
-                self.event(out, "auto-retry-end", level, status, None, output, meta);
+                self.event(
+                    out,
+                    "auto-retry-end",
+                    level,
+                    status,
+                    None,
+                    output,
+                    meta,
+                    None,
+                );
             }
             Ev::RetryRecovery(r) => {
                 let mut meta = Map::new();
@@ -735,12 +786,22 @@ impl Session {
                     None,
                     None,
                     meta,
+                    None,
                 );
             }
             Ev::Ttsr(rules) => {
                 let status = Some(format!("TTSR rule matched: {}", rules.join(", ")));
                 let input = Some(json!({ "rules": rules }));
-                self.event(out, "ttsr", Level::Warning, status, input, None, Map::new());
+                self.event(
+                    out,
+                    "ttsr",
+                    Level::Warning,
+                    status,
+                    input,
+                    None,
+                    Map::new(),
+                    None,
+                );
             }
             Ev::Goal(g) => self.goal(g, out),
             Ev::BranchSummary(e) => {
@@ -755,6 +816,7 @@ impl Session {
                     None,
                     output,
                     meta,
+                    None,
                 );
             }
             Ev::SessionEnd(data) => {
@@ -814,21 +876,24 @@ impl Session {
                 meta.insert("context_usage_tokens".into(), tokens.clone());
             }
         }
-        out.push(Record::Observation(Observation {
-            id: turn.id,
-            trace: ctx,
-            parent_id: Some(root),
-            kind: ObsKind::Span,
-            name: format!("turn {}", turn.n),
-            start,
-            end: end.max(start),
-            input: None,
-            output: None,
-            metadata: meta,
-            level: turn.level,
-            status_message: turn.status,
-            generation: None,
-        }));
+        self.emit(
+            Observation {
+                id: turn.id,
+                trace: ctx,
+                parent_id: Some(root),
+                kind: ObsKind::Span,
+                name: format!("turn {}", turn.n),
+                start,
+                end: end.max(start),
+                input: None,
+                output: None,
+                metadata: meta,
+                level: turn.level,
+                status_message: turn.status,
+                generation: None,
+            },
+            out,
+        );
     }
 
     fn message(&mut self, m: Value, at: Option<Millis>, out: &mut Vec<Record>) {
@@ -867,6 +932,9 @@ impl Session {
             self.close_turn(out);
         }
         self.prompts += 1;
+        if let Some(ts) = m.get("timestamp").and_then(as_millis) {
+            self.turn_extend(ts);
+        }
         let text = message_text(m);
         if self.first_prompt.is_none() && !text.is_empty() {
             self.first_prompt = Some(text.clone());
@@ -876,7 +944,7 @@ impl Session {
                 // The run's first turn opened before its prompt arrived; it has no children
                 // yet, so it moves to the new trace.
                 let turn = self.turn.take();
-                self.close_trace(Level::Default, None, out);
+                self.close_trace(TraceEnd::NextPrompt, Level::Default, None, out);
                 self.turns = 0;
                 if let Some(mut t) = turn {
                     self.turns = 1;
@@ -913,6 +981,8 @@ impl Session {
             .unwrap_or_else(|| self.now());
         self.touch(start);
         self.touch(end);
+        self.turn_extend(start);
+        self.turn_extend(end);
         let ttft = m.get("ttft").and_then(as_millis);
         let stop = str_field(&m, "stopReason").unwrap_or_default();
         let model = str_field(&m, "model");
@@ -926,7 +996,11 @@ impl Session {
         };
         let (input, output, cache_read, cache_write) =
             (u("input"), u("output"), u("cacheRead"), u("cacheWrite"));
-        let tokens = input + output + cache_read + cache_write;
+        // Saturating: a corrupt line with absurd counts must not panic or wrap.
+        let tokens = input
+            .saturating_add(output)
+            .saturating_add(cache_read)
+            .saturating_add(cache_write);
         let cost_total = c("total");
 
         // Input: the provider request when the input has it (extension stream), else the
@@ -948,7 +1022,7 @@ impl Session {
         let context_tokens = usage
             .get("contextTokens")
             .and_then(Value::as_u64)
-            .unwrap_or(input + cache_read + cache_write);
+            .unwrap_or(input.saturating_add(cache_read).saturating_add(cache_write));
         turn.context_tokens = Some(context_tokens);
         let failed = matches!(stop.as_str(), "error" | "aborted");
         let error = str_field(&m, "errorMessage").filter(|e| !e.is_empty());
@@ -1032,7 +1106,7 @@ impl Session {
             cost: cost_buckets,
             completion_start: ttft.map(|t| start + t),
         });
-        out.push(Record::Observation(obs));
+        self.emit(obs, out);
 
         // Tool calls it asked for, keyed by id (their starts may have been seen already).
         if let Some(blocks) = m.get("content").and_then(Value::as_array) {
@@ -1074,10 +1148,10 @@ impl Session {
 
         let t = self.trace();
         t.totals.generations += 1;
-        t.totals.input += input;
-        t.totals.output += output;
-        t.totals.cache_read += cache_read;
-        t.totals.cache_write += cache_write;
+        t.totals.input = t.totals.input.saturating_add(input);
+        t.totals.output = t.totals.output.saturating_add(output);
+        t.totals.cache_read = t.totals.cache_read.saturating_add(cache_read);
+        t.totals.cache_write = t.totals.cache_write.saturating_add(cache_write);
         t.totals.cost += cost_total;
         let text = message_text(&m);
         if !text.is_empty() {
@@ -1124,6 +1198,12 @@ impl Session {
         let end = tool.end.unwrap_or_else(|| self.now());
         // Synthetic results after an aborted turn never started: they span from the call.
         let start = tool.start.or(tool.requested_at).unwrap_or(end);
+        if tool.parent.is_some()
+            && tool.parent.as_deref() == self.turn.as_ref().map(|t| t.id.as_str())
+        {
+            self.turn_extend(start);
+            self.turn_extend(end);
+        }
         let parent = match tool.parent {
             Some(p) => p,
             None => self.parent_now(),
@@ -1152,7 +1232,7 @@ impl Session {
             obs.level = Level::Error;
             obs.status_message = Some(tool_error_message(obs.output.as_ref()));
         }
-        out.push(Record::Observation(obs));
+        self.emit(obs, out);
         let t = self.trace();
         t.totals.tool_calls += 1;
         t.totals.tool_errors += u64::from(tool.is_error);
@@ -1162,7 +1242,7 @@ impl Session {
         let Some(c) = self.compaction.take() else {
             return;
         };
-        self.compactions += 1;
+        self.trace().totals.compactions += 1;
         let end = c
             .entry
             .as_ref()
@@ -1229,7 +1309,7 @@ impl Session {
         } else if level == Level::Warning {
             obs.status_message = Some(CLOSED_AT_EOF.into());
         }
-        out.push(Record::Observation(obs));
+        self.emit(obs, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1242,11 +1322,13 @@ impl Session {
         input: Option<Value>,
         output: Option<Value>,
         metadata: Map<String, Value>,
+        at: Option<Millis>,
     ) {
-        self.events += 1;
+        self.trace().totals.events += 1;
         let key = self.next_key("event");
         let parent = self.parent_now();
-        let now = self.now();
+        let now = at.unwrap_or_else(|| self.now());
+        self.turn_extend(now);
         let mut obs = self.observation(
             out,
             &key,
@@ -1260,7 +1342,7 @@ impl Session {
         obs.input = input;
         obs.output = output;
         obs.metadata = metadata;
-        out.push(Record::Observation(obs));
+        self.emit(obs, out);
     }
 
     /// Goal updates: an event when the goal itself changes (create, status, objective,
@@ -1277,6 +1359,7 @@ impl Session {
                     input,
                     None,
                     Map::new(),
+                    None,
                 );
             }
             return;
@@ -1315,6 +1398,11 @@ impl Session {
         );
         let input = Some(json!({ "objective": state.objective, "status": status }));
         self.goal = Some(state);
+        // The goal says when it changed; that is the event's time.
+        let at = g.get("updatedAt").and_then(as_millis);
+        if let Some(at) = at {
+            self.touch(at);
+        }
         self.event(
             out,
             "goal",
@@ -1323,6 +1411,7 @@ impl Session {
             input,
             None,
             meta,
+            at,
         );
     }
 
@@ -1374,11 +1463,17 @@ impl Session {
         } else {
             (Level::Default, None)
         };
-        self.close_trace(level, status, out);
+        self.close_trace(TraceEnd::Session, level, status, out);
     }
 
     /// Emit the current trace's root and its final trace record.
-    fn close_trace(&mut self, level: Level, status: Option<String>, out: &mut Vec<Record>) {
+    fn close_trace(
+        &mut self,
+        how: TraceEnd,
+        level: Level,
+        status: Option<String>,
+        out: &mut Vec<Record>,
+    ) {
         if self.trace.is_none() {
             // A session with nothing in it still becomes a (tiny) trace: it happened.
             if self.header.id.is_none() && self.id.is_none() && self.clock.is_none() {
@@ -1387,8 +1482,16 @@ impl Session {
             self.trace();
         }
         self.refresh_ctx();
-        let end = self.now();
-        let (compactions, events, turns_total) = (self.compactions, self.events, self.turns);
+        // A trace closed because the next prompt began ends with its own last observation;
+        // a session's last trace ends with the session.
+        let end = match how {
+            TraceEnd::NextPrompt => self
+                .trace
+                .as_ref()
+                .and_then(|t| t.last)
+                .unwrap_or_else(|| self.now()),
+            TraceEnd::Session => self.now(),
+        };
         let Some(t) = self.trace.take() else { return };
         let tot = t.totals;
         let start = t.ctx.timestamp;
@@ -1397,8 +1500,8 @@ impl Session {
         meta.insert("generations".into(), tot.generations.into());
         meta.insert("tool_calls".into(), tot.tool_calls.into());
         meta.insert("tool_errors".into(), tot.tool_errors.into());
-        meta.insert("compactions".into(), compactions.into());
-        meta.insert("events".into(), events.into());
+        meta.insert("compactions".into(), tot.compactions.into());
+        meta.insert("events".into(), tot.events.into());
         meta.insert(
             "usage".into(),
             json!({
@@ -1406,11 +1509,10 @@ impl Session {
                 "output": tot.output,
                 "input_cache_read": tot.cache_read,
                 "input_cache_creation": tot.cache_write,
-                "total": tot.input + tot.output + tot.cache_read + tot.cache_write,
+                "total": tot.input.saturating_add(tot.output).saturating_add(tot.cache_read).saturating_add(tot.cache_write),
             }),
         );
         meta.insert("cost_usd".into(), json!(round_usd(tot.cost)));
-        let _ = turns_total;
         out.push(Record::Observation(Observation {
             id: t.root_id.clone(),
             trace: t.ctx.clone(),
@@ -1667,7 +1769,7 @@ mod tests {
 
     /// Run stream lines through a mapper; return the observations and trace records.
     fn run(per: TracePer, lines: &[Value]) -> (Vec<Observation>, Vec<TraceRecord>, MapStats) {
-        let mut m = Mapper::new(cfg(per), "test");
+        let mut m = Mapper::new(cfg(per));
         let mut out = Vec::new();
         for l in lines {
             m.push(decode_stream(l.clone()), &mut out);

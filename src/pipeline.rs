@@ -9,17 +9,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use crossbeam_channel::Sender;
 use serde_json::Value;
 
 use crate::cli::Config;
-use crate::encode::{Encoder, Item};
+use crate::delivery::Outlet;
+use crate::encode::Encoder;
 use crate::input::{Lines, Next, Source, is_blank};
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
 use crate::omp::{Detector, Ev, Event, Format, decode_stream};
 use crate::sender::Report;
 use crate::session_log::LogDecoder;
+use crate::signals::{Blocking, Stop};
 
 /// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
 /// deltas are most of a live stream's lines and, before omp 16.5 and in RPC mode, each one
@@ -134,17 +135,17 @@ fn human_bytes(b: u64) -> String {
 /// Where records go after the mapper: sampling, encoding, the channel.
 pub struct Downstream<'a> {
     pub encoder: &'a dyn Encoder,
-    pub tx: &'a Sender<Item>,
+    pub outlet: &'a dyn Outlet,
     pub sample_rate: f64,
     /// Sampling decision per session id.
     kept: HashMap<Arc<str>, bool>,
 }
 
 impl<'a> Downstream<'a> {
-    pub fn new(encoder: &'a dyn Encoder, tx: &'a Sender<Item>, sample_rate: f64) -> Self {
+    pub fn new(encoder: &'a dyn Encoder, outlet: &'a dyn Outlet, sample_rate: f64) -> Self {
         Downstream {
             encoder,
-            tx,
+            outlet,
             sample_rate,
             kept: HashMap::new(),
         }
@@ -169,9 +170,7 @@ impl<'a> Downstream<'a> {
             }
             summary.count(&rec);
             if let Some(item) = self.encoder.encode(&rec) {
-                self.tx
-                    .send(item)
-                    .context("the delivery worker stopped unexpectedly")?;
+                self.outlet.put(item)?;
             }
         }
         Ok(())
@@ -187,6 +186,7 @@ enum Decoder {
 /// Read one source to its end.
 pub fn read_source(
     source: &Source,
+    stop: &Stop,
     cfg: &Config,
     map_cfg: &Arc<MapConfig>,
     down: &mut Downstream<'_>,
@@ -196,9 +196,15 @@ pub fn read_source(
     let reader = source
         .open()
         .with_context(|| format!("cannot open {name}"))?;
+    let blocking = if source.is_live() {
+        Blocking::Yes
+    } else {
+        Blocking::No
+    };
+    let reader = stop.guard(reader, blocking);
     summary.sources += 1;
     let mut lines = Lines::new(reader);
-    let mut mapper = Mapper::new(map_cfg.clone(), &name);
+    let mut mapper = Mapper::new(map_cfg.clone());
     let mut detector = Detector::default();
     // Lines held back until the format is known.
     let mut pending: Vec<(u64, Value)> = Vec::new();

@@ -1,9 +1,7 @@
 //! Binary-level delivery tests: the real `omp-langfuse` against the loopback mock Langfuse.
 //!
 //! They drive the CLI contract of issue 3 (LANGFUSE_* environment, `--transport`,
-//! `--state-dir`, `--shutdown-timeout`, `--resend`, exit statuses 0/1/2). They are ignored
-//! until the CLI sends to Langfuse (today it only supports `--dry-run`); remove the
-//! `ignore` attributes when `main` wires `delivery::Delivery` in.
+//! `--state-dir`, `--shutdown-timeout`, `--resend`, exit statuses 0/1/2).
 
 mod support;
 
@@ -115,7 +113,7 @@ fn assert_each_once(mock: &MockLangfuse, expected: usize) {
 }
 
 #[test]
-#[ignore = "needs the CLI to send to Langfuse (main wiring of delivery::Delivery)"]
+
 fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
     let mock = MockLangfuse::start(MockConfig {
         fail_rate: 0.3,
@@ -137,7 +135,7 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
 }
 
 #[test]
-#[ignore = "needs the CLI to send to Langfuse (main wiring of delivery::Delivery)"]
+
 fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let url = refused_url();
@@ -166,7 +164,7 @@ fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
 }
 
 #[test]
-#[ignore = "needs the CLI to send to Langfuse (main wiring of delivery::Delivery)"]
+
 fn re_running_the_same_input_sends_nothing() {
     let mock = MockLangfuse::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
@@ -193,7 +191,7 @@ fn re_running_the_same_input_sends_nothing() {
 }
 
 #[test]
-#[ignore = "needs the CLI to send to Langfuse (main wiring of delivery::Delivery)"]
+
 fn unauthorized_exits_2_with_everything_spooled_and_no_key_in_sight() {
     let mock = MockLangfuse::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
@@ -218,7 +216,7 @@ fn unauthorized_exits_2_with_everything_spooled_and_no_key_in_sight() {
 }
 
 #[test]
-#[ignore = "needs the CLI to send to Langfuse (main wiring of delivery::Delivery)"]
+
 fn a_live_stream_kept_open_is_flushed_by_the_time_cap() {
     let mock = MockLangfuse::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
@@ -240,7 +238,7 @@ fn a_live_stream_kept_open_is_flushed_by_the_time_cap() {
 }
 
 #[test]
-#[ignore = "needs the CLI to send to Langfuse (main wiring of delivery::Delivery)"]
+
 fn shutdown_never_exceeds_its_timeout() {
     let mock = MockLangfuse::start(MockConfig::default());
     mock.script((0..50).map(|_| Scripted::Hang(Duration::from_secs(8))));
@@ -266,7 +264,7 @@ fn shutdown_never_exceeds_its_timeout() {
 }
 
 #[test]
-#[ignore = "needs the CLI to send to Langfuse (main wiring of delivery::Delivery)"]
+
 fn auto_transport_uses_legacy_ingestion_for_old_servers() {
     let mock = MockLangfuse::start(MockConfig {
         version: Some("3.40.0".into()),

@@ -1,0 +1,391 @@
+//! The command line as a user meets it: help, usage errors and their exit status, the
+//! settings applied to every trace, `--trace-per prompt`, the exit summary and `-q`,
+//! stdin, and a reader that closes stdout early.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+
+use serde_json::{Value, json};
+
+use common::{body_str, code, command, dry_run, ev_type, events, fixtures_dir, panicked, stderr};
+
+/// Exit status for usage and fatal errors (see the man page).
+const EXIT_USAGE: i32 = 2;
+
+/// Every option of the command line. `--help`, the man page and the README must agree
+/// with this list; a new flag is added here first.
+const FLAGS: &[&str] = &[
+    "--input-format",
+    "--dry-run",
+    "--trace-per",
+    "--max-queue",
+    "--flush-ms",
+    "--sample-rate",
+    "--tags",
+    "--environment",
+    "--release",
+    "--user-id",
+    "--base-url",
+    "--host",
+    "--transport",
+    "--otlp-endpoint",
+    "--otlp-headers",
+    "--timeout",
+    "--shutdown-timeout",
+    "--state-dir",
+    "--no-replay",
+    "--resend",
+    "--debug",
+    "--ui-indicator",
+    "-q",
+    "--quiet",
+    "-h",
+    "--help",
+    "-V",
+    "--version",
+];
+
+/// A fixture without any input problem (exit 0, no warnings).
+const CLEAN: &str = "live-crlf-bom.jsonl";
+/// A fixture with two user prompts in one session.
+const TWO_PROMPTS: &str = "live-goal-compaction.jsonl";
+/// A fixture with warnings (stderr noise and a cut-off last line).
+const NOISY: &str = "live-crashed.jsonl";
+/// Copies of one input needed to overflow a pipe buffer many times over.
+const MANY_COPIES: usize = 40;
+/// How much of stdout the early-closing reader takes.
+const HEAD_BYTES: usize = 10;
+
+fn fixture(name: &str) -> PathBuf {
+    fixtures_dir().join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    common::run(args, None)
+}
+
+fn traces(evs: &[Value]) -> Vec<&Value> {
+    evs.iter()
+        .filter(|e| ev_type(e) == "trace-create")
+        .collect()
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = run(&["--help"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in FLAGS {
+        assert!(
+            help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .any(|w| w == *flag),
+            "--help does not mention {flag}"
+        );
+    }
+    // And nothing the list does not know. An option line starts with its flags
+    // (`-q, --quiet`, `--tags <TAGS>`); value lists below them start with `- `.
+    let listed: BTreeSet<&str> = FLAGS.iter().copied().collect();
+    for line in help.lines().map(str::trim_start) {
+        let is_option = line.starts_with("--")
+            || (line.starts_with('-') && line[1..].starts_with(|c: char| c.is_ascii_alphabetic()));
+        if !is_option {
+            continue;
+        }
+        for word in line
+            .split([' ', ','])
+            .filter(|w| !w.is_empty())
+            .take_while(|w| w.starts_with('-') || w.starts_with('<'))
+            .filter(|w| w.starts_with('-'))
+            // `--dry-run[=<WIRE>]`: an optional value is not part of the flag's name.
+            .map(|w| w.split('[').next().unwrap_or(w))
+        {
+            assert!(
+                listed.contains(word),
+                "--help has an unlisted option {word}"
+            );
+        }
+    }
+    let short = run(&["-h"]);
+    assert_eq!(code(&short), 0);
+    assert!(String::from_utf8_lossy(&short.stdout).contains("--dry-run"));
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = run(&["--version"]);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let out = run(&["--dry-run", "--no-such-flag"]);
+    assert_eq!(code(&out), EXIT_USAGE);
+    assert!(stderr(&out).contains("--no-such-flag"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn sample_rate_out_of_range_is_a_usage_error() {
+    let file = fixture(CLEAN);
+    let file = file.to_str().expect("UTF-8 path");
+    for out in [
+        run(&["--dry-run", "--sample-rate", "2", file]),
+        // The same from the environment.
+        common::command()
+            .args(["--dry-run", file])
+            .env("LANGFUSE_SAMPLE_RATE", "2")
+            .output()
+            .expect("running omp-langfuse"),
+    ] {
+        assert_eq!(code(&out), EXIT_USAGE);
+        let err = stderr(&out);
+        assert!(
+            err.contains("sample-rate") && err.contains("between 0 and 1"),
+            "unclear message: {err}"
+        );
+        assert!(out.stdout.is_empty());
+        assert!(!panicked(&out));
+    }
+}
+
+#[test]
+fn sample_rate_zero_sends_nothing() {
+    let out = dry_run(&fixture(TWO_PROMPTS), &["--sample-rate", "0"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "sampled-out sessions must print nothing"
+    );
+    assert!(stderr(&out).contains("sampled out"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_file_is_fatal_and_named() {
+    let out = run(&["--dry-run", "no-such-omp-session.jsonl"]);
+    assert_eq!(code(&out), EXIT_USAGE);
+    assert!(
+        stderr(&out).contains("no-such-omp-session.jsonl"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tags_environment_and_release_are_on_every_trace() {
+    let want = |evs: &[Value]| {
+        assert!(!traces(evs).is_empty());
+        for t in traces(evs) {
+            assert_eq!(t["body"]["tags"], json!(["omp", "ci run"]), "{t}");
+            assert_eq!(body_str(t, "environment"), Some("ci"), "{t}");
+            assert_eq!(body_str(t, "release"), Some("4f2a9c1"), "{t}");
+        }
+        // Observations carry the environment too (Langfuse filters them by it).
+        for o in evs.iter().filter(|e| common::is_observation(e)) {
+            assert_eq!(body_str(o, "environment"), Some("ci"), "{o}");
+        }
+    };
+    for name in [
+        TWO_PROMPTS,
+        "log-tree-ttsr-crashed.jsonl",
+        "ext-bridge.jsonl",
+    ] {
+        let path = fixture(name);
+        let flags = dry_run(
+            &path,
+            &[
+                "--tags",
+                "omp, ci run",
+                "--environment",
+                "ci",
+                "--release",
+                "4f2a9c1",
+            ],
+        );
+        want(&events(&flags.stdout));
+        let vars = common::command()
+            .args(["--dry-run", path.to_str().expect("UTF-8 path")])
+            .env("LANGFUSE_TAGS", "omp,ci run")
+            .env("LANGFUSE_TRACING_ENVIRONMENT", "ci")
+            .env("LANGFUSE_RELEASE", "4f2a9c1")
+            .output()
+            .expect("running omp-langfuse");
+        assert_eq!(
+            flags.stdout, vars.stdout,
+            "{name}: flags and variables differ"
+        );
+    }
+}
+
+#[test]
+fn trace_per_prompt_gives_one_trace_per_prompt_in_one_session() {
+    for name in [TWO_PROMPTS, "log-goal-retry-compaction.jsonl"] {
+        let out = dry_run(&fixture(name), &["--trace-per", "prompt"]);
+        assert!(matches!(code(&out), 0 | 1), "{}", stderr(&out));
+        let evs = events(&out.stdout);
+        let ids: BTreeSet<&str> = traces(&evs)
+            .iter()
+            .filter_map(|t| body_str(t, "id"))
+            .collect();
+        let sessions: BTreeSet<&str> = traces(&evs)
+            .iter()
+            .filter_map(|t| body_str(t, "sessionId"))
+            .collect();
+        assert_eq!(ids.len(), 2, "{name}: traces {ids:?}");
+        assert_eq!(sessions.len(), 1, "{name}: sessions {sessions:?}");
+        let roots = evs.iter().filter(|e| ev_type(e) == "agent-create").count();
+        assert_eq!(roots, 2, "{name}: one root per trace");
+    }
+}
+
+#[test]
+fn summary_counts_lines_sessions_and_observations() {
+    let path = fixture(TWO_PROMPTS);
+    let out = dry_run(&path, &[]);
+    assert_eq!(code(&out), 0);
+    let err = stderr(&out);
+    let summary = err
+        .lines()
+        .last()
+        .expect("a summary line")
+        .strip_prefix("omp-langfuse: ")
+        .expect("prefixed");
+    let lines = std::fs::read(&path)
+        .expect("fixture")
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count();
+    let evs = events(&out.stdout);
+    let observations = evs.iter().filter(|e| common::is_observation(e)).count();
+    let batches = common::batches(&out.stdout).len();
+    for part in [
+        "1 source".to_string(),
+        format!("{lines} lines"),
+        "1 session".to_string(),
+        format!("{observations} observations"),
+        "0 skipped".to_string(),
+        if batches == 1 {
+            "1 batch".to_string()
+        } else {
+            format!("{batches} batches")
+        },
+    ] {
+        assert!(summary.contains(&part), "summary lacks {part:?}: {summary}");
+    }
+}
+
+#[test]
+fn quiet_silences_the_summary_but_not_warnings() {
+    let clean = dry_run(&fixture(CLEAN), &["-q"]);
+    assert_eq!(code(&clean), 0);
+    assert_eq!(stderr(&clean), "", "-q on clean input prints nothing");
+    let noisy = dry_run(&fixture(NOISY), &["--quiet"]);
+    let err = stderr(&noisy);
+    assert_eq!(err.lines().count(), 2, "two warnings, no summary: {err}");
+    assert!(err.lines().all(|l| l.starts_with(common::WARNING_PREFIX)));
+    let loud = dry_run(&fixture(CLEAN), &[]);
+    assert_eq!(loud.stdout, clean.stdout, "-q changes stderr only");
+}
+
+#[test]
+fn stdin_reads_like_a_file() {
+    let path = fixture(TWO_PROMPTS);
+    let from_file = dry_run(&path, &[]);
+    for args in [&["--dry-run"][..], &["--dry-run", "-"]] {
+        let out = command()
+            .args(args)
+            .stdin(std::fs::File::open(&path).expect("fixture"))
+            .output()
+            .expect("running omp-langfuse");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(out.stdout, from_file.stdout, "{args:?}");
+        assert!(stderr(&out).contains("1 source"), "{}", stderr(&out));
+    }
+}
+
+/// `omp-langfuse --dry-run … | head -c 10`: the reader goes away; that is a clean stop.
+#[test]
+fn closed_stdout_is_not_an_error() {
+    let path = fixture(TWO_PROMPTS);
+    let path = path.to_str().expect("UTF-8 path");
+    let mut args = vec!["--dry-run", "--max-queue", "5"];
+    // Far more output than a pipe buffer holds, so the writer is still busy when the
+    // reader leaves.
+    args.extend(std::iter::repeat_n(path, MANY_COPIES));
+    let mut child = command()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning omp-langfuse");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut head = [0u8; HEAD_BYTES];
+    stdout.read_exact(&mut head).expect("the first bytes");
+    assert_eq!(&head[..HEAD_BYTES], &b"{\"batch\":["[..HEAD_BYTES]);
+    drop(stdout);
+    let out = child.wait_with_output().expect("waiting for omp-langfuse");
+    assert!(!panicked(&out), "{}", stderr(&out));
+    assert_ne!(code(&out), EXIT_USAGE, "{}", stderr(&out));
+    assert!(out.status.code().is_some(), "killed by a signal");
+}
+
+/// SIGTERM while omp's pipe stays open: the open observations are closed (WARNING) and
+/// flushed, and the process exits promptly instead of waiting for an end of input.
+#[cfg(unix)]
+#[test]
+fn sigterm_on_an_open_live_stream_flushes_and_exits() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let mut child = command()
+        .args(["--dry-run", "-q", "--flush-ms", "60000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let lines = [
+        json!({"type":"session","version":3,"id":"sig-1","timestamp":"2026-08-23T09:14:02.117Z","cwd":"/w"}),
+        json!({"type":"agent_start"}),
+        json!({"type":"turn_start"}),
+        json!({"type":"message_end","message":{"role":"user","content":"go","timestamp":1787476443000i64}}),
+        json!({"type":"tool_execution_start","toolCallId":"t1","toolName":"bash","args":{"command":"sleep 99"}}),
+    ];
+    for l in &lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // Give the reader time to take the lines, then interrupt; stdin stays open.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}");
+    let evs = events(&out);
+    let root = evs
+        .iter()
+        .find(|e| ev_type(e) == "agent-create")
+        .expect("the root was flushed");
+    assert_eq!(root["body"]["level"], "WARNING");
+    let tool = evs
+        .iter()
+        .find(|e| ev_type(e) == "tool-create")
+        .expect("the open tool was closed");
+    assert_eq!(tool["body"]["level"], "WARNING");
+}
