@@ -3,7 +3,6 @@
 //! batch and routes every item to exactly one fate: delivered (ledger), rejected, or spooled.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::Write;

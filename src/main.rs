@@ -80,12 +80,13 @@ fn run(cfg: &Config) -> Result<Status> {
     } else {
         TimeCap::None
     };
+    let sanitizer = sanitize::Sanitizer::new(cfg.sanitize.clone())?;
     let stop = signals::Stop::install()?;
     let out = Destination::start(cfg, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
-    let mut down = Downstream::new(out.encoder(), out.outlet(), cfg.sample_rate);
+    let mut down = Downstream::new(out.encoder(), out.outlet(), &sanitizer, cfg.sample_rate);
     let mut read_error = None;
     for source in &cfg.sources {
         if stop.requested() {
@@ -94,7 +95,7 @@ fn run(cfg: &Config) -> Result<Status> {
         if let Err(e) = pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
         {
             // One unreadable file does not stop the others; it still fails the run.
-            eprintln!("omp-langfuse: {e:#}");
+            eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
             read_error = Some(e);
         }
     }
@@ -105,7 +106,8 @@ fn run(cfg: &Config) -> Result<Status> {
         eprintln!("omp-langfuse: {}", SummaryLine(&summary, &report));
     }
     if let Some(fatal) = &report.fatal {
-        eprintln!("omp-langfuse: {fatal}");
+        // Server answers can quote what they were sent: never echo a secret.
+        eprintln!("omp-langfuse: {}", sanitizer.text(fatal));
         return Ok(Status::Fatal);
     }
     if read_error.is_some() {

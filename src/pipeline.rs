@@ -18,6 +18,7 @@ use crate::input::{Lines, Next, Source, is_blank};
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
 use crate::omp::{Detector, Ev, Event, Format, decode_stream};
+use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
 use crate::sender::Report;
 use crate::session_log::LogDecoder;
 use crate::signals::{Blocking, Stop};
@@ -44,6 +45,8 @@ pub struct Summary {
     /// Lines for a session after its end marker (dropped; its root was already sent).
     pub after_end: u64,
     pub observations: [u64; ObsKind::ALL.len()],
+    /// Redactions per kind, truncations, replaced blobs, shrunk records.
+    pub sanitize: SanitizeStats,
 }
 
 impl Summary {
@@ -95,7 +98,7 @@ impl fmt::Display for SummaryLine<'_> {
         }
         write!(f, ", {} skipped", s.skipped)?;
         if s.truncated > 0 {
-            write!(f, ", {} truncated", s.truncated)?;
+            write!(f, ", {}", plural(s.truncated, "cut-off last line"))?;
         }
         if s.after_end > 0 {
             write!(f, ", {} after session end", plural(s.after_end, "line"))?;
@@ -106,6 +109,7 @@ impl fmt::Display for SummaryLine<'_> {
         if s.unterminated > 0 {
             write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
         }
+        write!(f, ", {}", s.sanitize.summary())?;
         write!(
             f,
             ", {}, {}",
@@ -136,23 +140,32 @@ fn human_bytes(b: u64) -> String {
 pub struct Downstream<'a> {
     pub encoder: &'a dyn Encoder,
     pub outlet: &'a dyn Outlet,
+    /// Redaction, truncation and the per-event size guarantee: every record passes here
+    /// before it is encoded, so nothing unsanitized is printed or sent.
+    pub sanitizer: &'a Sanitizer,
     pub sample_rate: f64,
     /// Sampling decision per session id.
     kept: HashMap<Arc<str>, bool>,
 }
 
 impl<'a> Downstream<'a> {
-    pub fn new(encoder: &'a dyn Encoder, outlet: &'a dyn Outlet, sample_rate: f64) -> Self {
+    pub fn new(
+        encoder: &'a dyn Encoder,
+        outlet: &'a dyn Outlet,
+        sanitizer: &'a Sanitizer,
+        sample_rate: f64,
+    ) -> Self {
         Downstream {
             encoder,
             outlet,
+            sanitizer,
             sample_rate,
             kept: HashMap::new(),
         }
     }
 
     fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
-        for rec in records.drain(..) {
+        for mut rec in records.drain(..) {
             let sid = rec.trace().session_id.as_str();
             let keep = match self.kept.get(sid) {
                 Some(k) => *k,
@@ -168,10 +181,23 @@ impl<'a> Downstream<'a> {
             if !keep {
                 continue;
             }
+            self.sanitizer.record(&mut rec, &mut summary.sanitize);
             summary.count(&rec);
-            if let Some(item) = self.encoder.encode(&rec) {
-                self.outlet.put(item)?;
+            let Some(mut item) = self.encoder.encode(&rec) else {
+                continue;
+            };
+            if item.json.len() > MAX_EVENT_BYTES {
+                // Rare: shrink further (never drop) until the event fits, then re-encode.
+                let encoder = self.encoder;
+                let size = |r: &Record| encoder.encode(r).map_or(0, |i| i.json.len());
+                self.sanitizer
+                    .fit(&mut rec, MAX_EVENT_BYTES, size, &mut summary.sanitize);
+                match self.encoder.encode(&rec) {
+                    Some(shrunk) => item = shrunk,
+                    None => continue,
+                }
             }
+            self.outlet.put(item)?;
         }
         Ok(())
     }

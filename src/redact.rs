@@ -7,7 +7,6 @@
 //! anchored right after each keyword instead of over the string; in large strings the other
 //! rules search only windows around their keywords. Clean text therefore costs about one
 //! automaton scan and comes back borrowed.
-#![allow(dead_code)] // wired into the pipeline by the lead
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
@@ -1360,6 +1359,7 @@ static RULES: &[RuleDef] = &[
 ];
 
 /// The distinct kinds of the built-in rules, sorted.
+#[cfg(test)]
 pub fn builtin_kinds() -> Vec<&'static str> {
     let mut kinds: Vec<&'static str> = RULES.iter().map(|r| r.kind).collect();
     kinds.sort_unstable();
@@ -2168,11 +2168,13 @@ impl Redactor {
     }
 
     /// Built-in rules only (no environment, no secrets file, no user patterns).
+    #[cfg(test)]
     pub fn builtin() -> Self {
         Self::new(Vec::new(), std::iter::empty(), &[]).expect("built-in automaton builds")
     }
 
-    /// Compile every built-in rule now (tests, and callers that prefer to pay up front).
+    /// Compile every built-in rule now (tests).
+    #[cfg(test)]
     pub fn compile_all(&self) {
         for r in &self.rules {
             if !matches!(r.def.form, Form::Custom(_)) {

@@ -2,7 +2,6 @@
 //! saying how much was cut, placeholders for images and base64 blobs, a nesting bound, and
 //! serialized-size measurement. Every walk is iterative, so adversarial depth cannot overflow
 //! the stack.
-#![allow(dead_code)] // wired into the pipeline by the lead
 
 use serde_json::{Map, Value};
 
