@@ -32,7 +32,6 @@ pub enum Wire {
 /// Turns records into items and frames items into request bodies.
 pub trait Encoder: Send + Sync {
     /// The wire format.
-
     fn wire(&self) -> Wire;
     /// `None` when the record has no representation on this wire (OTLP has no trace entity).
     fn encode(&self, rec: &Record) -> Option<Item>;
