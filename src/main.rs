@@ -42,7 +42,7 @@ use clap::Parser;
 use crate::cli::{Cli, Config, Output};
 use crate::delivery::{Backpressure, Delivery, Outlet};
 use crate::encode::{Encoder, Item, Wire};
-use crate::pipeline::{Downstream, Summary, SummaryLine};
+use crate::pipeline::{Delivered, Downstream, Summary, SummaryLine};
 use crate::sender::{Report, TimeCap};
 
 /// The exit status contract (see the man page).
@@ -103,7 +103,11 @@ fn run(cfg: &Config) -> Result<Status> {
     let report = out.finish()?;
 
     if !cfg.quiet {
-        eprintln!("omp-langfuse: {}", SummaryLine(&summary, &report));
+        let how = match cfg.output {
+            Output::DryRun(_) => Delivered::Printed,
+            Output::Send(_) => Delivered::Sent,
+        };
+        eprintln!("omp-langfuse: {}", SummaryLine(&summary, &report, how));
     }
     if let Some(fatal) = &report.fatal {
         // Server answers can quote what they were sent: never echo a secret.

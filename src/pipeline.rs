@@ -63,12 +63,19 @@ impl Summary {
     }
 }
 
+/// What happened to the request bodies, for the summary's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Printed,
+    Sent,
+}
+
 /// The exit summary line (counts only, never content).
-pub struct SummaryLine<'a>(pub &'a Summary, pub &'a Report);
+pub struct SummaryLine<'a>(pub &'a Summary, pub &'a Report, pub Delivered);
 
 impl fmt::Display for SummaryLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (s, r) = (self.0, self.1);
+        let (s, r, how) = (self.0, self.1, self.2);
         let formats: Vec<&str> = s.formats.iter().copied().collect();
         write!(
             f,
@@ -115,7 +122,21 @@ impl fmt::Display for SummaryLine<'_> {
             ", {}, {}",
             plural(r.batches, "batch"),
             human_bytes(r.bytes)
-        )
+        )?;
+        if how == Delivered::Sent {
+            write!(f, ", {} delivered", r.delivered)?;
+            for (n, what) in [
+                (r.rejected, "rejected"),
+                (r.spooled, "spooled for the next run"),
+                (r.skipped, "already delivered earlier"),
+                (r.replayed, "replayed from the spool"),
+            ] {
+                if n > 0 {
+                    write!(f, ", {n} {what}")?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
