@@ -1106,7 +1106,7 @@ impl Session {
                 let Some(id) = str_field(b, "id") else {
                     continue;
                 };
-                let tool = self.tools.entry(id).or_insert_with(|| Tool::default());
+                let tool = self.tools.entry(id).or_default();
                 tool.parent = Some(turn_id.clone());
                 tool.requested_at = Some(end);
                 if tool.name.is_empty() {
@@ -1145,10 +1145,8 @@ impl Session {
             .and_then(as_millis)
             .or(at)
             .unwrap_or_else(|| self.now());
-        let mut tool = self.tools.remove(&id).unwrap_or_else(
-            || // A result with no call seen (input began mid-session): still one observation.
-            Tool::default(),
-        );
+        // A result with no call seen (input began mid-session) is still one observation.
+        let mut tool = self.tools.remove(&id).unwrap_or_default();
         if tool.name.is_empty() {
             tool.name = str_field(&m, "toolName").unwrap_or_else(|| "tool".into());
         }
