@@ -298,8 +298,8 @@ impl Delivery {
             .collect();
         let status = Arc::new(Status::new(cfg.debug, cfg.indicator, secrets));
         status.debug(&format!(
-            "transport {:?} to {} ({:?}); state in {}",
-            dest.wire,
+            "transport {} to {} ({}); state in {}",
+            dest.wire.as_str(),
             redact_userinfo(&dest.url),
             dest.reason,
             state_dir.display()

@@ -29,6 +29,16 @@ pub enum Wire {
     Otlp,
 }
 
+impl Wire {
+    /// The name users see (`--transport`, `--dry-run=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wire::Ingestion => "ingestion",
+            Wire::Otlp => "otlp",
+        }
+    }
+}
+
 /// Turns records into items and frames items into request bodies.
 pub trait Encoder: Send + Sync {
     /// The wire format.

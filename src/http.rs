@@ -62,6 +62,17 @@ pub enum Reason {
     NoAnswer(String),
 }
 
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Forced => write!(f, "chosen by --transport"),
+            Reason::CustomEndpoint => write!(f, "a custom OTLP endpoint"),
+            Reason::ServerVersion(v) => write!(f, "server version {v}"),
+            Reason::NoAnswer(why) => write!(f, "no health answer: {why}"),
+        }
+    }
+}
+
 /// Where and how requests go.
 #[derive(Debug, Clone)]
 pub struct Destination {
