@@ -8,7 +8,6 @@ use crate::encode::Item;
 /// enforces 4.5 MB. We stay at the documented figure.
 pub const INGESTION_MAX_BODY_BYTES: usize = 3_500_000;
 /// Langfuse Cloud accepts 5 MB per request; 4 MB leaves room for proxies and headers.
-#[allow(dead_code)] // used by the OTLP encoder
 pub const OTLP_MAX_BODY_BYTES: usize = 4_000_000;
 /// Default `LANGFUSE_MAX_QUEUE`: items per request.
 pub const DEFAULT_MAX_ITEMS: usize = 500;

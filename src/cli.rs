@@ -15,6 +15,10 @@ use crate::input::Source;
 use crate::ledger::ResendPolicy;
 use crate::mapper::{MapConfig, TracePer};
 use crate::omp::Format;
+use crate::redact::read_secrets_file;
+use crate::sanitize::{
+    DEFAULT_MAX_LLM_IO_CHARS, DEFAULT_MAX_TOOL_IO_CHARS, SanitizeConfig, process_env,
+};
 use crate::spool::Replay;
 use crate::status::{DebugLog, Indicator};
 
@@ -173,6 +177,23 @@ pub struct Cli {
     #[arg(long, env = "LANGFUSE_USER_ID", value_name = "ID")]
     pub user_id: Option<String>,
 
+    /// Also redact whatever matches this regular expression (repeatable).
+    #[arg(long = "redact", value_name = "REGEX")]
+    pub redact: Vec<String>,
+
+    /// Also redact the values of this dotenv file wherever they appear (for logs recorded
+    /// on another machine, whose environment this run cannot see).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+
+    /// Longest tool input or output kept, in characters; the rest is cut with a marker.
+    #[arg(long, value_name = "CHARS", default_value_t = DEFAULT_MAX_TOOL_IO_CHARS)]
+    pub max_tool_io: usize,
+
+    /// Longest LLM input or output kept, in characters; the rest is cut with a marker.
+    #[arg(long, value_name = "CHARS", default_value_t = DEFAULT_MAX_LLM_IO_CHARS)]
+    pub max_llm_io: usize,
+
     /// No exit summary on stderr (warnings and errors still print).
     #[arg(short, long, action = ArgAction::SetTrue)]
     pub quiet: bool,
@@ -222,12 +243,14 @@ pub struct Config {
     pub flush_every: Duration,
     /// Keep a session when its sample point is below this.
     pub sample_rate: f64,
+    pub sanitize: SanitizeConfig,
     pub quiet: bool,
 }
 
 impl Cli {
     /// Validate and resolve.
     pub fn into_config(self) -> Result<Config> {
+        let sanitize = sanitize_config(&self)?;
         let output = match self.dry_run {
             Some(DryRunWire::Ingestion) => Output::DryRun(Wire::Ingestion),
             Some(DryRunWire::Otlp) => Output::DryRun(Wire::Otlp),
@@ -287,6 +310,7 @@ impl Cli {
             },
             flush_every: Duration::from_millis(self.flush_ms),
             sample_rate: self.sample_rate,
+            sanitize,
             quiet: self.quiet,
         })
     }
@@ -349,6 +373,56 @@ fn delivery_config(cli: &Cli) -> Result<DeliveryConfig> {
     d.debug = DebugLog::from_env_value(cli.debug.as_deref());
     d.indicator = Indicator::from_env_value(cli.ui_indicator.as_deref());
     Ok(d)
+}
+
+/// Smallest I/O budget accepted: below this a truncation marker would not fit.
+const MIN_IO_CHARS: usize = 64;
+
+fn sanitize_config(cli: &Cli) -> Result<SanitizeConfig> {
+    let user_patterns = cli
+        .redact
+        .iter()
+        .map(|p| {
+            regex::Regex::new(p).map_err(|e| {
+                // The pattern may itself be secret-ish: name the flag, not the text.
+                anyhow::anyhow!(
+                    "--redact: not a valid regular expression: {}",
+                    short_regex_error(&e)
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let secrets_file = match &cli.secrets_file {
+        Some(f) => {
+            read_secrets_file(f).with_context(|| format!("--secrets-file {}", f.display()))?
+        }
+        None => Vec::new(),
+    };
+    for (flag, v) in [
+        ("--max-tool-io", cli.max_tool_io),
+        ("--max-llm-io", cli.max_llm_io),
+    ] {
+        if v < MIN_IO_CHARS {
+            bail!("{flag} must be at least {MIN_IO_CHARS} characters");
+        }
+    }
+    Ok(SanitizeConfig {
+        user_patterns,
+        env: process_env(),
+        secrets_file,
+        max_tool_io_chars: cli.max_tool_io,
+        max_llm_io_chars: cli.max_llm_io,
+        ..SanitizeConfig::default()
+    })
+}
+
+/// The kind of a regex error without the pattern text it quotes.
+fn short_regex_error(e: &regex::Error) -> &'static str {
+    match e {
+        regex::Error::Syntax(_) => "syntax error",
+        regex::Error::CompiledTooBig(_) => "pattern too big",
+        _ => "invalid pattern",
+    }
 }
 
 fn validate_environment(e: &str) -> Result<()> {

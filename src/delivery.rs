@@ -6,10 +6,9 @@
 //! network: with `Backpressure::Spill` a full queue spills to the spool on disk.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -199,7 +198,6 @@ pub struct Delivery {
     shutdown_timeout: Duration,
     network_budget: Duration,
     counters: Arc<Counters>,
-    state_dir: PathBuf,
 }
 
 /// The spool as the worker's backlog. Items of earlier runs were claimed in the ledger at
@@ -207,7 +205,6 @@ pub struct Delivery {
 /// copy pulled of each claimed key is sent, further copies are dropped.
 struct Replayer {
     spool: Arc<Spool>,
-    ledger: Arc<Mutex<Ledger>>,
     /// (session, key) of earlier-run items this run claimed and has not pulled yet.
     claimed: Mutex<HashSet<(Arc<str>, String)>>,
     counters: Arc<Counters>,
@@ -303,8 +300,8 @@ impl Delivery {
             .collect();
         let status = Arc::new(Status::new(cfg.debug, cfg.indicator, secrets));
         status.debug(&format!(
-            "transport {:?} to {} ({:?}); state in {}",
-            dest.wire,
+            "transport {} to {} ({}); state in {}",
+            dest.wire.as_str(),
             redact_userinfo(&dest.url),
             dest.reason,
             state_dir.display()
@@ -328,7 +325,6 @@ impl Delivery {
         let counters = Arc::new(Counters::default());
         let backlog = Arc::new(Replayer {
             spool: spool.clone(),
-            ledger: ledger.clone(),
             claimed: Mutex::new(claimed),
             counters: counters.clone(),
             status: status.clone(),
@@ -360,13 +356,7 @@ impl Delivery {
             shutdown_timeout: cfg.shutdown_timeout,
             network_budget,
             counters,
-            state_dir,
         })
-    }
-
-    /// Where this destination's ledger and spool live.
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
     }
 
     /// Hand over one encoded item. Never waits on the network.

@@ -20,7 +20,7 @@ pub struct Item {
 }
 
 /// Which Langfuse wire format an encoder produces.
-#[allow(dead_code)] // the OTLP variant arrives with the OTLP encoder
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     /// `POST /api/public/ingestion` `{"batch":[…]}` (legacy, Langfuse v2/v3).
@@ -29,10 +29,19 @@ pub enum Wire {
     Otlp,
 }
 
+impl Wire {
+    /// The name users see (`--transport`, `--dry-run=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wire::Ingestion => "ingestion",
+            Wire::Otlp => "otlp",
+        }
+    }
+}
+
 /// Turns records into items and frames items into request bodies.
 pub trait Encoder: Send + Sync {
     /// The wire format.
-    #[allow(dead_code)] // read by the HTTP sink to pick the endpoint
     fn wire(&self) -> Wire;
     /// `None` when the record has no representation on this wire (OTLP has no trace entity).
     fn encode(&self, rec: &Record) -> Option<Item>;

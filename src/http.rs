@@ -3,7 +3,6 @@
 //! batch and routes every item to exactly one fate: delivered (ledger), rejected, or spooled.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -61,6 +60,17 @@ pub enum Reason {
     ServerVersion(String),
     /// The health endpoint gave no usable answer; OTLP is the safe default.
     NoAnswer(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Forced => write!(f, "chosen by --transport"),
+            Reason::CustomEndpoint => write!(f, "a custom OTLP endpoint"),
+            Reason::ServerVersion(v) => write!(f, "server version {v}"),
+            Reason::NoAnswer(why) => write!(f, "no health answer: {why}"),
+        }
+    }
 }
 
 /// Where and how requests go.
@@ -259,6 +269,7 @@ pub fn basic_auth(public_key: &str, secret_key: &str) -> String {
 const GZIP_LEVEL: u32 = 1;
 
 /// gzip a request body.
+#[cfg(test)]
 pub fn gzip(body: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(
         Vec::with_capacity(body.len() / 2),

@@ -10,7 +10,6 @@
 //! line after a crash can only fail to match, never match the wrong key.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

@@ -16,12 +16,17 @@ mod model;
 mod omp;
 mod otlp;
 mod pipeline;
+mod redact;
 mod retry;
+mod sanitize;
+#[cfg(test)]
+mod secret_corpus;
 mod sender;
 mod session_log;
 mod signals;
 mod spool;
 mod status;
+mod truncate;
 
 #[cfg(test)]
 mod delivery_tests;
@@ -38,7 +43,7 @@ use clap::Parser;
 use crate::cli::{Cli, Config, Output};
 use crate::delivery::{Backpressure, Delivery, Outlet};
 use crate::encode::{Encoder, Wire};
-use crate::pipeline::{Downstream, Summary, SummaryLine};
+use crate::pipeline::{Delivered, Downstream, Summary, SummaryLine};
 use crate::sender::{Report, TimeCap};
 
 /// The exit status contract (see the man page).
@@ -76,12 +81,13 @@ fn run(cfg: &Config) -> Result<Status> {
     } else {
         TimeCap::None
     };
+    let sanitizer = sanitize::Sanitizer::new(cfg.sanitize.clone())?;
     let stop = signals::Stop::install()?;
     let out = Destination::start(cfg, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
-    let mut down = Downstream::new(out.encoder(), out.outlet(), cfg.sample_rate);
+    let mut down = Downstream::new(out.encoder(), out.outlet(), &sanitizer, cfg.sample_rate);
     let mut read_error = None;
     for source in &cfg.sources {
         if stop.requested() {
@@ -90,7 +96,7 @@ fn run(cfg: &Config) -> Result<Status> {
         if let Err(e) = pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
         {
             // One unreadable file does not stop the others; it still fails the run.
-            eprintln!("omp-langfuse: {e:#}");
+            eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
             read_error = Some(e);
         }
     }
@@ -98,10 +104,15 @@ fn run(cfg: &Config) -> Result<Status> {
     let report = out.finish()?;
 
     if !cfg.quiet {
-        eprintln!("omp-langfuse: {}", SummaryLine(&summary, &report));
+        let how = match cfg.output {
+            Output::DryRun(_) => Delivered::Printed,
+            Output::Send(_) => Delivered::Sent,
+        };
+        eprintln!("omp-langfuse: {}", SummaryLine(&summary, &report, how));
     }
     if let Some(fatal) = &report.fatal {
-        eprintln!("omp-langfuse: {fatal}");
+        // Server answers can quote what they were sent: never echo a secret.
+        eprintln!("omp-langfuse: {}", sanitizer.text(fatal));
         return Ok(Status::Fatal);
     }
     if read_error.is_some() {

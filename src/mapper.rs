@@ -271,6 +271,7 @@ struct Turn {
     context_tokens: Option<u64>,
 }
 
+#[derive(Default)]
 struct Tool {
     name: String,
     args: Option<Value>,
@@ -626,15 +627,8 @@ impl Session {
                 let at = event.at.unwrap_or_else(|| self.now());
                 let parent = self.turn.as_ref().map(|t| t.id.clone());
                 let tool = self.tools.entry(id).or_insert_with(|| Tool {
-                    name: name.clone(),
-                    args: None,
-                    intent: None,
                     parent,
-                    start: None,
-                    requested_at: None,
-                    result: None,
-                    is_error: false,
-                    end: None,
+                    ..Tool::default()
                 });
                 tool.start.get_or_insert(at);
                 if !name.is_empty() {
@@ -665,14 +659,9 @@ impl Session {
                 let parent = self.turn.as_ref().map(|t| t.id.clone());
                 let tool = self.tools.entry(id).or_insert_with(|| Tool {
                     name,
-                    args: None,
-                    intent: None,
                     parent,
                     start: Some(at),
-                    requested_at: None,
-                    result: None,
-                    is_error: false,
-                    end: None,
+                    ..Tool::default()
                 });
                 tool.result = Some(result);
                 tool.is_error |= is_error;
@@ -1117,17 +1106,7 @@ impl Session {
                 let Some(id) = str_field(b, "id") else {
                     continue;
                 };
-                let tool = self.tools.entry(id).or_insert_with(|| Tool {
-                    name: String::new(),
-                    args: None,
-                    intent: None,
-                    parent: None,
-                    start: None,
-                    requested_at: None,
-                    result: None,
-                    is_error: false,
-                    end: None,
-                });
+                let tool = self.tools.entry(id).or_default();
                 tool.parent = Some(turn_id.clone());
                 tool.requested_at = Some(end);
                 if tool.name.is_empty() {
@@ -1166,18 +1145,8 @@ impl Session {
             .and_then(as_millis)
             .or(at)
             .unwrap_or_else(|| self.now());
-        let mut tool = self.tools.remove(&id).unwrap_or_else(|| Tool {
-            // A result with no call seen (input began mid-session): still one observation.
-            name: String::new(),
-            args: None,
-            intent: None,
-            parent: None,
-            start: None,
-            requested_at: None,
-            result: None,
-            is_error: false,
-            end: None,
-        });
+        // A result with no call seen (input began mid-session) is still one observation.
+        let mut tool = self.tools.remove(&id).unwrap_or_default();
         if tool.name.is_empty() {
             tool.name = str_field(&m, "toolName").unwrap_or_else(|| "tool".into());
         }

@@ -7,7 +7,6 @@
 //! `total`, errors as status code 2 plus level ERROR. Trace records have no OTLP form.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::borrow::Cow;
 

@@ -19,6 +19,7 @@ use crate::jsonline;
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
 use crate::omp::{self, Detector, Ev, Event, Format, decode_stream};
+use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
 use crate::sender::Report;
 use crate::session_log::{self, LogDecoder};
 use crate::signals::{Blocking, Stop};
@@ -45,6 +46,8 @@ pub struct Summary {
     /// Lines for a session after its end marker (dropped; its root was already sent).
     pub after_end: u64,
     pub observations: [u64; ObsKind::ALL.len()],
+    /// Redactions per kind, truncations, replaced blobs, shrunk records.
+    pub sanitize: SanitizeStats,
 }
 
 impl Summary {
@@ -61,12 +64,19 @@ impl Summary {
     }
 }
 
+/// What happened to the request bodies, for the summary's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Printed,
+    Sent,
+}
+
 /// The exit summary line (counts only, never content).
-pub struct SummaryLine<'a>(pub &'a Summary, pub &'a Report);
+pub struct SummaryLine<'a>(pub &'a Summary, pub &'a Report, pub Delivered);
 
 impl fmt::Display for SummaryLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (s, r) = (self.0, self.1);
+        let (s, r, how) = (self.0, self.1, self.2);
         let formats: Vec<&str> = s.formats.iter().copied().collect();
         write!(
             f,
@@ -96,7 +106,7 @@ impl fmt::Display for SummaryLine<'_> {
         }
         write!(f, ", {} skipped", s.skipped)?;
         if s.truncated > 0 {
-            write!(f, ", {} truncated", s.truncated)?;
+            write!(f, ", {}", plural(s.truncated, "cut-off last line"))?;
         }
         if s.after_end > 0 {
             write!(f, ", {} after session end", plural(s.after_end, "line"))?;
@@ -107,12 +117,27 @@ impl fmt::Display for SummaryLine<'_> {
         if s.unterminated > 0 {
             write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
         }
+        write!(f, ", {}", s.sanitize.summary())?;
         write!(
             f,
             ", {}, {}",
             plural(r.batches, "batch"),
             human_bytes(r.bytes)
-        )
+        )?;
+        if how == Delivered::Sent {
+            write!(f, ", {} delivered", r.delivered)?;
+            for (n, what) in [
+                (r.rejected, "rejected"),
+                (r.spooled, "spooled for the next run"),
+                (r.skipped, "already delivered earlier"),
+                (r.replayed, "replayed from the spool"),
+            ] {
+                if n > 0 {
+                    write!(f, ", {n} {what}")?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -137,23 +162,32 @@ fn human_bytes(b: u64) -> String {
 pub struct Downstream<'a> {
     pub encoder: &'a dyn Encoder,
     pub outlet: &'a dyn Outlet,
+    /// Redaction, truncation and the per-event size guarantee: every record passes here
+    /// before it is encoded, so nothing unsanitized is printed or sent.
+    pub sanitizer: &'a Sanitizer,
     pub sample_rate: f64,
     /// Sampling decision per session id.
     kept: HashMap<Arc<str>, bool>,
 }
 
 impl<'a> Downstream<'a> {
-    pub fn new(encoder: &'a dyn Encoder, outlet: &'a dyn Outlet, sample_rate: f64) -> Self {
+    pub fn new(
+        encoder: &'a dyn Encoder,
+        outlet: &'a dyn Outlet,
+        sanitizer: &'a Sanitizer,
+        sample_rate: f64,
+    ) -> Self {
         Downstream {
             encoder,
             outlet,
+            sanitizer,
             sample_rate,
             kept: HashMap::new(),
         }
     }
 
     fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
-        for rec in records.drain(..) {
+        for mut rec in records.drain(..) {
             let sid = rec.trace().session_id.as_str();
             let keep = match self.kept.get(sid) {
                 Some(k) => *k,
@@ -169,10 +203,23 @@ impl<'a> Downstream<'a> {
             if !keep {
                 continue;
             }
+            self.sanitizer.record(&mut rec, &mut summary.sanitize);
             summary.count(&rec);
-            if let Some(item) = self.encoder.encode(&rec) {
-                self.outlet.put(item)?;
+            let Some(mut item) = self.encoder.encode(&rec) else {
+                continue;
+            };
+            if item.json.len() > MAX_EVENT_BYTES {
+                // Rare: shrink further (never drop) until the event fits, then re-encode.
+                let encoder = self.encoder;
+                let size = |r: &Record| encoder.encode(r).map_or(0, |i| i.json.len());
+                self.sanitizer
+                    .fit(&mut rec, MAX_EVENT_BYTES, size, &mut summary.sanitize);
+                match self.encoder.encode(&rec) {
+                    Some(shrunk) => item = shrunk,
+                    None => continue,
+                }
             }
+            self.outlet.put(item)?;
         }
         Ok(())
     }

@@ -6,7 +6,6 @@
 //! are the operator's problem and stop delivery; a legacy 207 is read event by event.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::time::{Duration, SystemTime};
 
@@ -297,11 +296,6 @@ impl Backoff {
             cap: policy.cap,
             rng: SplitMix64(seed),
         }
-    }
-
-    /// A schedule seeded from the clock and process id, so parallel runs differ.
-    pub fn unseeded(policy: &RetryPolicy) -> Backoff {
-        Backoff::new(policy, entropy())
     }
 }
 

@@ -10,14 +10,13 @@
 //! point leaves at worst items spooled twice; the ledger filters those on replay.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -140,10 +139,6 @@ impl Spool {
             run_id,
             inner: Mutex::new(inner),
         })
-    }
-
-    pub fn wire(&self) -> Wire {
-        self.wire
     }
 
     /// Append items to this run's segment.
@@ -444,9 +439,6 @@ fn sync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
-
-/// A spool shared by the reader (overflow) and the worker (give-ups, replay).
-pub type SharedSpool = Arc<Spool>;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@
 //! timings, plus the server's own error text (with our keys scrubbed out).
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
-#![allow(dead_code)]
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -107,10 +106,6 @@ impl Status {
             secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
             line: Mutex::new(Line::default()),
         }
-    }
-
-    pub fn debug_enabled(&self) -> bool {
-        self.debug == DebugLog::On
     }
 
     /// Remove our keys from text that came from elsewhere.

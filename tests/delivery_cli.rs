@@ -113,7 +113,6 @@ fn assert_each_once(mock: &MockLangfuse, expected: usize) {
 }
 
 #[test]
-
 fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
     let mock = MockLangfuse::start(MockConfig {
         fail_rate: 0.3,
@@ -135,7 +134,6 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
 }
 
 #[test]
-
 fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let url = refused_url();
@@ -144,6 +142,8 @@ fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
     c.args(["--transport", "otlp", "--shutdown-timeout", "1"]);
     let out = run_with_input(c, &input);
     assert_eq!(out.status.code(), Some(1), "spooled is a partial success");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("spooled for the next run"), "{summary}");
     let Some(mock) =
         MockLangfuse::start_on(url.trim_start_matches("http://"), MockConfig::default())
     else {
@@ -164,20 +164,21 @@ fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
 }
 
 #[test]
-
 fn re_running_the_same_input_sends_nothing() {
     let mock = MockLangfuse::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
     let input = omp_stream(1, 3);
+    let mut last_stderr = String::new();
     for _ in 0..2 {
         let out = run_with_input(cmd(&mock.url(), dir.path()), &input);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        last_stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{last_stderr}");
     }
+    // The summary says why nothing was sent.
+    assert!(
+        last_stderr.contains("0 delivered") && last_stderr.contains("already delivered earlier"),
+        "{last_stderr}"
+    );
     let otlp_posts = mock
         .received()
         .iter()
@@ -191,7 +192,6 @@ fn re_running_the_same_input_sends_nothing() {
 }
 
 #[test]
-
 fn unauthorized_exits_2_with_everything_spooled_and_no_key_in_sight() {
     let mock = MockLangfuse::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
@@ -216,7 +216,6 @@ fn unauthorized_exits_2_with_everything_spooled_and_no_key_in_sight() {
 }
 
 #[test]
-
 fn a_live_stream_kept_open_is_flushed_by_the_time_cap() {
     let mock = MockLangfuse::start(MockConfig::default());
     let dir = tempfile::tempdir().unwrap();
@@ -238,7 +237,6 @@ fn a_live_stream_kept_open_is_flushed_by_the_time_cap() {
 }
 
 #[test]
-
 fn shutdown_never_exceeds_its_timeout() {
     let mock = MockLangfuse::start(MockConfig::default());
     mock.script((0..50).map(|_| Scripted::Hang(Duration::from_secs(8))));
@@ -264,7 +262,6 @@ fn shutdown_never_exceeds_its_timeout() {
 }
 
 #[test]
-
 fn auto_transport_uses_legacy_ingestion_for_old_servers() {
     let mock = MockLangfuse::start(MockConfig {
         version: Some("3.40.0".into()),
