@@ -294,8 +294,21 @@ pub fn escaped_len(s: &str) -> usize {
         .sum::<usize>()
 }
 
+/// Bytes of the standard and URL-safe base64 alphabets (`[A-Za-z0-9+/_-]`), as a table:
+/// these scans run over every string a record carries.
+const BASE64_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        i += 1;
+    }
+    t
+};
+
 fn is_base64_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+    BASE64_BYTES[b as usize]
 }
 
 /// Whole-string base64 (standard or URL-safe, optional padding and line breaks).
@@ -344,7 +357,7 @@ fn placeholder(media_type: &str, bytes: usize) -> String {
 
 /// Replace every `data:<type>;base64,<payload>` URI in `s`. None when there is none.
 fn replace_data_uris(s: &str) -> Option<(String, u64)> {
-    if !s.contains("data:") {
+    if memchr::memmem::find(s.as_bytes(), b"data:").is_none() {
         return None;
     }
     let mut out = String::new();
@@ -422,9 +435,18 @@ fn replace_inline_blobs(s: &str) -> Option<(String, u64)> {
     let mut out = String::new();
     let mut last = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        if !is_base64_byte(bytes[i]) {
-            i += 1;
+    // `i` is always at the start of a base64 run or at a byte outside the alphabet. Only runs
+    // of LONG_BASE64_RUN_CHARS or more matter, so look at the last byte of the window a
+    // long run starting here would cover, then back from it: ordinary text rules the window
+    // out after a byte or two and the scan jumps ahead by a whole window.
+    while i + LONG_BASE64_RUN_CHARS <= bytes.len() {
+        let probe = i + LONG_BASE64_RUN_CHARS - 1;
+        if !is_base64_byte(bytes[probe]) {
+            i = probe + 1;
+            continue;
+        }
+        if let Some(q) = bytes[i..probe].iter().rposition(|&b| !is_base64_byte(b)) {
+            i += q + 1;
             continue;
         }
         let start = i;
@@ -473,6 +495,70 @@ mod tests {
                 alphabet[(x % 64) as usize] as char
             })
             .collect()
+    }
+
+    /// The straightforward scan `replace_inline_blobs` must agree with.
+    fn inline_blobs_reference(text: &str) -> Option<(String, u64)> {
+        let bytes = text.as_bytes();
+        let (mut out, mut last, mut i, mut n) = (String::new(), 0, 0, 0);
+        while i < bytes.len() {
+            if !is_base64_byte(bytes[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let (mut lower, mut upper, mut digit) = (false, false, false);
+            while i < bytes.len() && is_base64_byte(bytes[i]) {
+                let b = bytes[i];
+                lower |= b.is_ascii_lowercase();
+                upper |= b.is_ascii_uppercase();
+                digit |= b.is_ascii_digit();
+                i += 1;
+            }
+            let mut padding = 0;
+            while i < bytes.len() && bytes[i] == b'=' && padding < 2 {
+                i += 1;
+                padding += 1;
+            }
+            if i - start >= LONG_BASE64_RUN_CHARS && lower && upper && digit {
+                let run = &text[start..i];
+                out.push_str(&text[last..start]);
+                out.push_str(&placeholder(sniff_media_type(run), decoded_len(run)));
+                last = i;
+                n += 1;
+            }
+        }
+        if last == 0 {
+            return None;
+        }
+        out.push_str(&text[last..]);
+        Some((out, n))
+    }
+
+    #[test]
+    fn inline_blob_scan_agrees_with_the_plain_scan() {
+        let blob = b64_blob(3000);
+        let cases = [
+            String::new(),
+            "plain text, nothing to see".repeat(200),
+            format!("before {blob} after"),
+            format!("{blob}=="),
+            format!("{}x{}", &blob[..1023], &blob[..1023]),
+            blob[..1024].to_string(),
+            format!("a {}", &blob[..1023]),
+            "abcdefghij".repeat(300), // long but one class only
+            format!("{blob}==={blob}\n{}", "é".repeat(700)),
+            format!("{}{}", "x y ".repeat(400), &blob[..2000]),
+            format!("{}=={}", &blob[..600], &blob[..600]),
+        ];
+        for text in cases {
+            assert_eq!(
+                replace_inline_blobs(&text),
+                inline_blobs_reference(&text),
+                "{}",
+                &text[..text.len().min(80)]
+            );
+        }
     }
 
     #[test]
