@@ -357,9 +357,7 @@ fn placeholder(media_type: &str, bytes: usize) -> String {
 
 /// Replace every `data:<type>;base64,<payload>` URI in `s`. None when there is none.
 fn replace_data_uris(s: &str) -> Option<(String, u64)> {
-    if memchr::memmem::find(s.as_bytes(), b"data:").is_none() {
-        return None;
-    }
+    memchr::memmem::find(s.as_bytes(), b"data:")?;
     let mut out = String::new();
     let mut last = 0;
     let mut n = 0;
