@@ -455,7 +455,7 @@ impl Delivery {
 
 /// Where the front half puts encoded items: the dry-run worker's channel or the delivery
 /// front. Lets the reader code stay the same for both.
-pub trait Outlet {
+pub trait Outlet: Sync {
     fn put(&self, item: Item) -> anyhow::Result<()>;
 }
 

@@ -87,20 +87,33 @@ fn run(cfg: &Config) -> Result<Status> {
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
-    let mut down = Downstream::new(out.encoder(), out.outlet(), &sanitizer, cfg.sample_rate);
     let mut read_error = None;
-    for source in &cfg.sources {
-        if stop.requested() {
-            break;
+    // Sanitizing and encoding run on a second thread (see `Downstream`).
+    std::thread::scope(|scope| {
+        let mut down = Downstream::new(
+            scope,
+            out.encoder(),
+            out.outlet(),
+            &sanitizer,
+            cfg.sample_rate,
+        );
+        for source in &cfg.sources {
+            if stop.requested() {
+                break;
+            }
+            if let Err(e) =
+                pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
+            {
+                // One unreadable file does not stop the others; it still fails the run.
+                eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
+                read_error = Some(e);
+            }
         }
-        if let Err(e) = pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
-        {
-            // One unreadable file does not stop the others; it still fails the run.
+        if let Err(e) = down.finish(&mut summary) {
             eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
             read_error = Some(e);
         }
-    }
-    drop(down);
+    });
     let report = out.finish()?;
 
     if !cfg.quiet {

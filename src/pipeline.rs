@@ -158,34 +158,115 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-/// Where records go after the mapper: sampling, encoding, the channel.
-pub struct Downstream<'a> {
-    pub encoder: &'a dyn Encoder,
-    pub outlet: &'a dyn Outlet,
+/// Where records go after the mapper: sampling, sanitizing, encoding, the sender's channel.
+/// That work runs on a thread of its own (the stage), so that reading, parsing and mapping
+/// (the caller's thread) overlap with it on a second core; records cross over one line's
+/// worth at a time, through a short queue.
+pub struct Downstream<'scope> {
+    tx: Option<crossbeam_channel::Sender<Vec<Record>>>,
+    stage: Option<std::thread::ScopedJoinHandle<'scope, (Summary, Result<()>)>>,
+    /// The stage's counters and outcome once it has stopped.
+    ended: Option<(Summary, Result<()>)>,
+}
+
+/// Lines' worth of records queued for the stage (each holds the records of one input line).
+const STAGE_QUEUE: usize = 16;
+
+impl<'scope> Downstream<'scope> {
+    pub fn new<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        encoder: &'env dyn Encoder,
+        outlet: &'env dyn Outlet,
+        sanitizer: &'env Sanitizer,
+        sample_rate: f64,
+    ) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(STAGE_QUEUE);
+        let stage = std::thread::Builder::new()
+            .name("omp-langfuse-stage".into())
+            .spawn_scoped(scope, move || {
+                let mut stage = Stage {
+                    encoder,
+                    outlet,
+                    sanitizer,
+                    sample_rate,
+                    kept: HashMap::new(),
+                };
+                let mut counts = Summary::default();
+                for mut batch in rx {
+                    if let Err(e) = stage.take(&mut batch, &mut counts) {
+                        return (counts, Err(e));
+                    }
+                }
+                (counts, Ok(()))
+            })
+            .expect("spawning the stage thread");
+        Downstream {
+            tx: Some(tx),
+            stage: Some(stage),
+            ended: None,
+        }
+    }
+
+    /// Hand over the records of one line (the summary's downstream counters are the stage's
+    /// until [`Downstream::finish`]).
+    fn take(&mut self, records: &mut Vec<Record>, _summary: &mut Summary) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(records);
+        if let Some(tx) = &self.tx
+            && tx.send(batch).is_ok()
+        {
+            return Ok(());
+        }
+        // The stage stopped: its error says why.
+        self.stop();
+        match &self.ended {
+            Some((_, Err(e))) => Err(anyhow::anyhow!("{e:#}")),
+            _ => Err(anyhow::anyhow!("the delivery worker stopped unexpectedly")),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(stage) = self.stage.take() {
+            self.ended = Some(stage.join().unwrap_or_else(|_| {
+                (
+                    Summary::default(),
+                    Err(anyhow::anyhow!("the sanitizing thread panicked")),
+                )
+            }));
+        }
+    }
+
+    /// Let the stage finish what it has, and add its counters to `summary`.
+    pub fn finish(mut self, summary: &mut Summary) -> Result<()> {
+        self.stop();
+        let Some((counts, outcome)) = self.ended.take() else {
+            return Ok(());
+        };
+        summary.sampled_out += counts.sampled_out;
+        for (total, n) in summary.observations.iter_mut().zip(counts.observations) {
+            *total += n;
+        }
+        summary.sanitize.merge(&counts.sanitize);
+        outcome
+    }
+}
+
+/// The stage's work (see [`Downstream`]).
+struct Stage<'a> {
+    encoder: &'a dyn Encoder,
+    outlet: &'a dyn Outlet,
     /// Redaction, truncation and the per-event size guarantee: every record passes here
     /// before it is encoded, so nothing unsanitized is printed or sent.
-    pub sanitizer: &'a Sanitizer,
-    pub sample_rate: f64,
+    sanitizer: &'a Sanitizer,
+    sample_rate: f64,
     /// Sampling decision per session id.
     kept: HashMap<Arc<str>, bool>,
 }
 
-impl<'a> Downstream<'a> {
-    pub fn new(
-        encoder: &'a dyn Encoder,
-        outlet: &'a dyn Outlet,
-        sanitizer: &'a Sanitizer,
-        sample_rate: f64,
-    ) -> Self {
-        Downstream {
-            encoder,
-            outlet,
-            sanitizer,
-            sample_rate,
-            kept: HashMap::new(),
-        }
-    }
-
+impl Stage<'_> {
     fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
         for mut rec in records.drain(..) {
             let sid = rec.trace().session_id.as_str();

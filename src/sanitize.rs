@@ -98,7 +98,6 @@ impl SanitizeStats {
     }
 
     /// Add another stage's counters (e.g. a worker thread's).
-    #[cfg(test)]
     pub fn merge(&mut self, other: &SanitizeStats) {
         for (kind, n) in &other.redactions {
             *self.redactions.entry(kind).or_default() += n;
