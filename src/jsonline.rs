@@ -4,8 +4,9 @@
 //! `agent_end`, the bridge's `context` …), and skipping is several times cheaper than
 //! building a tree.
 //!
-//! A skipped field is checked for syntax only: nesting deeper than serde_json's limit, a
-//! number out of range, or a lone surrogate escape there no longer costs the whole line.
+//! A skipped field is checked for JSON syntax only: nesting deeper than serde_json's limit,
+//! a number out of range, a lone surrogate escape or invalid UTF-8 inside one of its strings
+//! no longer costs the whole line. Built fields are checked as fully as ever.
 //! Errors are always reported exactly as a full parse reports them.
 
 use std::fmt;
@@ -28,11 +29,7 @@ pub enum Keep {
 /// Parse one line like `serde_json::from_slice::<Value>`, building only what `rules` keep.
 /// Fields that come before `type` are always built.
 pub fn parse(bytes: &[u8], rules: Rules) -> Result<Value, serde_json::Error> {
-    // Skipped strings are not checked for UTF-8 by serde_json; check the line first.
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return serde_json::from_slice(bytes);
-    };
-    let mut de = serde_json::Deserializer::from_str(text);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = LineVisitor(rules)
         .deserialize(&mut de)
         .and_then(|p| de.end().map(|()| p));
@@ -40,7 +37,7 @@ pub fn parse(bytes: &[u8], rules: Rules) -> Result<Value, serde_json::Error> {
         Ok(Parsed::Value(v)) => Ok(v),
         // Two different `type` keys (the last wins in a full parse), or an error: let the
         // full parse decide and word the error.
-        Ok(Parsed::Again) | Err(_) => serde_json::from_str(text),
+        Ok(Parsed::Again) | Err(_) => serde_json::from_slice(bytes),
     }
 }
 
@@ -205,11 +202,14 @@ mod tests {
         assert_eq!(p("[1,{}]").unwrap(), json!([1, {}]));
         assert_eq!(p("null").unwrap(), Value::Null);
         assert_eq!(p("-2.5").unwrap(), json!(-2.5));
-        // Invalid UTF-8 is reported like the full parse does.
-        let raw = b"{\"type\":\"x\",\"b\":\"\xff\"}";
+        // Invalid UTF-8 in a built field is reported like the full parse does.
+        let raw = b"{\"type\":\"x\",\"a\":\"\xff\"}";
         let full = serde_json::from_slice::<Value>(raw).unwrap_err();
         let ours = parse(raw, only_a).unwrap_err();
         assert_eq!(ours.column(), full.column());
+        // In a skipped one it goes unnoticed.
+        let raw = b"{\"type\":\"x\",\"a\":1,\"b\":\"\xff\"}";
+        assert_eq!(parse(raw, only_a).unwrap(), json!({"type":"x","a":1}));
     }
 
     #[test]

@@ -197,7 +197,7 @@ fn is_word_byte(b: u8) -> bool {
 /// literal to search for, so scan the dashes (memchr) and check the shape around each.
 fn find_hex_32_8_8(text: &str, out: &mut Vec<(usize, usize)>) {
     let b = text.as_bytes();
-    for (i, _) in text.match_indices('-') {
+    for i in memchr::memchr_iter(b'-', b) {
         if i < 32 || i + 18 > b.len() || !is_lower_hex(b[i - 1]) {
             continue;
         }
