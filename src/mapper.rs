@@ -24,6 +24,12 @@ use crate::omp::{Ev, Event, Header, as_millis, str_field};
 const TRACE_NAME_MAX_CHARS: usize = 100;
 /// Name of a trace with nothing better to go by.
 const DEFAULT_TRACE_NAME: &str = "omp session";
+/// The tool a subagent finishes with; omp disposes the session before recording its result,
+/// so it is always "pending" at `session_exit` and that is not a failure.
+const YIELD_TOOL: &str = "yield";
+/// The tool that spawns subagents.
+const TASK_TOOL: &str = "task";
+
 /// Status message of observations closed because the input ended.
 const CLOSED_AT_EOF: &str =
     "closed at end of input: omp stopped before this finished (crashed or killed?)";
@@ -78,9 +84,56 @@ enum Close {
     Eof,
 }
 
+/// Where a subagent session goes: into its parent's trace, under the parent's `task` tool
+/// call (or root). Set by `backfill` / `watch`, which know the files' relations.
+#[derive(Debug, Clone)]
+pub struct Nest {
+    /// The parent's trace, used as it is (id, name, Langfuse session, metadata): Langfuse
+    /// reads trace fields from every span, so a subagent must not bring its own.
+    pub trace: Arc<TraceCtx>,
+    /// The observation the subagent's root hangs under.
+    pub parent_id: String,
+    /// Keeps the subagent's observation keys apart from its parent's in the shared trace.
+    pub key_prefix: String,
+    /// Name of the subagent's root observation.
+    pub name: String,
+    /// Extra metadata of the subagent's root (agent id, how it was linked).
+    pub metadata: Map<String, Value>,
+}
+
+/// A `task` tool call: what it asked for and, once its result is in, which agents it spawned.
+/// Subagent sessions are matched against these.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub tool_call_id: String,
+    /// The `task` tool observation and its trace.
+    pub obs_id: String,
+    pub trace: Arc<TraceCtx>,
+    /// Agent ids from the result's details (`results[].id`, `progress[].id`, `async.jobId`):
+    /// the subagent's session file is `<agent id>.jsonl`.
+    pub agent_ids: Vec<String>,
+    /// Requested agent names (`name`, `tasks[].name`), which become agent ids.
+    pub names: Vec<String>,
+    /// Assignments (`task`, `tasks[].task`); a subagent's `session_init.task` contains its own.
+    pub tasks: Vec<String>,
+}
+
+/// The trace a session's observations go to (or went to last) and its root observation.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub trace: Arc<TraceCtx>,
+    pub root_id: String,
+}
+
 /// The state machine for all sessions of one input source.
 pub struct Mapper {
     cfg: Arc<MapConfig>,
+    /// Set for a subagent session file.
+    nest: Option<Arc<Nest>>,
+    /// `task` calls of closed sessions (open sessions keep their own).
+    spawns: Vec<Spawn>,
+    /// The last closed session's anchor.
+    anchor: Option<Anchor>,
     /// Open sessions by key (the OMP session id, or an anonymous key).
     sessions: BTreeMap<String, Session>,
     /// The session lines without a `sessionId` belong to.
@@ -93,8 +146,16 @@ pub struct Mapper {
 
 impl Mapper {
     pub fn new(cfg: Arc<MapConfig>) -> Mapper {
+        Mapper::with_nest(cfg, None)
+    }
+
+    /// A mapper whose sessions go into another session's trace (a subagent file).
+    pub fn with_nest(cfg: Arc<MapConfig>, nest: Option<Nest>) -> Mapper {
         Mapper {
             cfg,
+            nest: nest.map(Arc::new),
+            spawns: Vec::new(),
+            anchor: None,
             sessions: BTreeMap::new(),
             current: None,
             ended: std::collections::HashSet::new(),
@@ -144,6 +205,27 @@ impl Mapper {
             self.ended.insert(key.clone());
             self.current = Some(key);
         }
+    }
+
+    /// Every `task` call seen so far (closed sessions first).
+    pub fn spawns(&self) -> impl Iterator<Item = &Spawn> {
+        self.spawns
+            .iter()
+            .chain(self.sessions.values().flat_map(|s| s.spawns.iter()))
+    }
+
+    /// The trace of the current session (open, else the last closed one).
+    pub fn anchor(&self) -> Option<Anchor> {
+        self.current
+            .as_ref()
+            .and_then(|k| self.sessions.get(k))
+            .and_then(Session::anchor)
+            .or_else(|| self.anchor.clone())
+    }
+
+    /// Whether no session is open (every one ended, or none began).
+    pub fn idle(&self) -> bool {
+        self.sessions.is_empty()
     }
 
     /// End of input: close every open session.
@@ -202,7 +284,7 @@ impl Mapper {
         self.stats.sessions += 1;
         self.sessions.insert(
             key.clone(),
-            Session::new(self.cfg.clone(), id, anon_seed, header),
+            Session::new(self.cfg.clone(), self.nest.clone(), id, anon_seed, header),
         );
         self.current = Some(key.clone());
         key
@@ -215,6 +297,10 @@ impl Mapper {
             }
             self.stats.goal_accounting += s.goal_accounting;
             s.close(how, out);
+            self.spawns.append(&mut s.spawns);
+            if let Some(a) = s.last_anchor.take() {
+                self.anchor = Some(a);
+            }
         }
         if self.current.as_deref() == Some(key) {
             self.current = None;
@@ -304,6 +390,11 @@ struct GoalState {
 
 struct Session {
     cfg: Arc<MapConfig>,
+    nest: Option<Arc<Nest>>,
+    /// `task` calls, for nesting subagent sessions.
+    spawns: Vec<Spawn>,
+    /// The last closed trace.
+    last_anchor: Option<Anchor>,
     id: Option<String>,
     anon_seed: String,
     header: Header,
@@ -336,9 +427,18 @@ struct Session {
 }
 
 impl Session {
-    fn new(cfg: Arc<MapConfig>, id: Option<String>, anon_seed: String, header: Header) -> Session {
+    fn new(
+        cfg: Arc<MapConfig>,
+        nest: Option<Arc<Nest>>,
+        id: Option<String>,
+        anon_seed: String,
+        header: Header,
+    ) -> Session {
         Session {
             cfg,
+            nest,
+            spawns: Vec::new(),
+            last_anchor: None,
             id,
             anon_seed,
             title: header.title.clone(),
@@ -404,6 +504,25 @@ impl Session {
         self.id.clone().unwrap_or_default()
     }
 
+    /// An observation id in `trace_id` for a key of this session. A subagent's keys carry its
+    /// prefix, because it shares its parent's trace.
+    fn obs_id(&self, trace_id: &str, key: &str) -> String {
+        match &self.nest {
+            Some(n) => span_id(trace_id, &format!("{}{key}", n.key_prefix)),
+            None => span_id(trace_id, key),
+        }
+    }
+
+    fn anchor(&self) -> Option<Anchor> {
+        self.trace
+            .as_ref()
+            .map(|t| Anchor {
+                trace: t.ctx.clone(),
+                root_id: t.root_id.clone(),
+            })
+            .or_else(|| self.last_anchor.clone())
+    }
+
     fn next_key(&mut self, prefix: &'static str) -> String {
         let n = self.keys.entry(prefix).or_insert(0);
         *n += 1;
@@ -426,6 +545,9 @@ impl Session {
     }
 
     fn build_ctx(&mut self, id: String, start: Millis) -> TraceCtx {
+        if let Some(n) = &self.nest {
+            return (*n.trace).clone();
+        }
         let session_id = self.session_id();
         let mut metadata = Map::new();
         if let Some(cwd) = &self.header.cwd {
@@ -464,7 +586,10 @@ impl Session {
                 TracePer::Prompt => Some(self.prompts),
             };
             let sid = self.session_id();
-            let id = trace_id(&sid, part);
+            let id = match &self.nest {
+                Some(n) => n.trace.id.clone(),
+                None => trace_id(&sid, part),
+            };
             // The first trace starts with the session; a later one (per prompt) at its prompt.
             let start = if self.traces_opened == 0 {
                 self.header.timestamp.or(self.clock)
@@ -474,7 +599,7 @@ impl Session {
             self.traces_opened += 1;
             let ctx = Arc::new(self.build_ctx(id.clone(), start.unwrap_or(0)));
             self.trace = Some(Trace {
-                root_id: span_id(&id, "root"),
+                root_id: self.obs_id(&id, "root"),
                 ctx,
                 start,
                 announced: false,
@@ -494,8 +619,10 @@ impl Session {
     fn announced_trace(&mut self, out: &mut Vec<Record>) -> &mut Trace {
         self.trace();
         self.refresh_ctx();
+        let nested = self.nest.is_some();
         let t = self.trace.as_mut().expect("opened above");
-        if !t.announced {
+        // A subagent's trace belongs to its parent: it announces nothing of its own.
+        if !t.announced && !nested {
             t.announced = true;
             out.push(Record::Trace(TraceRecord {
                 ctx: t.ctx.clone(),
@@ -552,7 +679,7 @@ impl Session {
     ) -> Observation {
         let trace = self.announced_trace(out).ctx.clone();
         Observation {
-            id: span_id(&trace.id, key),
+            id: self.obs_id(&trace.id, key),
             trace,
             parent_id: parent,
             kind,
@@ -842,7 +969,7 @@ impl Session {
         let n = self.turns;
         let trace_id = self.trace().ctx.id.clone();
         self.turn = Some(Turn {
-            id: span_id(&trace_id, &format!("turn/{n}")),
+            id: self.obs_id(&trace_id, &format!("turn/{n}")),
             n,
             start: at,
             end: at,
@@ -950,7 +1077,7 @@ impl Session {
                     self.turns = 1;
                     let trace_id = self.trace().ctx.id.clone();
                     t.n = 1;
-                    t.id = span_id(&trace_id, "turn/1");
+                    t.id = self.obs_id(&trace_id, "turn/1");
                     self.turn = Some(t);
                 }
             }
@@ -1109,6 +1236,7 @@ impl Session {
         self.emit(obs, out);
 
         // Tool calls it asked for, keyed by id (their starts may have been seen already).
+        let mut spawn_requests = Vec::new();
         if let Some(blocks) = m.get("content").and_then(Value::as_array) {
             for b in blocks
                 .iter()
@@ -1117,6 +1245,7 @@ impl Session {
                 let Some(id) = str_field(b, "id") else {
                     continue;
                 };
+                let id_for_spawn = id.clone();
                 let tool = self.tools.entry(id).or_insert_with(|| Tool {
                     name: String::new(),
                     args: None,
@@ -1130,6 +1259,9 @@ impl Session {
                 });
                 tool.parent = Some(turn_id.clone());
                 tool.requested_at = Some(end);
+                if str_field(b, "name").as_deref() == Some(TASK_TOOL) {
+                    spawn_requests.push((id_for_spawn.clone(), b.get("arguments").cloned()));
+                }
                 if tool.name.is_empty() {
                     tool.name = str_field(b, "name").unwrap_or_default();
                 }
@@ -1144,6 +1276,10 @@ impl Session {
                     });
                 }
             }
+        }
+
+        for (id, args) in spawn_requests {
+            self.spawn_requested(&id, args.as_ref());
         }
 
         let t = self.trace();
@@ -1225,6 +1361,9 @@ impl Session {
             meta.insert("intent".into(), i.into());
         }
         obs.metadata = meta;
+        if tool.name == TASK_TOOL {
+            self.spawn_finished(id, &obs);
+        }
         if let Some(msg) = unfinished {
             obs.level = Level::Warning;
             obs.status_message = Some(msg.to_string());
@@ -1236,6 +1375,81 @@ impl Session {
         let t = self.trace();
         t.totals.tool_calls += 1;
         t.totals.tool_errors += u64::from(tool.is_error);
+    }
+
+    /// A `task` call was made: note what it asked for (its result names the agents later).
+    fn spawn_requested(&mut self, tool_call_id: &str, args: Option<&Value>) {
+        let trace = self.trace().ctx.clone();
+        let obs_id = self.obs_id(&trace.id, &format!("tool/{tool_call_id}"));
+        let mut spawn = Spawn {
+            tool_call_id: tool_call_id.to_string(),
+            obs_id,
+            trace,
+            agent_ids: Vec::new(),
+            names: Vec::new(),
+            tasks: Vec::new(),
+        };
+        if let Some(a) = args {
+            // Flat form `{name?, agent, task}` or batch form `{context, tasks: [{name?, task}]}`.
+            let items = a
+                .get("tasks")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().collect::<Vec<_>>())
+                .unwrap_or_else(|| vec![a]);
+            for item in items {
+                spawn
+                    .names
+                    .extend(str_field(item, "name").filter(|n| !n.is_empty()));
+                spawn
+                    .tasks
+                    .extend(str_field(item, "task").filter(|t| !t.is_empty()));
+            }
+        }
+        self.spawns.retain(|s| s.tool_call_id != tool_call_id);
+        self.spawns.push(spawn);
+    }
+
+    /// A `task` call's observation is complete: its result's details name the agents.
+    fn spawn_finished(&mut self, tool_call_id: &str, obs: &Observation) {
+        let details = obs.output.as_ref().and_then(|o| o.get("details"));
+        let mut ids = Vec::new();
+        for list in ["results", "progress"] {
+            for r in details
+                .and_then(|d| d.get(list))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                ids.extend(str_field(r, "id"));
+            }
+        }
+        ids.extend(
+            details
+                .and_then(|d| d.pointer("/async/jobId"))
+                .and_then(Value::as_str)
+                .map(String::from),
+        );
+        ids.sort();
+        ids.dedup();
+        match self
+            .spawns
+            .iter_mut()
+            .find(|s| s.tool_call_id == tool_call_id)
+        {
+            Some(s) => {
+                s.agent_ids = ids;
+                s.obs_id = obs.id.clone();
+                s.trace = obs.trace.clone();
+            }
+            None => self.spawns.push(Spawn {
+                tool_call_id: tool_call_id.to_string(),
+                obs_id: obs.id.clone(),
+                trace: obs.trace.clone(),
+                agent_ids: ids,
+                names: Vec::new(),
+                tasks: Vec::new(),
+            }),
+        }
     }
 
     fn close_compaction(&mut self, end_event: Option<Value>, level: Level, out: &mut Vec<Record>) {
@@ -1433,7 +1647,15 @@ impl Session {
             self.close_compaction(None, Level::Warning, out);
         }
         let tools = std::mem::take(&mut self.tools);
-        for (id, tool) in tools {
+        for (id, mut tool) in tools {
+            if how == Close::Ended && tool.name == YIELD_TOOL {
+                // A subagent's `yield` is how it finishes, never recorded as done.
+                tool.is_error = false;
+                tool.end.get_or_insert_with(|| self.now());
+                let output = tool.args.clone();
+                self.emit_tool(&id, tool, output, None, out);
+                continue;
+            }
             let why = if how == Close::Ended {
                 "still running when omp exited"
             } else {
@@ -1513,12 +1735,28 @@ impl Session {
             }),
         );
         meta.insert("cost_usd".into(), json!(round_usd(tot.cost)));
+        let (parent_id, name) = match &self.nest {
+            Some(n) => {
+                for (k, v) in &n.metadata {
+                    meta.insert(k.clone(), v.clone());
+                }
+                if let Some(id) = &self.header.id {
+                    meta.insert("omp_session_id".into(), id.clone().into());
+                }
+                (Some(n.parent_id.clone()), n.name.clone())
+            }
+            None => (None, "omp".to_string()),
+        };
+        self.last_anchor = Some(Anchor {
+            trace: t.ctx.clone(),
+            root_id: t.root_id.clone(),
+        });
         out.push(Record::Observation(Observation {
             id: t.root_id.clone(),
             trace: t.ctx.clone(),
-            parent_id: None,
+            parent_id,
             kind: ObsKind::Agent,
-            name: "omp".into(),
+            name,
             start,
             end: end.max(start),
             input: t.input.clone(),
@@ -1528,6 +1766,9 @@ impl Session {
             status_message: status,
             generation: None,
         }));
+        if self.nest.is_some() {
+            return;
+        }
         out.push(Record::Trace(TraceRecord {
             ctx: t.ctx,
             input: t.input,

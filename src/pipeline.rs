@@ -151,7 +151,7 @@ impl<'a> Downstream<'a> {
         }
     }
 
-    fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
+    pub fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
         for rec in records.drain(..) {
             let sid = rec.trace().session_id.as_str();
             let keep = match self.kept.get(sid) {
@@ -192,6 +192,26 @@ pub fn read_source(
     down: &mut Downstream<'_>,
     summary: &mut Summary,
 ) -> Result<()> {
+    read_into(
+        source,
+        stop,
+        cfg,
+        &mut Mapper::new(map_cfg.clone()),
+        down,
+        summary,
+    )
+}
+
+/// Read one source to its end through a given mapper (`backfill` nests subagent files and
+/// reads what their parents spawned from it afterwards).
+pub fn read_into(
+    source: &Source,
+    stop: &Stop,
+    cfg: &Config,
+    mapper: &mut Mapper,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+) -> Result<()> {
     let name = source.display();
     let reader = source
         .open()
@@ -204,7 +224,6 @@ pub fn read_source(
     let reader = stop.guard(reader, blocking);
     summary.sources += 1;
     let mut lines = Lines::new(reader);
-    let mut mapper = Mapper::new(map_cfg.clone());
     let mut detector = Detector::default();
     // Lines held back until the format is known.
     let mut pending: Vec<(u64, Value)> = Vec::new();
@@ -272,7 +291,7 @@ pub fn read_source(
                     &name,
                     number,
                     &mut events,
-                    &mut mapper,
+                    mapper,
                     &mut records,
                     summary,
                     &mut warned_types,
@@ -289,7 +308,7 @@ pub fn read_source(
                             &name,
                             n,
                             &mut events,
-                            &mut mapper,
+                            mapper,
                             &mut records,
                             summary,
                             &mut warned_types,
@@ -317,7 +336,7 @@ pub fn read_source(
             &name,
             n,
             &mut events,
-            &mut mapper,
+            mapper,
             &mut records,
             summary,
             &mut warned_types,
@@ -330,7 +349,7 @@ pub fn read_source(
             &name,
             0,
             &mut events,
-            &mut mapper,
+            mapper,
             &mut records,
             summary,
             &mut warned_types,
@@ -396,7 +415,8 @@ fn feed(
 }
 
 /// A non-fatal input problem on stderr: `omp-langfuse: warning: source:line: reason`.
-fn warn(source: &str, line: u64, reason: &str) {
+pub fn warn(source: &str, line: u64, reason: &str) {
+    crate::progress::clear_line();
     if line == 0 {
         eprintln!("omp-langfuse: warning: {source}: {reason}");
     } else {
