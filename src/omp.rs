@@ -258,6 +258,29 @@ pub enum Ev {
     Unknown(String),
 }
 
+/// With `--events=-` the bridge's lines share omp's stdout with omp's own `--mode json`
+/// lines, which report the same events again (without times or session ids). A bridge line
+/// carries numeric `seq` and `ts`; once a source has shown one, its other lines are
+/// duplicates and are dropped, except the session header (omp prints its only copy).
+/// Checked with the real omp 18.2.3: the bridge's `session_start` is the first line.
+#[derive(Debug, Default)]
+pub struct BridgeFilter {
+    bridge_seen: bool,
+}
+
+impl BridgeFilter {
+    /// Whether a parsed line should be decoded.
+    pub fn keep(&mut self, v: &Value) -> bool {
+        let is_bridge =
+            v.get("seq").is_some_and(Value::is_number) && v.get("ts").is_some_and(Value::is_number);
+        if is_bridge {
+            self.bridge_seen = true;
+            return true;
+        }
+        !self.bridge_seen || v.get("type").and_then(Value::as_str) == Some("session")
+    }
+}
+
 /// Types the stream decoders know and deliberately ignore.
 const STREAM_IGNORED: &[&str] = &[
     "message_start",
@@ -460,6 +483,21 @@ mod tests {
         let ext_ts = [json!({"type":"agent_start","ts":1787588411980i64,"sessionId":"s"})];
         assert_eq!(detect(&ext_ts), Format::Extension);
         assert_eq!(detect(&[json!({"type":"whatever"})]), Format::Live);
+    }
+
+    #[test]
+    fn json_lines_beside_bridge_lines_are_dropped() {
+        let mut f = BridgeFilter::default();
+        // A source without bridge lines keeps everything.
+        assert!(f.keep(&json!({"type":"agent_start"})));
+        assert!(f.keep(&json!({"type":"session_start","ts":1,"seq":0,"sessionId":"s"})));
+        assert!(f.keep(&json!({"type":"session","id":"s"})));
+        assert!(!f.keep(&json!({"type":"agent_start"})));
+        assert!(f.keep(&json!({"type":"agent_start","ts":2,"seq":1,"sessionId":"s"})));
+        // A raw extension stream (no seq) is not a bridge stream.
+        let mut raw = BridgeFilter::default();
+        assert!(raw.keep(&json!({"type":"session_start","ts":1})));
+        assert!(raw.keep(&json!({"type":"agent_start"})));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::encode::Encoder;
 use crate::input::{Lines, Next, Source, is_blank};
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
-use crate::omp::{Detector, Ev, Event, Format, decode_stream};
+use crate::omp::{BridgeFilter, Detector, Ev, Event, Format, decode_stream};
 use crate::sender::Report;
 use crate::session_log::LogDecoder;
 use crate::signals::{Blocking, Stop};
@@ -231,6 +231,7 @@ pub fn read_into(
     let mut events = Vec::new();
     let mut records = Vec::new();
     let mut warned_types: BTreeSet<String> = BTreeSet::new();
+    let mut bridge = BridgeFilter::default();
 
     loop {
         let next = lines
@@ -284,6 +285,9 @@ pub fn read_into(
                 }
             }
         };
+        if !bridge.keep(&value) {
+            continue;
+        }
         match &mut decoder {
             Some(d) => {
                 decode(d, value, &mut events);
