@@ -420,13 +420,24 @@ function isRegularFileOrAbsent(path: string): boolean {
  * Turn the flag into a destination. omp parses a string flag's value from `--events=V`
  * or `--events V` (when V does not start with "-"). A bare `--events` at the end of the
  * command line or before another flag leaves the value unset, so argv is checked for it.
+ * argv is also all a subagent session has: omp 18.2.3 runs the extension there without
+ * the flag's value, and its lines must go where the parent's go (checked with the real omp:
+ * reading only "is --events there" sent a subagent's lines to the parent's stdout).
  */
 export function resolveDestination(flag: unknown, argv: readonly string[]): Destination {
-	if (typeof flag === "string" && flag !== "") return flag === "-" ? { kind: "stdout" } : { kind: "file", path: flag };
+	const fromValue = (v: string): Destination => (v === "" || v === "-" ? { kind: "stdout" } : { kind: "file", path: v });
+	if (typeof flag === "string" && flag !== "") return fromValue(flag);
 	if (flag === true) return { kind: "stdout" };
 	const end = argv.indexOf("--");
 	const options = end === -1 ? argv : argv.slice(0, end);
-	if (options.includes("--events") || options.includes("--events=")) return { kind: "stdout" };
+	for (let i = 0; i < options.length; i++) {
+		const arg = options[i];
+		if (arg.startsWith("--events=")) return fromValue(arg.slice("--events=".length));
+		if (arg === "--events") {
+			const next = options[i + 1];
+			return next !== undefined && !next.startsWith("-") ? fromValue(next) : { kind: "stdout" };
+		}
+	}
 	return { kind: "off" };
 }
 

@@ -243,14 +243,18 @@ impl Mapper {
         at: Option<Millis>,
         out: &mut Vec<Record>,
     ) {
+        // Lines that name their session (extension events) interleave sessions: a subagent's
+        // bridge lines go to the same file as its parent's, which runs on meanwhile.
+        let interleaved = line_session.is_some();
         if header.id.is_none() {
             header.id = line_session;
         }
         if header.timestamp.is_none() {
             header.timestamp = at;
         }
-        // A new header ends the session that lines without ids were going to.
-        if let Some(cur) = self.current.take()
+        // Otherwise a new header ends the session that lines without ids were going to.
+        if !interleaved
+            && let Some(cur) = self.current.take()
             && header.id.as_deref() != Some(cur.as_str())
             && !self.ended.contains(&cur)
         {
@@ -2238,6 +2242,39 @@ mod tests {
         );
         let (obs, _, _) = run(TracePer::Session, &lines);
         assert_eq!(obs.iter().filter(|o| o.parent_id.is_none()).count(), 1);
+    }
+
+    #[test]
+    fn a_subagents_lines_in_the_same_stream_do_not_close_its_parent() {
+        let mut m = Mapper::new(cfg(TracePer::Session));
+        let mut out = Vec::new();
+        let ev = |session: &str, ev: Ev| Event {
+            at: Some(1_000),
+            session: Some(session.into()),
+            context: None,
+            ev,
+        };
+        for e in [
+            ev("parent", Ev::Session(Header::default())),
+            ev("parent", Ev::Message(user("go", 1_000))),
+            ev("sub", Ev::Session(Header::default())),
+            ev("sub", Ev::SessionEnd(json!({}))),
+            ev("parent", Ev::Message(assistant(1_100, "stop", &[]))),
+            ev("parent", Ev::SessionEnd(json!({}))),
+        ] {
+            m.push(e, &mut out);
+        }
+        m.finish(&mut out);
+        let roots: Vec<&Observation> = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Observation(o) if o.kind == ObsKind::Agent => Some(o),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(roots.len(), 2, "one root per session, none closed early");
+        assert!(roots.iter().all(|r| r.level == Level::Default));
+        assert_eq!(m.stats.sessions, 2);
     }
 
     #[test]

@@ -260,12 +260,17 @@ pub enum Ev {
 
 /// With `--events=-` the bridge's lines share omp's stdout with omp's own `--mode json`
 /// lines, which report the same events again (without times or session ids). A bridge line
-/// carries numeric `seq` and `ts`; once a source has shown one, its other lines are
-/// duplicates and are dropped, except the session header (omp prints its only copy).
-/// Checked with the real omp 18.2.3: the bridge's `session_start` is the first line.
+/// carries numeric `seq` and `ts`. omp's own lines belong to the session of omp's header
+/// line; once bridge lines report that session, omp's lines are duplicates and are dropped,
+/// except the header itself (omp prints its only copy). Bridge lines of other sessions (a
+/// subagent's) drop nothing. Checked with the real omp 18.2.3: the bridge's
+/// `session_start` is the first line, before omp's header.
 #[derive(Debug, Default)]
 pub struct BridgeFilter {
-    bridge_seen: bool,
+    /// Sessions the bridge reported.
+    bridge_sessions: std::collections::HashSet<String>,
+    /// The session of omp's own header line.
+    json_session: Option<String>,
 }
 
 impl BridgeFilter {
@@ -274,10 +279,20 @@ impl BridgeFilter {
         let is_bridge =
             v.get("seq").is_some_and(Value::is_number) && v.get("ts").is_some_and(Value::is_number);
         if is_bridge {
-            self.bridge_seen = true;
+            if let Some(s) = v.get("sessionId").and_then(Value::as_str) {
+                self.bridge_sessions.insert(s.to_string());
+            }
             return true;
         }
-        !self.bridge_seen || v.get("type").and_then(Value::as_str) == Some("session")
+        if v.get("type").and_then(Value::as_str) == Some("session") {
+            self.json_session = str_field(v, "id");
+            return true;
+        }
+        match &self.json_session {
+            Some(s) => !self.bridge_sessions.contains(s),
+            // No header (yet): duplicates when the bridge is talking at all.
+            None => self.bridge_sessions.is_empty(),
+        }
     }
 }
 
@@ -494,6 +509,11 @@ mod tests {
         assert!(f.keep(&json!({"type":"session","id":"s"})));
         assert!(!f.keep(&json!({"type":"agent_start"})));
         assert!(f.keep(&json!({"type":"agent_start","ts":2,"seq":1,"sessionId":"s"})));
+        // A subagent's bridge lines in the parent's json stream drop none of the parent's.
+        let mut parent = BridgeFilter::default();
+        assert!(parent.keep(&json!({"type":"session","id":"p"})));
+        assert!(parent.keep(&json!({"type":"agent_start","ts":2,"seq":0,"sessionId":"sub"})));
+        assert!(parent.keep(&json!({"type":"turn_end"})));
         // A raw extension stream (no seq) is not a bridge stream.
         let mut raw = BridgeFilter::default();
         assert!(raw.keep(&json!({"type":"session_start","ts":1})));

@@ -405,6 +405,10 @@ describe("the --events flag", () => {
 		["bare --events before another flag", { flag: undefined, argv: ["--events", "--mode", "json", "p1"] }, "stdout"],
 		["--events after -- is a prompt", { flag: undefined, argv: ["--mode", "json", "--", "--events"] }, "off"],
 		["no flag", { flag: undefined, argv: ["--mode", "json", "p1"] }, "off"],
+		// A subagent session gets no flag value, only the process's argv.
+		["subagent of --events PATH", { flag: undefined, argv: ["--mode", "json", "--events", "FILE", "p1"] }, "file"],
+		["subagent of --events=PATH", { flag: undefined, argv: ["--events=FILE", "p1"] }, "file"],
+		["subagent of --events=-", { flag: undefined, argv: ["--mode", "json", "--events=-", "p1"] }, "stdout"],
 	];
 	for (const [label, { flag, argv }, kind] of cases) {
 		test(`${label} -> ${kind}`, () => {
