@@ -177,8 +177,26 @@ impl Facts {
         let mut headers = 0;
         let mut session_ids = BTreeSet::new();
         let mut session_starts = 0;
+        // `--events=-`: omp's own json lines repeat what the bridge's lines (numeric `seq`
+        // and `ts`) report for the same session; only the bridge's count.
+        let is_bridge = |v: &Value| {
+            v.get("seq").is_some_and(Value::is_number) && v.get("ts").is_some_and(Value::is_number)
+        };
+        let bridged: BTreeSet<&str> = lines
+            .iter()
+            .filter(|v| is_bridge(v))
+            .filter_map(|v| v.get("sessionId").and_then(Value::as_str))
+            .collect();
+        let json_session = lines
+            .iter()
+            .find(|v| !is_bridge(v) && v.get("type").and_then(Value::as_str) == Some("session"))
+            .and_then(|v| v.get("id").and_then(Value::as_str));
+        let duplicated = json_session.is_some_and(|s| bridged.contains(s));
         for v in lines {
             let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+            if duplicated && !is_bridge(v) && ty != "session" {
+                continue;
+            }
             if let Some(sid) = v.get("sessionId").and_then(Value::as_str) {
                 session_ids.insert(sid.to_string());
             }
