@@ -120,7 +120,11 @@ impl Capture {
             serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
         let files: Vec<String> = meta["sessionFiles"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let subagents = files
             .iter()
@@ -163,13 +167,21 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
     assert_eq!(ids.len(), spans.len(), "{at}: a span arrived twice");
     for s in spans {
         if let Some(p) = &s.parent_id {
-            assert!(ids.contains(p.as_str()), "{at}: orphan {} {}", s.kind(), s.name);
+            assert!(
+                ids.contains(p.as_str()),
+                "{at}: orphan {} {}",
+                s.kind(),
+                s.name
+            );
         }
     }
     // Subagents nest into the main session with backfill; the json stream does not see
     // them; the bridge reports them as sessions of their own.
     let nested = way == Way::Backfill;
-    let main: Vec<&SpanView> = spans.iter().filter(|s| s.session() == c.main.session_id).collect();
+    let main: Vec<&SpanView> = spans
+        .iter()
+        .filter(|s| s.session() == c.main.session_id)
+        .collect();
     let traces: HashSet<&str> = main.iter().map(|s| s.trace_id.as_str()).collect();
     assert_eq!(traces.len(), 1, "{at}: one trace per session");
     let roots: Vec<&&SpanView> = main.iter().filter(|s| s.parent_id.is_none()).collect();
@@ -180,7 +192,10 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
     let sub_assistants: usize = c.subagents.iter().map(|(_, r)| r.assistants).sum();
     let sub_errors: usize = c.subagents.iter().map(|(_, r)| r.tool_errors).sum();
     let (want_gens, want_errors) = if nested {
-        (c.main.assistants + sub_assistants, c.main.tool_errors + sub_errors)
+        (
+            c.main.assistants + sub_assistants,
+            c.main.tool_errors + sub_errors,
+        )
     } else {
         (c.main.assistants, c.main.tool_errors)
     };
@@ -189,8 +204,16 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
             .filter(|s| s.kind() == kind && level.is_none_or(|l| s.level() == l))
             .count()
     };
-    assert_eq!(count("generation", None), want_gens, "{at}: generations = assistant messages");
-    assert_eq!(count("tool", Some("ERROR")), want_errors, "{at}: failed tools are errors");
+    assert_eq!(
+        count("generation", None),
+        want_gens,
+        "{at}: generations = assistant messages"
+    );
+    assert_eq!(
+        count("tool", Some("ERROR")),
+        want_errors,
+        "{at}: failed tools are errors"
+    );
     if c.killed {
         assert_eq!(root.level(), "WARNING", "{at}: a killed session's root");
         assert!(count("tool", None) > 0, "{at}: the running tool");
@@ -209,11 +232,21 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
         assert_eq!(root.level(), "DEFAULT", "{at}: root of a finished session");
     }
     if c.name == "compact" {
-        assert!(main.iter().any(|s| s.name == "compaction"), "{at}: compaction span");
+        assert!(
+            main.iter().any(|s| s.name == "compaction"),
+            "{at}: compaction span"
+        );
     }
     if c.name == "retry" {
-        assert_eq!(count("generation", Some("ERROR")), 1, "{at}: the failed attempt");
-        assert!(main.iter().any(|s| s.name == "auto-retry"), "{at}: retry event");
+        assert_eq!(
+            count("generation", Some("ERROR")),
+            1,
+            "{at}: the failed attempt"
+        );
+        assert!(
+            main.iter().any(|s| s.name == "auto-retry"),
+            "{at}: retry event"
+        );
     }
 
     for (path, sub) in &c.subagents {
@@ -233,8 +266,10 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
                 );
             }
             Way::Events => {
-                let own: Vec<&SpanView> =
-                    spans.iter().filter(|s| s.session() == sub.session_id).collect();
+                let own: Vec<&SpanView> = spans
+                    .iter()
+                    .filter(|s| s.session() == sub.session_id)
+                    .collect();
                 let gens = own.iter().filter(|s| s.kind() == "generation").count();
                 assert_eq!(gens, sub.assistants, "{at}: the subagent's own session");
             }
@@ -242,7 +277,11 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
         }
     }
     let sessions: HashSet<&str> = spans.iter().map(|s| s.session()).collect();
-    let want_sessions = if way == Way::Events { 1 + c.subagents.len() } else { 1 };
+    let want_sessions = if way == Way::Events {
+        1 + c.subagents.len()
+    } else {
+        1
+    };
     assert_eq!(sessions.len(), want_sessions, "{at}: sessions {sessions:?}");
 }
 
@@ -280,7 +319,12 @@ fn check_dry(c: &Capture) -> usize {
             .filter(|s| s.session() == c.main.session_id)
             .map(|s| s.trace_id.as_str())
             .collect();
-        assert_eq!(traces.len(), c.main.prompts, "{} via {way:?}: traces per prompt", c.name);
+        assert_eq!(
+            traces.len(),
+            c.main.prompts,
+            "{} via {way:?}: traces per prompt",
+            c.name
+        );
         checked += 1;
     }
     checked
@@ -288,7 +332,9 @@ fn check_dry(c: &Capture) -> usize {
 
 #[test]
 fn real_omp_captures_round_trip_through_the_dry_run() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("real");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("real");
     let mut checked = 0;
     for name in SCENARIOS {
         let dir = root.join(name);
@@ -300,7 +346,10 @@ fn real_omp_captures_round_trip_through_the_dry_run() {
     // Every scenario's bridge output at least, plus stdout and the session.
     assert!(checked >= 3 * 5, "only {checked} captures checked");
     let two = Capture::load(&root.join("two-prompts"));
-    assert_eq!(two.main.prompts, 2, "the two-prompts capture has two prompts");
+    assert_eq!(
+        two.main.prompts, 2,
+        "the two-prompts capture has two prompts"
+    );
 }
 
 /// Pipe `input` into omp-langfuse (or backfill it), delivering to `mock`.
@@ -317,7 +366,11 @@ fn deliver(mock: &MockLangfuse, input: &Path, way: Way) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = if way == Way::Backfill {
-        cmd.arg("backfill").arg(input).stdin(Stdio::null()).spawn().unwrap()
+        cmd.arg("backfill")
+            .arg(input)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
     } else {
         let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
         let data = std::fs::read(input).unwrap();
@@ -369,7 +422,10 @@ fn real_omp_sessions_arrive_in_langfuse() {
         eprintln!(
             "\n{banner}\n!! REAL-OMP END-TO-END TEST DID NOT RUN: {reason}\n!! Set {REQUIRE_ENV}=1 where the npm registry works to make this a failure.\n{banner}\n"
         );
-        assert!(!require, "{REQUIRE_ENV} is set, but run.sh skipped: {reason}");
+        assert!(
+            !require,
+            "{REQUIRE_ENV} is set, but run.sh skipped: {reason}"
+        );
         return;
     }
     assert!(run.status.success(), "run.sh failed:\n{stdout}\n{stderr}");
@@ -395,5 +451,9 @@ fn real_omp_sessions_arrive_in_langfuse() {
         // And the same capture through the dry run.
         check_dry(&c);
     }
-    assert_eq!(checked, 3 * SCENARIOS.len() - 1, "combined has no events file");
+    assert_eq!(
+        checked,
+        3 * SCENARIOS.len() - 1,
+        "combined has no events file"
+    );
 }
