@@ -355,11 +355,16 @@ impl Cli {
                 since: w.since.as_deref().map(parse_date).transpose()?,
             }),
         };
-        let output = match self.dry_run {
+        let mut output = match self.dry_run {
             Some(DryRunWire::Ingestion) => Output::DryRun(Wire::Ingestion),
             Some(DryRunWire::Otlp) => Output::DryRun(Wire::Otlp),
             None => Output::Send(Box::new(delivery_config(&self)?)),
         };
+        // backfill draws its own progress line; two lines redrawn in place would fight.
+        if let (Output::Send(d), Mode::Backfill(_), None) = (&mut output, &mode, &self.ui_indicator)
+        {
+            d.indicator = crate::status::Indicator::Off;
+        }
         let sources = if self.files.is_empty() {
             vec![Source::Stdin]
         } else {

@@ -144,7 +144,7 @@ pub fn run(
         if full {
             last_full = Some(Instant::now());
         }
-        watcher.poll(full)?;
+        watcher.poll(full, stop)?;
         if stop.wait(POLL_EVERY) {
             break;
         }
@@ -161,7 +161,7 @@ pub fn run(
 }
 
 impl Watcher<'_, '_> {
-    fn poll(&mut self, full: bool) -> Result<()> {
+    fn poll(&mut self, full: bool, stop: &Stop) -> Result<()> {
         let mut candidates = BTreeSet::new();
         if full {
             let mut errors = Vec::new();
@@ -180,6 +180,10 @@ impl Watcher<'_, '_> {
         // Path order: a parent file (`X.jsonl`) before its subagents (`X/…`), so a spawning
         // `task` call is read before the subagent it spawned.
         for path in candidates {
+            // The first poll may read a long backlog: a stop must not wait for all of it.
+            if stop.requested() {
+                break;
+            }
             self.look_at(&path)?;
         }
         Ok(())
