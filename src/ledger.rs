@@ -140,6 +140,10 @@ impl Ledger {
         let mut result = Ok(());
         for (session, lines) in by_session {
             let path = self.dir.join(file_name(session));
+            // A session its reader is done with keeps no file open between batches: a
+            // backfill reads far ahead of delivery, and one open file per session in flight
+            // would grow with the sessions (not fsynced at the end; see `release`).
+            let transient = self.release_later.contains(session);
             let s = self.session(session);
             for key in lines.lines() {
                 s.keys.insert(key.into(), Mark::Sent);
@@ -159,6 +163,10 @@ impl Ledger {
                     result = Err(e);
                 }
                 s.dirty = true;
+            }
+            if transient {
+                s.file = None;
+                s.dirty = false;
             }
         }
         if !self.pending.is_empty() {

@@ -353,8 +353,16 @@ fn backfill_delivers_a_generated_directory_exactly_once_then_nothing() {
     let mut c = cmd(&mock.url(), state.path());
     // The default sessions directory, found the way omp finds it.
     c.env("PI_CODING_AGENT_DIR", home.path()).arg("backfill");
-    let out = wait_bounded(c.spawn().unwrap(), Duration::from_secs(120));
+    let child = c.spawn().unwrap();
+    let fds = FdWatch::start(child.id());
+    let out = wait_bounded(child, Duration::from_secs(120));
     let took = t0.elapsed();
+    let most_fds = fds.stop();
+    // One session at a time: the open files do not grow with the sessions read.
+    assert!(
+        most_fds <= MAX_OPEN_FILES,
+        "{most_fds} files open at once while reading {SESSIONS} sessions"
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     let files = SESSIONS + SESSIONS / KINDS.len();
@@ -389,7 +397,7 @@ fn backfill_delivers_a_generated_directory_exactly_once_then_nothing() {
     );
     check_structure(&accepted, &generated);
     eprintln!(
-        "backfill: {files} files, {expected} observations in {:.2} s ({:.0} sessions/s, {:.0} observations/s, debug build)",
+        "backfill: {files} files, {expected} observations in {:.2} s ({:.0} sessions/s, {:.0} observations/s), at most {most_fds} files open",
         took.as_secs_f64(),
         files as f64 / took.as_secs_f64(),
         expected as f64 / took.as_secs_f64()
@@ -432,6 +440,40 @@ fn backfill_delivers_a_generated_directory_exactly_once_then_nothing() {
     );
     assert_eq!(mock.posts(), posts, "nothing new in it to send");
     assert_once(&mock);
+}
+
+/// Open files allowed at once during a backfill of `SESSIONS` sessions (stdio, the sockets,
+/// the spool and ledger, one session file, a few of the runtime's): far below one per session.
+const MAX_OPEN_FILES: usize = 24;
+
+/// Samples how many files a process has open (Linux `/proc`; elsewhere it reports 0).
+struct FdWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl FdWatch {
+    fn start(pid: u32) -> FdWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let dir = format!("/proc/{pid}/fd");
+            let mut most = 0;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(entries) = fs::read_dir(&dir) {
+                    most = most.max(entries.count());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        });
+        FdWatch { stop, thread }
+    }
+
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
 }
 
 fn find_file(root: &Path, id: &str) -> PathBuf {
