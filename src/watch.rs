@@ -109,8 +109,15 @@ pub fn run(
     summary: &mut Summary,
     delivery: Option<&Delivery>,
 ) -> Result<()> {
-    if !w.dir.is_dir() {
+    if w.dir.exists() && !w.dir.is_dir() {
         return Err(anyhow!("{}: not a directory", w.dir.display()));
+    }
+    if !w.dir.exists() && !cfg.quiet {
+        // A service may start before omp ever ran: wait for omp to create it.
+        eprintln!(
+            "omp-langfuse: {} does not exist yet; waiting for omp to create it",
+            w.dir.display()
+        );
     }
     if let Some(d) = delivery {
         d.start_tracking();

@@ -780,3 +780,84 @@ fn watch_closes_idle_sessions_and_a_restart_goes_on_without_duplicates() {
     let out = wait_bounded(watch, Duration::from_secs(15));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn watch_nests_a_subagent_under_the_task_call_that_spawned_it() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let state = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-project");
+    fs::create_dir(&project).unwrap();
+    let watch = start_watch(&mock, state.path(), root.path(), "60");
+
+    // The parent asks for a subagent; omp creates its artifacts directory at once.
+    let id = "01900000-0000-7000-8000-0000000000cc";
+    let t = 1_790_000_200_000;
+    let path = project.join(file_name(t, id));
+    fs::create_dir(path.with_extension("")).unwrap();
+    let mut log = Log::new(id, t, None);
+    log.user("delegate");
+    log.tool_start("call-1", "task");
+    let task = "Say hello.";
+    log.assistant(
+        "Delegating.",
+        Some(("call-1", "task", json!({"agent":"task","task":task}))),
+    );
+    fs::write(&path, log.text()).unwrap();
+    arrives(&mock, "the parent's first generation", |s| {
+        count(s, "generation") == 1
+    });
+
+    // The subagent runs to its end while the task call is still open (its result, naming
+    // the agent, comes after): it is matched by its assignment.
+    let mut sub = Log::new("sub-cc", t + 500, Some(&path));
+    sub.entry(json!({"type":"session_init","systemPrompt":"…",
+        "task":format!("Complete assignment thoroughly:\n\n{task}"),"tools":["yield"],"agent":"task"}));
+    sub.message(
+        json!({"role":"user","content":[{"type":"text","text":task}],"attribution":"agent"}),
+    );
+    sub.tool_start("y-1", "yield");
+    sub.assistant("Hello.", Some(("y-1", "yield", json!({"data":"hello"}))));
+    sub.exit(json!([{"toolCallId":"y-1","toolName":"yield"}]));
+    fs::write(path.with_extension("").join("Scout.jsonl"), sub.text()).unwrap();
+    arrives(&mock, "the subagent's root", |s| count(s, "agent") == 1);
+
+    let before = log.lines.len();
+    log.tool_result(
+        "call-1",
+        "task",
+        "<task-result/>",
+        false,
+        json!({"results":[{"id":"Scout"}]}),
+    );
+    log.assistant("It said hello.", None);
+    log.exit(json!([]));
+    let rest: String = log.lines[before..]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    append(&path, &rest);
+    arrives(&mock, "the parent's root", |s| count(s, "agent") == 2);
+    assert_once(&mock);
+    let spans = mock.accepted();
+    let by_id: HashMap<&str, &SpanView> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let sub_root = spans
+        .iter()
+        .find(|s| s.name == "subagent Scout")
+        .expect("the subagent's root");
+    let task_call = by_id[sub_root.parent_id.as_deref().expect("nested")];
+    assert_eq!(
+        (task_call.kind(), task_call.name.as_str()),
+        ("tool", "task")
+    );
+    assert_eq!(
+        sub_root.attr("langfuse.observation.metadata.linked_by"),
+        Some("task assignment")
+    );
+    let traces: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+    assert_eq!(traces.len(), 1, "one trace for the parent and its subagent");
+    assert!(spans.iter().all(|s| s.session() == id));
+    terminate(&watch);
+    let out = wait_bounded(watch, Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
