@@ -332,9 +332,6 @@ pub fn parse_from(args: &[&str]) -> Result<Cli, clap::Error> {
 impl Cli {
     /// Validate and resolve.
     pub fn into_config(self) -> Result<Config> {
-        if self.command.is_some() && !self.files.is_empty() {
-            bail!("FILE arguments go after `backfill` (as PATHs), not before a subcommand");
-        }
         let mode = match &self.command {
             None => Mode::Pipe,
             Some(Command::Backfill(b)) => Mode::Backfill(BackfillConfig {
