@@ -18,6 +18,7 @@ use crate::model::{
     trace_id,
 };
 use crate::omp::{Ev, Event, Header, as_millis, str_field};
+use crate::subagents;
 
 /// Longest trace name derived from a prompt or goal (Langfuse drops propagated trace
 /// attributes over 200 characters).
@@ -123,6 +124,13 @@ pub struct Spawn {
 pub struct Anchor {
     pub trace: Arc<TraceCtx>,
     pub root_id: String,
+}
+
+/// A subagent nested by its stream: which session is its parent, and its agent id.
+#[derive(Debug, Clone)]
+struct NestLink {
+    parent_key: String,
+    agent_id: String,
 }
 
 /// The state machine for all sessions of one input source.
@@ -286,16 +294,77 @@ impl Mapper {
         // the same session id (the id also folds in the session's first time).
         let anon_seed = format!("anonymous#{}", self.anon);
         self.stats.sessions += 1;
-        self.sessions.insert(
-            key.clone(),
-            Session::new(self.cfg.clone(), self.nest.clone(), id, anon_seed, header),
-        );
+        let (nest, link) = match &self.nest {
+            Some(n) => (Some(n.clone()), None),
+            None => self.stream_nest(&header),
+        };
+        let mut session = Session::new(self.cfg.clone(), nest, id, anon_seed, header);
+        session.nest_link = link;
+        self.sessions.insert(key.clone(), session);
         self.current = Some(key.clone());
         key
     }
 
+    /// A subagent whose bridge lines share the stream with its parent's (the bridge names the
+    /// parent on `session_start`) goes into the parent's trace, like a subagent file does.
+    fn stream_nest(&self, header: &Header) -> (Option<Arc<Nest>>, Option<NestLink>) {
+        let Some(parent_key) = header
+            .parent_session
+            .as_deref()
+            .map(subagents::parent_session_id)
+        else {
+            return (None, None);
+        };
+        let Some(parent) = self.sessions.get(&parent_key) else {
+            return (None, None);
+        };
+        let (Some(anchor), Some(agent_id)) = (
+            parent.anchor(),
+            header
+                .file
+                .as_deref()
+                .and_then(subagents::agent_id_of)
+                .or_else(|| header.id.clone()),
+        ) else {
+            return (None, None);
+        };
+        let info = subagents::ParentInfo {
+            anchor,
+            spawns: parent.spawns.clone(),
+            key_prefix: parent
+                .nest
+                .as_ref()
+                .map(|n| n.key_prefix.clone())
+                .unwrap_or_default(),
+        };
+        let nest = subagents::nest_for(&info, &agent_id, None);
+        (
+            Some(Arc::new(nest)),
+            Some(NestLink {
+                parent_key,
+                agent_id,
+            }),
+        )
+    }
+
     fn close(&mut self, key: &str, how: Close, out: &mut Vec<Record>) {
         if let Some(mut s) = self.sessions.remove(key) {
+            // The parent's `task` result may have come in since the subagent began.
+            if let (Some(link), Some(nest)) = (&s.nest_link, &s.nest) {
+                let spawns: Vec<Spawn> = self
+                    .sessions
+                    .get(&link.parent_key)
+                    .map(|p| p.spawns.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(self.spawns.iter().cloned())
+                    .collect();
+                if let Some(n) =
+                    subagents::relink(nest, &spawns, &link.agent_id, s.first_user_text.as_deref())
+                {
+                    s.nest = Some(Arc::new(n));
+                }
+            }
             if how == Close::Eof {
                 self.stats.unterminated += u64::from(s.looks_unfinished());
             }
@@ -395,6 +464,10 @@ struct GoalState {
 struct Session {
     cfg: Arc<MapConfig>,
     nest: Option<Arc<Nest>>,
+    /// Set when the nest came from the stream (see `Mapper::stream_nest`).
+    nest_link: Option<NestLink>,
+    /// The first user message, whoever wrote it (a subagent's is its assignment).
+    first_user_text: Option<String>,
     /// `task` calls, for nesting subagent sessions.
     spawns: Vec<Spawn>,
     /// The last closed trace.
@@ -441,6 +514,8 @@ impl Session {
         Session {
             cfg,
             nest,
+            nest_link: None,
+            first_user_text: None,
             spawns: Vec::new(),
             last_anchor: None,
             id,
@@ -1043,6 +1118,9 @@ impl Session {
                 self.tool_result(m, at, out);
             }
             "user" => {
+                if self.first_user_text.is_none() {
+                    self.first_user_text = Some(message_text(&m));
+                }
                 let steering = m.get("steering").and_then(Value::as_bool) == Some(true)
                     || m.get("synthetic").and_then(Value::as_bool) == Some(true)
                     || m.get("attribution").and_then(Value::as_str) == Some("agent");
@@ -1653,9 +1731,14 @@ impl Session {
         let tools = std::mem::take(&mut self.tools);
         for (id, mut tool) in tools {
             if how == Close::Ended && tool.name == YIELD_TOOL {
-                // A subagent's `yield` is how it finishes, never recorded as done.
+                // A subagent's `yield` is how it finishes, never recorded as done: it takes
+                // no time of its own.
                 tool.is_error = false;
-                tool.end.get_or_insert_with(|| self.now());
+                let at = tool
+                    .start
+                    .or(tool.requested_at)
+                    .unwrap_or_else(|| self.now());
+                tool.end.get_or_insert(at);
                 let output = tool.args.clone();
                 self.emit_tool(&id, tool, output, None, out);
                 continue;
@@ -1720,7 +1803,14 @@ impl Session {
         };
         let Some(t) = self.trace.take() else { return };
         let tot = t.totals;
-        let start = t.ctx.timestamp;
+        let mut start = t.ctx.timestamp;
+        let mut end = end;
+        if self.nest.is_some() {
+            // The shared context carries the parent's start; a subagent spans its own work
+            // (omp disposes it a little after its last step, which is no part of it).
+            start = t.start.unwrap_or(start);
+            end = t.last.unwrap_or(end);
+        }
         let mut meta = Map::new();
         meta.insert("turns".into(), tot.turns.into());
         meta.insert("generations".into(), tot.generations.into());
@@ -2244,37 +2334,97 @@ mod tests {
         assert_eq!(obs.iter().filter(|o| o.parent_id.is_none()).count(), 1);
     }
 
+    /// A line of session `sid` as the bridge writes it.
+    fn bridged(sid: &str, mut line: Value, ts: i64) -> Value {
+        line["sessionId"] = sid.into();
+        line["ts"] = ts.into();
+        line
+    }
+
     #[test]
-    fn a_subagents_lines_in_the_same_stream_do_not_close_its_parent() {
-        let mut m = Mapper::new(cfg(TracePer::Session));
-        let mut out = Vec::new();
-        let ev = |session: &str, ev: Ev| Event {
-            at: Some(1_000),
-            session: Some(session.into()),
-            context: None,
-            ev,
-        };
-        for e in [
-            ev("parent", Ev::Session(Header::default())),
-            ev("parent", Ev::Message(user("go", 1_000))),
-            ev("sub", Ev::Session(Header::default())),
-            ev("sub", Ev::SessionEnd(json!({}))),
-            ev("parent", Ev::Message(assistant(1_100, "stop", &[]))),
-            ev("parent", Ev::SessionEnd(json!({}))),
-        ] {
-            m.push(e, &mut out);
-        }
-        m.finish(&mut out);
-        let roots: Vec<&Observation> = out
+    fn a_subagents_bridge_lines_nest_it_under_the_task_call() {
+        let parent_file = "/s/-p/2026-11-24T02-42-07-949Z_par.jsonl";
+        let task_call = json!({"type":"message_end","message":{"role":"assistant","content":[
+            {"type":"toolCall","id":"call-1","name":"task","arguments":{"agent":"task","task":"Say hi."}}],
+            "provider":"p","model":"m","usage":{"input":1,"output":1},"stopReason":"toolUse","timestamp":1_100}});
+        let task_result = json!({"type":"message_end","message":{"role":"toolResult","toolCallId":"call-1",
+            "toolName":"task","content":[{"type":"text","text":"done"}],
+            "details":{"results":[{"id":"Scout","task":"Complete:\n\nSay hi."}]},"isError":false,"timestamp":1_500}});
+        let sub_prompt = json!({"type":"message_end","message":{"role":"user","attribution":"agent",
+            "content":[{"type":"text","text":"Complete:\n\nSay hi."}],"timestamp":1_200}});
+        let lines = vec![
+            bridged(
+                "par",
+                json!({"type":"session_start","sessionFile":parent_file}),
+                1_000,
+            ),
+            bridged("par", user("go", 1_000), 1_000),
+            bridged("par", task_call, 1_100),
+            bridged(
+                "sub",
+                json!({"type":"session_start","parentSession":parent_file,
+                       "sessionFile":"/s/-p/2026-11-24T02-42-07-949Z_par/Scout.jsonl"}),
+                1_200,
+            ),
+            bridged("sub", sub_prompt, 1_200),
+            bridged("sub", assistant(1_300, "stop", &[]), 1_300),
+            // The task result (naming the agent) comes before the subagent's shutdown.
+            bridged("par", task_result, 1_500),
+            bridged("sub", json!({"type":"session_shutdown"}), 1_600),
+            bridged("par", assistant(1_700, "stop", &[]), 1_700),
+            bridged("par", json!({"type":"session_shutdown"}), 1_800),
+        ];
+        let (obs, traces, stats) = run(TracePer::Session, &lines);
+        assert_eq!(stats.sessions, 2);
+        let task = obs.iter().find(|o| o.name == "task").expect("task tool");
+        let sub_root = obs
             .iter()
-            .filter_map(|r| match r {
-                Record::Observation(o) if o.kind == ObsKind::Agent => Some(o),
-                _ => None,
-            })
-            .collect();
+            .find(|o| o.name == "subagent Scout")
+            .expect("nested root");
+        assert_eq!(sub_root.parent_id.as_deref(), Some(task.id.as_str()));
+        assert_eq!(sub_root.metadata["linked_by"], "task result");
+        assert!(obs.iter().all(|o| o.trace.id == task.trace.id), "one trace");
+        assert!(obs.iter().all(|o| o.trace.session_id == "par"));
+        assert!(obs.iter().all(|o| o.level == Level::Default));
+        let ids: std::collections::HashSet<&str> = obs.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids.len(), obs.len(), "keys stay apart");
+        assert!(
+            traces.iter().all(|t| t.ctx.session_id == "par"),
+            "no trace of its own"
+        );
+        // parent: root, turn, 2 generations, task; subagent: root, turn, generation.
+        assert_eq!(
+            obs.len(),
+            8,
+            "{:?}",
+            obs.iter().map(|o| &o.name).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_subagents_lines_without_a_parent_in_the_stream_are_a_session_of_their_own() {
+        let lines = vec![
+            bridged("par", json!({"type":"session_start"}), 1_000),
+            bridged("par", user("go", 1_000), 1_000),
+            bridged(
+                "sub",
+                json!({"type":"session_start","parentSession":"/x/2026-11-24T02-42-07-949Z_other.jsonl"}),
+                1_100,
+            ),
+            bridged("sub", assistant(1_200, "stop", &[]), 1_200),
+            bridged("sub", json!({"type":"session_shutdown"}), 1_300),
+            bridged("par", assistant(1_400, "stop", &[]), 1_400),
+            bridged("par", json!({"type":"session_shutdown"}), 1_500),
+        ];
+        let (obs, _, stats) = run(TracePer::Session, &lines);
+        assert_eq!(stats.sessions, 2);
+        let roots: Vec<&Observation> = obs.iter().filter(|o| o.kind == ObsKind::Agent).collect();
         assert_eq!(roots.len(), 2, "one root per session, none closed early");
-        assert!(roots.iter().all(|r| r.level == Level::Default));
-        assert_eq!(m.stats.sessions, 2);
+        assert!(
+            roots
+                .iter()
+                .all(|r| r.parent_id.is_none() && r.level == Level::Default)
+        );
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct Header {
     pub title: Option<String>,
     pub parent_session: Option<String>,
     pub version: Option<u64>,
+    /// The session's own file (the bridge's `sessionFile`): a subagent's is
+    /// `<parent stem>/<agent id>.jsonl`.
+    pub file: Option<String>,
 }
 
 impl Header {
@@ -171,6 +174,7 @@ impl Header {
             title: str_field(v, "title").filter(|t| !t.is_empty()),
             parent_session: str_field(v, "parentSession"),
             version: v.get("version").and_then(Value::as_u64),
+            file: str_field(v, "sessionFile"),
         }
     }
 }
@@ -362,7 +366,12 @@ pub fn decode_stream(mut v: Value) -> Event {
         .to_string();
     let ev = match ty.as_str() {
         "session" => Ev::Session(Header::from_value(&v)),
-        "session_start" => Ev::Session(Header::default()),
+        // The bridge adds where the session lives and, for a subagent, its parent.
+        "session_start" => Ev::Session(Header {
+            parent_session: str_field(&v, "parentSession"),
+            file: str_field(&v, "sessionFile"),
+            ..Header::default()
+        }),
         "agent_start" => Ev::RunStart,
         "agent_end" => {
             // json mode says `isTerminal:false`, extensions say `willContinue:true`;

@@ -112,6 +112,41 @@ pub fn nest_for(parent: &ParentInfo, agent_id: &str, init_task: Option<&str>) ->
     }
 }
 
+/// A better place for a nested session once its parent's `task` call can be matched (its
+/// result came in after the subagent began): under that call, in the same trace only.
+pub fn relink(nest: &Nest, spawns: &[Spawn], agent_id: &str, task: Option<&str>) -> Option<Nest> {
+    let (s, link) = find_spawn(spawns, agent_id, task)?;
+    if s.trace.id != nest.trace.id || s.obs_id == nest.parent_id {
+        return None;
+    }
+    let mut n = nest.clone();
+    n.parent_id = s.obs_id.clone();
+    n.metadata.insert("linked_by".into(), link.as_str().into());
+    n.metadata
+        .insert("task_tool_call_id".into(), s.tool_call_id.clone().into());
+    Some(n)
+}
+
+/// The session id a header's `parentSession` names: omp writes the parent's file path
+/// (`…/<time>_<id>.jsonl`) or, in some flows, the id itself.
+pub fn parent_session_id(parent_session: &str) -> String {
+    let name = parent_session
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(parent_session);
+    match crate::sessions::parse_name(name) {
+        Some((_, id)) => id,
+        None => name.trim_end_matches(".jsonl").to_string(),
+    }
+}
+
+/// The agent id in a subagent's session file path (its stem).
+pub fn agent_id_of(file: &str) -> Option<String> {
+    let name = file.rsplit(['/', '\\']).next()?;
+    let stem = name.strip_suffix(".jsonl")?;
+    (!stem.is_empty()).then(|| stem.to_string())
+}
+
 /// The assignment in a subagent file's `session_init` entry, from its first lines.
 pub fn read_init_task(path: &Path) -> Option<String> {
     let file = File::open(path).ok()?;
@@ -204,6 +239,20 @@ mod tests {
         assert_eq!(n.key_prefix, "agent/Nobody/");
         assert_eq!(n.metadata["linked_by"], "parent root");
         assert_eq!(nest_for(&parent, "GoldenLlama", None).parent_id, "obs-c2");
+    }
+
+    #[test]
+    fn parent_ids_and_agent_ids_from_paths() {
+        assert_eq!(
+            parent_session_id("/h/.omp/agent/sessions/-p/2026-11-24T02-42-07-949Z_01a2-b6e.jsonl"),
+            "01a2-b6e"
+        );
+        assert_eq!(parent_session_id("01a2-b6e"), "01a2-b6e");
+        assert_eq!(
+            agent_id_of("/s/-p/2026_x/GoldenLlama.jsonl").as_deref(),
+            Some("GoldenLlama")
+        );
+        assert_eq!(agent_id_of("/s/-p/notes.md"), None);
     }
 
     #[test]

@@ -232,6 +232,8 @@ fn generate(root: &Path, n: usize) -> Generated {
                 );
                 sub.exit(json!([{"toolCallId":"y-1","toolName":"yield"}]));
                 fs::write(&sub_path, sub.text()).unwrap();
+                // The task call returns once its subagent is done.
+                log.t = sub.t + 100;
                 log.tool_result(
                     "call-1",
                     "task",
@@ -506,13 +508,19 @@ fn check_structure(spans: &[SpanView], generated: &Generated) {
         traces.values().all(|t| t.len() == 1),
         "one trace per session"
     );
-    // No orphans: every parent was delivered, in the same trace.
+    // No orphans: every parent was delivered, in the same trace, and spans it in time.
     for s in spans {
         if let Some(p) = &s.parent_id {
             let parent = by_id
                 .get(p.as_str())
                 .unwrap_or_else(|| panic!("orphan {}", s.name));
             assert_eq!(parent.trace_id, s.trace_id);
+            assert!(
+                s.within(parent),
+                "{} lies outside its parent {}",
+                s.name,
+                parent.name
+            );
         }
     }
     for (id, (kind, _)) in &generated.sessions {

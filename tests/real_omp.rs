@@ -111,6 +111,9 @@ struct Capture {
     /// Subagent session files and what they hold.
     subagents: Vec<(PathBuf, Recorded)>,
     killed: bool,
+    /// Whether the bridge named a subagent's parent (`parentSession` on `session_start`),
+    /// so its events nest like its file does.
+    bridge_nests: bool,
 }
 
 impl Capture {
@@ -136,7 +139,11 @@ impl Capture {
                 (p, r)
             })
             .collect();
+        let bridge_nests = read_jsonl(&dir.join("events.jsonl"))
+            .iter()
+            .any(|e| e["type"] == "session_start" && e.get("parentSession").is_some());
         Capture {
+            bridge_nests,
             main: recorded(&dir.join("session.jsonl")),
             killed: meta["exitCode"].as_i64() != Some(0),
             name,
@@ -167,17 +174,20 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
     assert_eq!(ids.len(), spans.len(), "{at}: a span arrived twice");
     for s in spans {
         if let Some(p) = &s.parent_id {
+            let parent = by_id
+                .get(p.as_str())
+                .unwrap_or_else(|| panic!("{at}: orphan {} {}", s.kind(), s.name));
             assert!(
-                ids.contains(p.as_str()),
-                "{at}: orphan {} {}",
-                s.kind(),
-                s.name
+                s.within(parent),
+                "{at}: {} outside its parent {}",
+                s.name,
+                parent.name
             );
         }
     }
-    // Subagents nest into the main session with backfill; the json stream does not see
-    // them; the bridge reports them as sessions of their own.
-    let nested = way == Way::Backfill;
+    // Subagents nest into the main session with backfill, and with the bridge when it names
+    // their parent; the json stream does not see them.
+    let nested = way == Way::Backfill || (way == Way::Events && c.bridge_nests);
     let main: Vec<&SpanView> = spans
         .iter()
         .filter(|s| s.session() == c.main.session_id)
@@ -252,7 +262,7 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
     for (path, sub) in &c.subagents {
         let agent = path.file_stem().unwrap().to_string_lossy().into_owned();
         match way {
-            Way::Backfill => {
+            _ if nested => {
                 let sub_root = main
                     .iter()
                     .find(|s| s.kind() == "agent" && s.name == format!("subagent {agent}"))
@@ -273,11 +283,12 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
                 let gens = own.iter().filter(|s| s.kind() == "generation").count();
                 assert_eq!(gens, sub.assistants, "{at}: the subagent's own session");
             }
-            Way::Stdout => {}
+            // Backfill always nests (the first arm); the json stream never sees subagents.
+            Way::Backfill | Way::Stdout => {}
         }
     }
     let sessions: HashSet<&str> = spans.iter().map(|s| s.session()).collect();
-    let want_sessions = if way == Way::Events {
+    let want_sessions = if way == Way::Events && !nested {
         1 + c.subagents.len()
     } else {
         1

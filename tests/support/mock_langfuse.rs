@@ -251,11 +251,19 @@ pub struct SpanView {
     pub span_id: String,
     pub parent_id: Option<String>,
     pub name: String,
+    /// Start and end, Unix nanoseconds.
+    pub start: u128,
+    pub end: u128,
     /// Attribute values without their OTLP type wrapper (`stringValue`, `intValue`, …).
     pub attrs: HashMap<String, Value>,
 }
 
 impl SpanView {
+    /// Whether this span lies within `parent`'s time.
+    pub fn within(&self, parent: &SpanView) -> bool {
+        parent.start <= self.start && self.end <= parent.end
+    }
+
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attrs.get(key).and_then(Value::as_str)
     }
@@ -303,6 +311,8 @@ pub fn spans_of(bodies: &[Value]) -> Vec<SpanView> {
                         span_id: s("spanId"),
                         parent_id: Some(s("parentSpanId")).filter(|p| !p.is_empty()),
                         name: s("name"),
+                        start: s("startTimeUnixNano").parse().unwrap_or(0),
+                        end: s("endTimeUnixNano").parse().unwrap_or(0),
                         attrs,
                     });
                 }
