@@ -67,6 +67,8 @@ struct Tail {
     nest: Option<crate::mapper::Nest>,
     /// Keys of everything it offered (for its completion mark).
     tracked: Tracked,
+    /// The file's last modification time, as last seen.
+    written: SystemTime,
 }
 
 /// Why a followed file stops being followed.
@@ -278,8 +280,21 @@ impl Watcher<'_, '_> {
         if self.tails.get(path).is_some_and(|t| seen.len > t.offset) {
             self.read(path)?;
         }
+        let written = meta.modified().unwrap_or(SystemTime::now());
+        if let Some(t) = self.tails.get_mut(path) {
+            t.written = written;
+        }
+        // A session waiting for its subagent (a blocking `task` call can take long) writes
+        // nothing meanwhile: it is as recent as its most recent subagent.
+        let children = path.with_extension("");
+        let latest = self
+            .tails
+            .iter()
+            .filter(|(p, _)| p.starts_with(&children))
+            .map(|(_, t)| t.written)
+            .fold(written, SystemTime::max);
         let idle = SystemTime::now()
-            .duration_since(meta.modified().unwrap_or(SystemTime::now()))
+            .duration_since(latest)
             .is_ok_and(|age| age >= self.w.idle_close);
         let ended = self.tails.get(path).is_some_and(|t| {
             t.mapper.stats.sessions > 0 && t.mapper.idle() && t.offset == seen.len
@@ -329,6 +344,7 @@ impl Watcher<'_, '_> {
                 mapper: Mapper::with_nest(self.map_cfg.clone(), nest.clone()),
                 nest,
                 tracked: tracked.unwrap_or_default(),
+                written: meta.modified().unwrap_or(SystemTime::now()),
             },
         );
         Ok(())

@@ -869,3 +869,64 @@ fn watch_nests_a_subagent_under_the_task_call_that_spawned_it() {
     let out = wait_bounded(watch, Duration::from_secs(15));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn watch_keeps_a_session_open_while_its_subagent_works() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let state = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-project");
+    fs::create_dir(&project).unwrap();
+    // Idle after 1 s: the parent writes nothing for longer while its subagent runs.
+    let watch = start_watch(&mock, state.path(), root.path(), "1");
+
+    let id = "01900000-0000-7000-8000-0000000000dd";
+    let t = 1_790_000_300_000;
+    let path = project.join(file_name(t, id));
+    fs::create_dir(path.with_extension("")).unwrap();
+    let mut log = Log::new(id, t, None);
+    log.user("delegate");
+    log.tool_start("call-1", "task");
+    log.assistant(
+        "Delegating.",
+        Some(("call-1", "task", json!({"agent":"task","task":"Work."}))),
+    );
+    fs::write(&path, log.text()).unwrap();
+    let sub_path = path.with_extension("").join("Worker.jsonl");
+    let mut sub = Log::new("sub-dd", t + 500, Some(&path));
+    sub.message(
+        json!({"role":"user","content":[{"type":"text","text":"Work."}],"attribution":"agent"}),
+    );
+    fs::write(&sub_path, sub.text()).unwrap();
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(250));
+        append(
+            &sub_path,
+            &format!(
+                "{}\n",
+                json!({"type":"label","id":"x","parentId":null,"timestamp":"2026-06-01T00:00:00.000Z","targetId":"y"})
+            ),
+        );
+    }
+    let roots = |m: &MockLangfuse| {
+        m.accepted()
+            .into_iter()
+            .filter(|s| s.kind() == "agent")
+            .count()
+    };
+    assert_eq!(
+        roots(&mock),
+        0,
+        "closed for idleness while its subagent was writing"
+    );
+    // The subagent stops writing: both are closed for idleness in time.
+    assert!(
+        mock.wait_for(WAIT_LIMIT, |m| roots(m) == 2),
+        "both roots after the subagent went quiet"
+    );
+    assert_once(&mock);
+    terminate(&watch);
+    let out = wait_bounded(watch, Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
