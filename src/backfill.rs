@@ -96,7 +96,10 @@ pub fn run(
         match pipeline::read_into(&source, &inert, cfg, &mut mapper, down, summary) {
             Ok(()) => {
                 if let Some(d) = delivery {
-                    d.complete_when_delivered(&f.root_session, &f.mark, f.len, d.take_tracked());
+                    let tracked = d.take_tracked();
+                    if sampled_in(cfg, &f.root_session) {
+                        d.complete_when_delivered(&f.root_session, &f.mark, f.len, tracked);
+                    }
                 }
                 group.remember(&f.path, &mapper, nest.as_ref());
             }
@@ -111,6 +114,12 @@ pub fn run(
     group.end(delivery);
     progress.finish();
     Ok(outcome)
+}
+
+/// Whether a session is kept by `--sample-rate`. A sampled-out session's file is never
+/// marked complete: a later run with a higher rate must still read it.
+pub fn sampled_in(cfg: &Config, session: &str) -> bool {
+    cfg.sample_rate >= 1.0 || crate::model::sample_point(session) < cfg.sample_rate
 }
 
 fn plural(n: usize, what: &str) -> String {

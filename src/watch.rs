@@ -451,7 +451,7 @@ impl Watcher<'_, '_> {
             let more = d.take_tracked();
             t.tracked.keys.extend(more.keys);
             t.tracked.lost |= more.lost;
-            if how != Ending::Gone {
+            if how != Ending::Gone && backfill::sampled_in(self.cfg, &t.file.root_session) {
                 d.complete_when_delivered(&t.file.root_session, &t.file.mark, t.offset, t.tracked);
             }
             // Forget its keys once delivered, unless another file of the session is followed.

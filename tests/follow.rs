@@ -930,3 +930,42 @@ fn watch_keeps_a_session_open_while_its_subagent_works() {
     let out = wait_bounded(watch, Duration::from_secs(15));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn a_sampled_out_session_is_sent_by_a_later_backfill_at_a_higher_rate() {
+    let home = tempfile::tempdir().unwrap();
+    let generated = generate(home.path(), 24);
+    let state = tempfile::tempdir().unwrap();
+    let mock = MockLangfuse::start(MockConfig::default());
+    for rate in ["0.5", "1"] {
+        let mut c = cmd(&mock.url(), state.path());
+        c.env("LANGFUSE_SAMPLE_RATE", rate)
+            .arg("backfill")
+            .arg(home.path());
+        let out = wait_bounded(c.spawn().unwrap(), Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        if rate == "0.5" {
+            let sent: HashSet<String> = mock
+                .accepted()
+                .iter()
+                .map(|s| s.session().to_string())
+                .collect();
+            assert!(
+                !sent.is_empty() && sent.len() < generated.sessions.len(),
+                "half of them: {}",
+                sent.len()
+            );
+        }
+    }
+    let sessions: HashSet<String> = mock
+        .accepted()
+        .iter()
+        .map(|s| s.session().to_string())
+        .collect();
+    assert_eq!(
+        sessions.len(),
+        generated.sessions.len(),
+        "the rest came later"
+    );
+    assert_once(&mock);
+}
