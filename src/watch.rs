@@ -18,7 +18,7 @@
 //! complete is flushed, and a session still being written is picked up again, without
 //! duplicates, by the next `watch`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -90,13 +90,15 @@ struct Watcher<'a, 'b> {
     summary: &'a mut Summary,
     delivery: Option<&'a Delivery>,
     inert: Stop,
-    /// Followed files, in path order (a parent sorts before its subagents' directory).
+    /// Followed files.
     tails: BTreeMap<PathBuf, Tail>,
     /// Files not followed (finished, idle, or before `--since`).
     known: HashMap<PathBuf, Seen>,
     /// Directories and their last seen modification times.
     dirs: HashMap<PathBuf, SystemTime>,
     warned_types: BTreeSet<String>,
+    /// Paths reported as unreadable (once each).
+    unreadable: HashSet<PathBuf>,
     events: Vec<Event>,
     records: Vec<Record>,
 }
@@ -144,6 +146,7 @@ pub fn run(
         known: HashMap::new(),
         dirs: HashMap::new(),
         warned_types: BTreeSet::new(),
+        unreadable: HashSet::new(),
         events: Vec::new(),
         records: Vec::new(),
     };
@@ -178,7 +181,8 @@ impl Watcher<'_, '_> {
                 candidates.insert(p);
             }
             for (p, e) in errors {
-                if e.kind() != io::ErrorKind::NotFound {
+                // Once per path: the walk repeats every few seconds for days.
+                if e.kind() != io::ErrorKind::NotFound && self.unreadable.insert(p.clone()) {
                     warn(&p.display().to_string(), 0, &format!("cannot read: {e}"));
                 }
             }
@@ -186,9 +190,11 @@ impl Watcher<'_, '_> {
             self.changed_dirs(&mut candidates);
         }
         candidates.extend(self.tails.keys().cloned());
-        // Path order: a parent file (`X.jsonl`) before its subagents (`X/…`), so a spawning
-        // `task` call is read before the subagent it spawned.
-        for path in candidates {
+        // A parent file (`X.jsonl`) before its subagents (`X/…`), so a spawning `task` call
+        // is read before the subagent it spawned. (Plain path order puts `X/` first.)
+        let mut ordered: Vec<PathBuf> = candidates.into_iter().collect();
+        ordered.sort_by_cached_key(|p| p.with_extension(""));
+        for path in ordered {
             // The first poll may read a long backlog: a stop must not wait for all of it.
             if stop.requested() {
                 break;
