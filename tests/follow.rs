@@ -619,12 +619,34 @@ fn backfill_narrows_by_date_and_session() {
 // watch
 // ---------------------------------------------------------------------------------------
 
-fn start_watch(mock: &MockLangfuse, state: &Path, dir: &Path, idle_close: &str) -> Child {
+/// A running `watch`. A test that fails before stopping it kills it: no watcher outlives
+/// its test.
+struct Watching(Option<Child>);
+
+impl Watching {
+    /// SIGTERM, then wait (bounded) for it to flush and exit.
+    fn stop(mut self) -> Output {
+        let child = self.0.take().expect("running");
+        terminate(&child);
+        wait_bounded(child, Duration::from_secs(15))
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_watch(mock: &MockLangfuse, state: &Path, dir: &Path, idle_close: &str) -> Watching {
     let mut c = cmd(&mock.url(), state);
     c.args(["watch", "--idle-close", idle_close, "--flush-ms"])
         .arg(FLUSH_MS.to_string())
         .arg(dir);
-    c.spawn().unwrap()
+    Watching(Some(c.spawn().unwrap()))
 }
 
 fn append(path: &Path, text: &str) {
@@ -722,8 +744,7 @@ fn watch_follows_appends_partial_lines_and_atomic_rewrites() {
         .unwrap();
     assert_eq!(root.level(), "DEFAULT");
 
-    terminate(&watch);
-    let out = wait_bounded(watch, Duration::from_secs(15));
+    let out = watch.stop();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(new_file <= LATENCY_BOUND, "a new file took {new_file:?}");
     assert!(
@@ -755,8 +776,7 @@ fn watch_closes_idle_sessions_and_a_restart_goes_on_without_duplicates() {
     arrives(&mock, "the first generation", |s| {
         count(s, "generation") == 1
     });
-    terminate(&watch);
-    let out = wait_bounded(watch, Duration::from_secs(15));
+    let out = watch.stop();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("picked up by the next watch"),
@@ -784,8 +804,7 @@ fn watch_closes_idle_sessions_and_a_restart_goes_on_without_duplicates() {
         .find(|s| s.kind() == "agent")
         .unwrap();
     assert_eq!(root_span.level(), "DEFAULT");
-    terminate(&watch);
-    let out = wait_bounded(watch, Duration::from_secs(15));
+    let out = watch.stop();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -865,8 +884,7 @@ fn watch_nests_a_subagent_under_the_task_call_that_spawned_it() {
     let traces: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
     assert_eq!(traces.len(), 1, "one trace for the parent and its subagent");
     assert!(spans.iter().all(|s| s.session() == id));
-    terminate(&watch);
-    let out = wait_bounded(watch, Duration::from_secs(15));
+    let out = watch.stop();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -926,8 +944,7 @@ fn watch_keeps_a_session_open_while_its_subagent_works() {
         "both roots after the subagent went quiet"
     );
     assert_once(&mock);
-    terminate(&watch);
-    let out = wait_bounded(watch, Duration::from_secs(15));
+    let out = watch.stop();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
