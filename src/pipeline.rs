@@ -17,7 +17,7 @@ use crate::encode::Encoder;
 use crate::input::{Lines, Next, Source, is_blank};
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
-use crate::omp::{Detector, Ev, Event, Format, decode_stream};
+use crate::omp::{BridgeFilter, Detector, Ev, Event, Format, decode_stream};
 use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
 use crate::sender::Report;
 use crate::session_log::LogDecoder;
@@ -185,7 +185,7 @@ impl<'a> Downstream<'a> {
         }
     }
 
-    fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
+    pub fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
         for mut rec in records.drain(..) {
             let sid = rec.trace().session_id.as_str();
             let keep = match self.kept.get(sid) {
@@ -239,6 +239,26 @@ pub fn read_source(
     down: &mut Downstream<'_>,
     summary: &mut Summary,
 ) -> Result<()> {
+    read_into(
+        source,
+        stop,
+        cfg,
+        &mut Mapper::new(map_cfg.clone()),
+        down,
+        summary,
+    )
+}
+
+/// Read one source to its end through a given mapper (`backfill` nests subagent files and
+/// reads what their parents spawned from it afterwards).
+pub fn read_into(
+    source: &Source,
+    stop: &Stop,
+    cfg: &Config,
+    mapper: &mut Mapper,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+) -> Result<()> {
     let name = source.display();
     let reader = source
         .open()
@@ -251,7 +271,6 @@ pub fn read_source(
     let reader = stop.guard(reader, blocking);
     summary.sources += 1;
     let mut lines = Lines::new(reader);
-    let mut mapper = Mapper::new(map_cfg.clone());
     let mut detector = Detector::default();
     // Lines held back until the format is known.
     let mut pending: Vec<(u64, Value)> = Vec::new();
@@ -259,6 +278,7 @@ pub fn read_source(
     let mut events = Vec::new();
     let mut records = Vec::new();
     let mut warned_types: BTreeSet<String> = BTreeSet::new();
+    let mut bridge = BridgeFilter::default();
 
     loop {
         let next = lines
@@ -312,6 +332,9 @@ pub fn read_source(
                 }
             }
         };
+        if !bridge.keep(&value) {
+            continue;
+        }
         match &mut decoder {
             Some(d) => {
                 decode(d, value, &mut events);
@@ -319,7 +342,7 @@ pub fn read_source(
                     &name,
                     number,
                     &mut events,
-                    &mut mapper,
+                    mapper,
                     &mut records,
                     summary,
                     &mut warned_types,
@@ -336,7 +359,7 @@ pub fn read_source(
                             &name,
                             n,
                             &mut events,
-                            &mut mapper,
+                            mapper,
                             &mut records,
                             summary,
                             &mut warned_types,
@@ -364,7 +387,7 @@ pub fn read_source(
             &name,
             n,
             &mut events,
-            &mut mapper,
+            mapper,
             &mut records,
             summary,
             &mut warned_types,
@@ -377,7 +400,7 @@ pub fn read_source(
             &name,
             0,
             &mut events,
-            &mut mapper,
+            mapper,
             &mut records,
             summary,
             &mut warned_types,
@@ -443,7 +466,8 @@ fn feed(
 }
 
 /// A non-fatal input problem on stderr: `omp-langfuse: warning: source:line: reason`.
-fn warn(source: &str, line: u64, reason: &str) {
+pub fn warn(source: &str, line: u64, reason: &str) {
+    crate::progress::clear_line();
     if line == 0 {
         eprintln!("omp-langfuse: warning: {source}: {reason}");
     } else {

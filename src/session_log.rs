@@ -2,8 +2,13 @@
 //! into the mapper's vocabulary along the active branch (the path from the last leaf back to
 //! the root; entries abandoned by `/tree` navigation are skipped).
 //!
-//! A session's entries are held until the session ends (next header or end of input),
-//! because only the last leaf says which branch is active. Pure: no I/O.
+//! A finished file's entries are held until its session ends (next header or end of input),
+//! because only the last leaf says which branch is active. A file still being written
+//! (`watch`) cannot wait for that: there every entry is handed on as it is appended. While
+//! the history is linear, which is by far the common case, both give the same result. After
+//! a `/tree` jump the entries of the abandoned branch were already sent and stay in the
+//! trace (the jump shows as a branch-summary event when omp wrote one), and the conversation
+//! goes on from the new leaf. Pure: no I/O.
 
 use std::collections::HashSet;
 
@@ -11,9 +16,22 @@ use serde_json::Value;
 
 use crate::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
 
-/// Buffers one session's entries at a time.
+/// When entries are handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emit {
+    /// At the session's end, along the active branch only (a finished file).
+    #[default]
+    AtEnd,
+    /// As they arrive, in file order (a file still being written).
+    AsAppended,
+}
+
+/// Buffers one session's entries at a time (or none, with `Emit::AsAppended`).
 #[derive(Debug, Default)]
 pub struct LogDecoder {
+    emit: Emit,
+    /// `AsAppended`: the current session's header went out.
+    started: bool,
     /// Title slot and header lines of the current session, in order.
     head: Vec<Value>,
     /// Entries (lines with an `id`), in file order.
@@ -23,8 +41,20 @@ pub struct LogDecoder {
 }
 
 impl LogDecoder {
+    /// A decoder for a file still being written (see the module documentation).
+    pub fn as_appended() -> LogDecoder {
+        LogDecoder {
+            emit: Emit::AsAppended,
+            ..LogDecoder::default()
+        }
+    }
+
     /// Take one parsed line; completed sessions' events are appended to `out`.
     pub fn push(&mut self, v: Value, out: &mut Vec<Event>) {
+        if self.emit == Emit::AsAppended {
+            self.push_now(v, out);
+            return;
+        }
         let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
         let starts_session = match ty {
             "title" => true,
@@ -48,6 +78,29 @@ impl LogDecoder {
     /// End of input: emit the session in progress.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         self.flush(out);
+    }
+
+    /// `AsAppended`: only the title slot waits, for the header it precedes.
+    fn push_now(&mut self, v: Value, out: &mut Vec<Event>) {
+        match v.get("type").and_then(Value::as_str).unwrap_or("") {
+            "title" => {
+                // A title slot opens the next session (its header follows).
+                self.started = false;
+                self.head.push(v);
+            }
+            "session" => {
+                self.head.push(v);
+                self.flush(out);
+                self.started = true;
+            }
+            _ => {
+                if !self.started {
+                    self.flush(out);
+                    self.started = true;
+                }
+                decode_entry(v, out);
+            }
+        }
     }
 
     fn flush(&mut self, out: &mut Vec<Event>) {
@@ -274,6 +327,33 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, vec!["s1", "title", "msg", "s2"]);
+    }
+
+    #[test]
+    fn as_appended_hands_on_every_entry_at_once() {
+        let mut d = LogDecoder::as_appended();
+        let mut out = Vec::new();
+        d.push(
+            json!({"type":"title","v":1,"title":"T","pad":" "}),
+            &mut out,
+        );
+        assert!(out.is_empty(), "the title waits for its header");
+        d.push(
+            json!({"type":"session","id":"s1","timestamp":"2026-08-23T09:14:02.117Z"}),
+            &mut out,
+        );
+        assert!(matches!(&out[0].ev, Ev::Session(h) if h.id.as_deref() == Some("s1")));
+        assert!(matches!(&out[1].ev, Ev::Title(t) if t == "T"));
+        out.clear();
+        // a → b, then a /tree jump back to a: every entry goes out as it comes.
+        for (id, parent) in [("a", None), ("b", Some("a")), ("c", Some("a"))] {
+            d.push(msg(id, parent, "user", 1), &mut out);
+            assert_eq!(out.len(), 1, "{id} at once");
+            out.clear();
+        }
+        d.finish(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.off_branch, 0);
     }
 
     #[test]
