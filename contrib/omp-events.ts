@@ -11,6 +11,8 @@
  *   seq          per-process counter; a gap means lines were dropped
  *   contextUsage {tokens, contextWindow, percent} from ctx.getContextUsage(), on the
  *                lifecycle events listed in WITH_CONTEXT_USAGE (it is not free to compute)
+ *   sessionFile, parentSession  on session_start: the session's file and, for a subagent,
+ *                its parent's (so a reader can nest the subagent under its task call)
  *
  * Rules this file lives by:
  * - Never throw into omp: every handler body is wrapped in try/catch and returns undefined,
@@ -42,7 +44,11 @@ export interface ContextUsage {
 export interface EventContext {
 	/** "tui" | "rpc" | "json" | "print" (omp's ExtensionMode). */
 	mode?: string;
-	sessionManager?: { getSessionId?(): string | undefined };
+	sessionManager?: {
+		getSessionId?(): string | undefined;
+		getSessionFile?(): string | undefined;
+		getHeader?(): { parentSession?: string } | undefined;
+	};
 	getContextUsage?(): ContextUsage | undefined;
 }
 
@@ -420,13 +426,24 @@ function isRegularFileOrAbsent(path: string): boolean {
  * Turn the flag into a destination. omp parses a string flag's value from `--events=V`
  * or `--events V` (when V does not start with "-"). A bare `--events` at the end of the
  * command line or before another flag leaves the value unset, so argv is checked for it.
+ * argv is also all a subagent session has: omp 18.2.3 runs the extension there without
+ * the flag's value, and its lines must go where the parent's go (checked with the real omp:
+ * reading only "is --events there" sent a subagent's lines to the parent's stdout).
  */
 export function resolveDestination(flag: unknown, argv: readonly string[]): Destination {
-	if (typeof flag === "string" && flag !== "") return flag === "-" ? { kind: "stdout" } : { kind: "file", path: flag };
+	const fromValue = (v: string): Destination => (v === "" || v === "-" ? { kind: "stdout" } : { kind: "file", path: v });
+	if (typeof flag === "string" && flag !== "") return fromValue(flag);
 	if (flag === true) return { kind: "stdout" };
 	const end = argv.indexOf("--");
 	const options = end === -1 ? argv : argv.slice(0, end);
-	if (options.includes("--events") || options.includes("--events=")) return { kind: "stdout" };
+	for (let i = 0; i < options.length; i++) {
+		const arg = options[i];
+		if (arg.startsWith("--events=")) return fromValue(arg.slice("--events=".length));
+		if (arg === "--events") {
+			const next = options[i + 1];
+			return next !== undefined && !next.startsWith("-") ? fromValue(next) : { kind: "stdout" };
+		}
+	}
 	return { kind: "off" };
 }
 
@@ -516,6 +533,7 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 			const usage = contextUsageOf(ctx);
 			if (usage) line.contextUsage = usage;
 		}
+		if (type === "session_start") Object.assign(line, whereabouts(ctx));
 		let text: string;
 		try {
 			text = safeStringify(line);
@@ -584,6 +602,24 @@ function sessionIdOf(ctx: EventContext | undefined): string | undefined {
 	} catch {
 		return undefined;
 	}
+}
+
+/**
+ * Where the session lives and, for a subagent, its parent (omp's header `parentSession`:
+ * the parent's session file). A reader nests a subagent's events under the parent's `task`
+ * call with these, as it does for the session files on disk.
+ */
+function whereabouts(ctx: EventContext | undefined): { sessionFile?: string; parentSession?: string } {
+	const out: { sessionFile?: string; parentSession?: string } = {};
+	try {
+		const file = ctx?.sessionManager?.getSessionFile?.();
+		if (typeof file === "string" && file !== "") out.sessionFile = file;
+	} catch {}
+	try {
+		const parent = ctx?.sessionManager?.getHeader?.()?.parentSession;
+		if (typeof parent === "string" && parent !== "") out.parentSession = parent;
+	} catch {}
+	return out;
 }
 
 function contextUsageOf(ctx: EventContext): ContextUsage | undefined {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::batch::{Caps, DEFAULT_MAX_ITEMS, INGESTION_MAX_BODY_BYTES};
 use crate::delivery::{DEFAULT_BASE_URL, DeliveryConfig};
@@ -14,6 +14,7 @@ use crate::http::{TransportChoice, parse_otlp_headers};
 use crate::input::Source;
 use crate::ledger::ResendPolicy;
 use crate::mapper::{MapConfig, TracePer};
+use crate::model::Millis;
 use crate::omp::Format;
 use crate::redact::read_secrets_file;
 use crate::sanitize::{
@@ -38,13 +39,19 @@ Exit status: 0 all delivered; 1 finished, but something was skipped, rejected or
 Examples:
   omp --mode json \"fix the tests\" | omp-langfuse
   omp-langfuse --dry-run ~/.omp/agent/sessions/-src-app/*.jsonl
-  omp-langfuse --dry-run --trace-per prompt < session.jsonl | jq .";
+  omp-langfuse --dry-run --trace-per prompt < session.jsonl | jq .
+  omp-langfuse backfill --since 2026-11-01
+  omp-langfuse watch";
 
 /// Turn Oh My Pi (omp) event streams and session logs into Langfuse traces.
 #[derive(Debug, Parser)]
 #[command(name = "omp-langfuse", version, about, after_help = AFTER_HELP)]
 #[command(max_term_width = 100)]
 pub struct Cli {
+    /// `backfill` or `watch`; without one, the FILE arguments (or stdin) are read.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Inputs: omp JSON lines files; `-` or none reads stdin.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -199,6 +206,55 @@ pub struct Cli {
     pub quiet: bool,
 }
 
+/// The subcommands. Every option above applies to them too (`omp-langfuse backfill --dry-run`).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send recorded session files once: PATHs (default: omp's sessions directory) are
+    /// walked recursively, oldest session first, subagent sessions nested under their
+    /// parent's trace; what the delivery ledger marks delivered is skipped.
+    Backfill(BackfillArgs),
+    /// Follow omp's sessions directory (or DIR) as omp writes it and send observations as
+    /// they complete, until SIGINT/SIGTERM.
+    Watch(WatchArgs),
+}
+
+/// `backfill` options.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Session files or directories [default: omp's sessions directory, from
+    /// PI_CODING_AGENT_DIR / PI_CONFIG_DIR, else ~/.omp/agent/sessions].
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Only sessions started on or after DATE (`2026-11-01` or an RFC 3339 time).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+
+    /// Only this session (its id, or the start of it); may be repeated.
+    #[arg(long = "session", value_name = "ID")]
+    pub sessions: Vec<String>,
+}
+
+/// `watch` options.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The sessions directory to follow [default: as for backfill].
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Close a session that has no `session_exit` after this many seconds without writes.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_CLOSE_SECS)]
+    pub idle_close: f64,
+
+    /// Ignore sessions started before DATE (`2026-11-01` or an RFC 3339 time).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+}
+
+/// Default `watch --idle-close`: long enough for a person to read an answer and type the
+/// next prompt, short enough that a crashed session shows up closed the same hour.
+pub const DEFAULT_IDLE_CLOSE_SECS: f64 = 600.0;
+
 /// `--input-format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InputFormat {
@@ -230,9 +286,39 @@ pub enum Output {
     Send(Box<DeliveryConfig>),
 }
 
+/// What the run does with its inputs.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Read `sources` (files or stdin) once.
+    Pipe,
+    /// Walk session files and directories (`backfill`).
+    Backfill(BackfillConfig),
+    /// Follow a sessions directory (`watch`).
+    Watch(WatchConfig),
+}
+
+/// `backfill`, validated.
+#[derive(Debug, Clone)]
+pub struct BackfillConfig {
+    /// Files and directories; never empty (the default is resolved here).
+    pub paths: Vec<PathBuf>,
+    pub since: Option<Millis>,
+    /// Session ids or prefixes; empty = all.
+    pub sessions: Vec<String>,
+}
+
+/// `watch`, validated.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub dir: PathBuf,
+    pub idle_close: Duration,
+    pub since: Option<Millis>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub mode: Mode,
     pub sources: Vec<Source>,
     /// `None`: detect per source.
     pub format: Option<Format>,
@@ -247,15 +333,58 @@ pub struct Config {
     pub quiet: bool,
 }
 
+/// The clap command with every option made global, so the options work before and after
+/// a subcommand alike (`omp-langfuse --dry-run backfill` = `omp-langfuse backfill --dry-run`).
+pub fn command() -> clap::Command {
+    Cli::command().mut_args(|a| if a.is_positional() { a } else { a.global(true) })
+}
+
+/// Parse the process arguments (exits with clap's usage message and status 2 on error).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Parse a given argument list (tests).
+#[cfg(test)]
+pub fn parse_from(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::from_arg_matches(&command().try_get_matches_from(args)?)
+}
+
 impl Cli {
     /// Validate and resolve.
     pub fn into_config(self) -> Result<Config> {
         let sanitize = sanitize_config(&self)?;
-        let output = match self.dry_run {
+        let mode = match &self.command {
+            None => Mode::Pipe,
+            Some(Command::Backfill(b)) => Mode::Backfill(BackfillConfig {
+                paths: if b.paths.is_empty() {
+                    vec![crate::sessions::default_dir()?]
+                } else {
+                    b.paths.clone()
+                },
+                since: b.since.as_deref().map(parse_date).transpose()?,
+                sessions: b.sessions.iter().map(|s| s.trim().to_string()).collect(),
+            }),
+            Some(Command::Watch(w)) => Mode::Watch(WatchConfig {
+                dir: match &w.dir {
+                    Some(d) => d.clone(),
+                    None => crate::sessions::default_dir()?,
+                },
+                idle_close: seconds("--idle-close", w.idle_close)?,
+                since: w.since.as_deref().map(parse_date).transpose()?,
+            }),
+        };
+        let mut output = match self.dry_run {
             Some(DryRunWire::Ingestion) => Output::DryRun(Wire::Ingestion),
             Some(DryRunWire::Otlp) => Output::DryRun(Wire::Otlp),
             None => Output::Send(Box::new(delivery_config(&self)?)),
         };
+        // backfill draws its own progress line; two lines redrawn in place would fight.
+        if let (Output::Send(d), Mode::Backfill(_), None) = (&mut output, &mode, &self.ui_indicator)
+        {
+            d.indicator = crate::status::Indicator::Off;
+        }
         let sources = if self.files.is_empty() {
             vec![Source::Stdin]
         } else {
@@ -294,6 +423,7 @@ impl Cli {
             InputFormat::SessionLog => Some(Format::SessionLog),
         };
         Ok(Config {
+            mode,
             sources,
             format,
             output,
@@ -425,6 +555,31 @@ fn short_regex_error(e: &regex::Error) -> &'static str {
     }
 }
 
+/// `--since`: a calendar date (midnight UTC) or an RFC 3339 time, as epoch milliseconds.
+fn parse_date(s: &str) -> Result<Millis> {
+    let s = s.trim();
+    if let Some(ms) = crate::model::parse_iso(s) {
+        return Ok(ms);
+    }
+    let parts: Vec<&str> = s.split('-').collect();
+    let date = match parts.as_slice() {
+        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
+            let num = |p: &str| p.parse::<i32>().ok();
+            match (num(y), num(m).and_then(|m| u8::try_from(m).ok()), num(d)) {
+                (Some(y), Some(m), Some(d)) => time::Month::try_from(m)
+                    .ok()
+                    .and_then(|m| time::Date::from_calendar_date(y, m, u8::try_from(d).ok()?).ok()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    match date {
+        Some(d) => Ok(d.midnight().assume_utc().unix_timestamp() * 1000),
+        None => bail!("--since must be a date like 2026-11-01 or an RFC 3339 time, got {s:?}"),
+    }
+}
+
 fn validate_environment(e: &str) -> Result<()> {
     let ok = e.len() <= ENVIRONMENT_MAX_CHARS
         && !e.starts_with("langfuse")
@@ -444,17 +599,59 @@ fn validate_environment(e: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Config> {
         let mut full = vec!["omp-langfuse"];
         full.extend_from_slice(args);
-        Cli::try_parse_from(full)?.into_config()
+        parse_from(&full)?.into_config()
     }
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_take_the_global_options_before_or_after() {
+        for args in [
+            &["--dry-run", "backfill", "/x"][..],
+            &["backfill", "--dry-run", "/x"],
+        ] {
+            let c = parse(args).unwrap();
+            assert!(matches!(c.output, Output::DryRun(_)), "{args:?}");
+            match c.mode {
+                Mode::Backfill(b) => assert_eq!(b.paths, vec![PathBuf::from("/x")]),
+                other => panic!("{other:?}"),
+            }
+        }
+        let c = parse(&["watch", "--dry-run", "--idle-close", "5", "/d"]).unwrap();
+        match c.mode {
+            Mode::Watch(w) => {
+                assert_eq!(w.dir, PathBuf::from("/d"));
+                assert_eq!(w.idle_close, Duration::from_secs(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The plain invocation is unchanged.
+        let c = parse(&["--dry-run", "a.jsonl"]).unwrap();
+        assert!(matches!(c.mode, Mode::Pipe));
+        assert_eq!(c.sources, vec![Source::File("a.jsonl".into())]);
+        assert!(parse(&["--dry-run", "watch", "--idle-close", "0", "/d"]).is_err());
+        // After a FILE, a subcommand's name is just another file (as before subcommands).
+        let c = parse(&["--dry-run", "a.jsonl", "backfill"]).unwrap();
+        assert_eq!(c.sources.len(), 2);
+    }
+
+    #[test]
+    fn since_takes_dates_and_times() {
+        assert_eq!(parse_date("2026-08-23").unwrap(), 1_787_443_200_000);
+        assert_eq!(
+            parse_date("2026-08-23T09:14:02.117Z").unwrap(),
+            1_787_476_442_117
+        );
+        for bad in ["yesterday", "2026-13-01", "2026-8-1", ""] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -481,7 +678,9 @@ mod tests {
     #[test]
     fn man_page_documents_every_flag() {
         let man = include_str!("../man/omp-langfuse.1").replace("\\-", "-");
-        for arg in Cli::command().get_arguments() {
+        let cmd = command();
+        let subcommand_args = cmd.get_subcommands().flat_map(|s| s.get_arguments());
+        for arg in cmd.get_arguments().chain(subcommand_args) {
             if let Some(long) = arg.get_long() {
                 assert!(
                     man.contains(&format!("--{long}")),

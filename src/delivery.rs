@@ -198,6 +198,16 @@ pub struct Delivery {
     shutdown_timeout: Duration,
     network_budget: Duration,
     counters: Arc<Counters>,
+    /// Keys offered since `start_tracking` (for marking input files complete).
+    tracked: Mutex<Option<Tracked>>,
+}
+
+/// What was offered while tracking: (session, key) of every item that is (or will be)
+/// delivered by this run, and whether any was lost.
+#[derive(Debug, Default)]
+pub struct Tracked {
+    pub keys: Vec<(Arc<str>, String)>,
+    pub lost: bool,
 }
 
 /// The spool as the worker's backlog. Items of earlier runs were claimed in the ledger at
@@ -356,7 +366,49 @@ impl Delivery {
             shutdown_timeout: cfg.shutdown_timeout,
             network_budget,
             counters,
+            tracked: Mutex::new(None),
         })
+    }
+
+    /// Start collecting the keys of offered items (replaces what was collected).
+    pub fn start_tracking(&self) {
+        *self.tracked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Tracked::default());
+    }
+
+    /// What was offered since `start_tracking` or the last take; tracking goes on.
+    pub fn take_tracked(&self) -> Tracked {
+        let mut t = self.tracked.lock().unwrap_or_else(|e| e.into_inner());
+        match t.as_mut() {
+            Some(t) => std::mem::take(t),
+            None => Tracked::default(),
+        }
+    }
+
+    /// The length at which an input file was marked completely delivered (see the ledger).
+    pub fn done_len(&self, session: &str, name: &str) -> Option<u64> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .done_len(session, name)
+    }
+
+    /// Mark an input file complete once the tracked items are all delivered.
+    pub fn complete_when_delivered(&self, session: &str, name: &str, len: u64, t: Tracked) {
+        if t.lost {
+            return;
+        }
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .complete_when_delivered(&session.into(), name, len, t.keys);
+    }
+
+    /// Let the ledger forget a session once its deliveries settle (memory, open files).
+    pub fn release(&self, session: &str) {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(&session.into());
     }
 
     /// Hand over one encoded item. Never waits on the network.
@@ -366,6 +418,15 @@ impl Delivery {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .claim(&item.session_id, &item.key);
+        if claim != Claim::Delivered
+            && let Some(t) = self
+                .tracked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+        {
+            t.keys.push((item.session_id.clone(), item.key.clone()));
+        }
         match claim {
             Claim::Delivered => {
                 self.counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -395,6 +456,14 @@ impl Delivery {
             Ok(()) => Offered::Spilled,
             Err(e) => {
                 self.counters.lost.fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = self
+                    .tracked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    t.lost = true;
+                }
                 self.status
                     .warn(&format!("could not spill an item to the spool: {e}"));
                 Offered::Lost

@@ -8,11 +8,17 @@
 //! the observations of its session (≈17 bytes each) and files untouched for
 //! `RETENTION` are pruned. Appends are flushed per batch and fsynced at the end; a torn last
 //! line after a crash can only fail to match, never match the wrong key.
+//!
+//! Beside the keys, `<session>.done` lists the input files of the session that were read to
+//! their end and delivered in full (`<length>\t<name>` a line), so `backfill` and `watch`
+//! skip such a file without opening it until it grows. A file's mark is written once every
+//! item read from it is delivered; sessions can be released from memory after that, which
+//! keeps memory and open files constant over thousands of sessions.
 
 // Wired into the pipeline by the lead (cli/main); until then parts look unused.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +29,8 @@ use crate::encode::Item;
 
 /// File name extension of a session's key list.
 const KEYS_EXT: &str = "keys";
+/// File name extension of a session's list of completely delivered input files.
+const DONE_EXT: &str = "done";
 /// Session files not written for this long are deleted at start-up. Re-sending a session
 /// this old re-delivers it; keeping every session forever would grow without bound.
 pub const RETENTION: Duration = Duration::from_secs(180 * 24 * 3600);
@@ -54,8 +62,20 @@ pub enum Claim {
 enum Mark {
     /// Delivered by an earlier run (read from the file).
     Earlier,
-    /// Claimed by this run.
+    /// Claimed by this run, not delivered yet.
     Now,
+    /// Delivered by this run.
+    Sent,
+}
+
+/// An input file whose completion mark waits for its items to be delivered.
+struct Pending {
+    /// The session whose `.done` list gets the mark.
+    session: Arc<str>,
+    name: String,
+    len: u64,
+    /// (session, key) of its items not delivered yet.
+    outstanding: HashSet<(Arc<str>, Box<str>)>,
 }
 
 #[derive(Default)]
@@ -72,6 +92,9 @@ pub struct Ledger {
     dir: PathBuf,
     policy: ResendPolicy,
     sessions: HashMap<Arc<str>, Session>,
+    pending: Vec<Pending>,
+    /// Sessions to drop from memory once nothing of theirs is pending.
+    release_later: HashSet<Arc<str>>,
 }
 
 impl Ledger {
@@ -83,6 +106,8 @@ impl Ledger {
             dir: dir.to_path_buf(),
             policy,
             sessions: HashMap::new(),
+            pending: Vec::new(),
+            release_later: HashSet::new(),
         })
     }
 
@@ -91,7 +116,7 @@ impl Ledger {
         let s = self.session(session);
         match s.keys.get(key) {
             Some(Mark::Earlier) => Claim::Delivered,
-            Some(Mark::Now) => Claim::Duplicate,
+            Some(Mark::Now | Mark::Sent) => Claim::Duplicate,
             None => {
                 s.keys.insert(key.into(), Mark::Now);
                 Claim::Fresh
@@ -114,9 +139,13 @@ impl Ledger {
         let mut result = Ok(());
         for (session, lines) in by_session {
             let path = self.dir.join(file_name(session));
+            // A session its reader is done with keeps no file open between batches: a
+            // backfill reads far ahead of delivery, and one open file per session in flight
+            // would grow with the sessions (not fsynced at the end; see `release`).
+            let transient = self.release_later.contains(session);
             let s = self.session(session);
             for key in lines.lines() {
-                s.keys.insert(key.into(), Mark::Now);
+                s.keys.insert(key.into(), Mark::Sent);
             }
             if s.file.is_none() {
                 match OpenOptions::new().create(true).append(true).open(&path) {
@@ -134,8 +163,106 @@ impl Ledger {
                 }
                 s.dirty = true;
             }
+            if transient {
+                s.file = None;
+                s.dirty = false;
+            }
+        }
+        if !self.pending.is_empty() {
+            for item in items {
+                let id = (item.session_id.clone(), Box::<str>::from(item.key.as_str()));
+                for p in &mut self.pending {
+                    p.outstanding.remove(&id);
+                }
+            }
+            self.settle();
         }
         result
+    }
+
+    /// The length at which `name` was marked completely delivered in `session`'s list, if
+    /// it was (always `None` with `--resend`). Reads only that small list.
+    pub fn done_len(&self, session: &str, name: &str) -> Option<u64> {
+        if self.policy == ResendPolicy::SendAgain {
+            return None;
+        }
+        let text = fs::read_to_string(self.dir.join(file_name_ext(session, DONE_EXT))).ok()?;
+        text.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter(|(_, n)| *n == name)
+            .filter_map(|(len, _)| len.parse().ok())
+            .next_back()
+    }
+
+    /// Mark input file `name` (of `len` bytes) of `session` complete once every item in
+    /// `keys` (session, key) is delivered: now if they all are, else when the last one is.
+    pub fn complete_when_delivered(
+        &mut self,
+        session: &Arc<str>,
+        name: &str,
+        len: u64,
+        keys: Vec<(Arc<str>, String)>,
+    ) {
+        if name.contains(['\n', '\r']) {
+            return;
+        }
+        let mut outstanding = HashSet::new();
+        for (sid, key) in keys {
+            let delivered = matches!(
+                self.session(&sid).keys.get(key.as_str()),
+                Some(Mark::Earlier | Mark::Sent)
+            );
+            if !delivered {
+                outstanding.insert((sid, key.into_boxed_str()));
+            }
+        }
+        self.pending.push(Pending {
+            session: session.clone(),
+            name: name.to_string(),
+            len,
+            outstanding,
+        });
+        self.settle();
+    }
+
+    /// Forget a session's keys (and close its file) once nothing of it is pending: the next
+    /// use reads them again. Bounds memory and open files over many sessions.
+    pub fn release(&mut self, session: &Arc<str>) {
+        let busy = self
+            .pending
+            .iter()
+            .any(|p| p.outstanding.iter().any(|(s, _)| s == session));
+        if busy {
+            self.release_later.insert(session.clone());
+        } else {
+            // Written already; the end-of-run fsync covers only sessions still held, and a
+            // lost append can only make a later run send an item again.
+            self.sessions.remove(session);
+            self.release_later.remove(session);
+        }
+    }
+
+    /// Write the marks of pending files that have nothing outstanding any more.
+    fn settle(&mut self) {
+        let (done, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.outstanding.is_empty());
+        self.pending = waiting;
+        for p in done {
+            let path = self.dir.join(file_name_ext(&p.session, DONE_EXT));
+            // Best effort: without the mark the file is read again, and the keys skip it all.
+            let _ = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(format!("{}\t{}\n", p.len, p.name).as_bytes()));
+        }
+        if !self.release_later.is_empty() {
+            let later: Vec<Arc<str>> = self.release_later.iter().cloned().collect();
+            for s in later {
+                self.release(&s);
+            }
+        }
     }
 
     /// Make every record so far durable.
@@ -182,6 +309,10 @@ fn load(path: &Path, s: &mut Session) {
 
 /// A file name for a session id: the id itself when it is plain, else a stable digest.
 fn file_name(session: &str) -> String {
+    file_name_ext(session, KEYS_EXT)
+}
+
+fn file_name_ext(session: &str, ext: &str) -> String {
     let plain = !session.is_empty()
         && session.len() <= MAX_PLAIN_NAME
         && !session.starts_with('.')
@@ -189,10 +320,10 @@ fn file_name(session: &str) -> String {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if plain {
-        format!("{session}.{KEYS_EXT}")
+        format!("{session}.{ext}")
     } else {
         format!(
-            "x-{}.{KEYS_EXT}",
+            "x-{}.{ext}",
             crate::model::envelope_id(&["ledger-session", session])
         )
     }
@@ -205,7 +336,10 @@ fn prune(dir: &Path, now: SystemTime) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some(KEYS_EXT) {
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some(KEYS_EXT | DONE_EXT)
+        ) {
             continue;
         }
         let old = entry
@@ -253,6 +387,39 @@ mod tests {
         let mut l = Ledger::open(dir.path(), ResendPolicy::SendAgain).unwrap();
         assert_eq!(l.claim(&s, "a"), Claim::Fresh);
         assert_eq!(l.claim(&s, "a"), Claim::Duplicate);
+    }
+
+    #[test]
+    fn files_are_marked_done_once_their_items_are_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<str> = "sess-1".into();
+        let mut l = Ledger::open(dir.path(), ResendPolicy::SkipDelivered).unwrap();
+        assert_eq!(l.claim(&s, "a"), Claim::Fresh);
+        assert_eq!(l.claim(&s, "b"), Claim::Fresh);
+        l.record(&[item("sess-1", "a")]).unwrap();
+        let keys = vec![(s.clone(), "a".to_string()), (s.clone(), "b".to_string())];
+        l.complete_when_delivered(&s, "f.jsonl", 42, keys);
+        l.release(&s);
+        assert_eq!(
+            l.done_len("sess-1", "f.jsonl"),
+            None,
+            "b is still in flight"
+        );
+        assert!(l.sessions.contains_key(&s), "not released while pending");
+        l.record(&[item("sess-1", "b")]).unwrap();
+        assert_eq!(l.done_len("sess-1", "f.jsonl"), Some(42));
+        assert!(!l.sessions.contains_key(&s), "released once settled");
+        assert_eq!(l.claim(&s, "a"), Claim::Delivered, "reloaded from its file");
+        // Nothing to deliver: marked at once; a later mark of the same name wins.
+        l.complete_when_delivered(&s, "f.jsonl", 50, Vec::new());
+        assert_eq!(l.done_len("sess-1", "f.jsonl"), Some(50));
+        assert_eq!(l.done_len("sess-1", "other.jsonl"), None);
+        let again = Ledger::open(dir.path(), ResendPolicy::SendAgain).unwrap();
+        assert_eq!(
+            again.done_len("sess-1", "f.jsonl"),
+            None,
+            "--resend ignores marks"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! `main` only maps the outcome to an exit status; `run` is the pipeline's table of contents.
 
+mod backfill;
 mod batch;
 mod cli;
 mod delivery;
@@ -16,6 +17,7 @@ mod model;
 mod omp;
 mod otlp;
 mod pipeline;
+mod progress;
 mod redact;
 mod retry;
 mod sanitize;
@@ -23,10 +25,13 @@ mod sanitize;
 mod secret_corpus;
 mod sender;
 mod session_log;
+mod sessions;
 mod signals;
 mod spool;
 mod status;
+mod subagents;
 mod truncate;
+mod watch;
 
 #[cfg(test)]
 mod delivery_tests;
@@ -37,14 +42,12 @@ mod test_support;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow};
-use clap::Parser;
-
-use crate::cli::{Cli, Config, Output};
+use crate::cli::{Config, Mode, Output};
 use crate::delivery::{Backpressure, Delivery, Outlet};
 use crate::encode::{Encoder, Wire};
 use crate::pipeline::{Delivered, Downstream, Summary, SummaryLine};
 use crate::sender::{Report, TimeCap};
+use anyhow::{Result, anyhow};
 
 /// The exit status contract (see the man page).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +61,7 @@ enum Status {
 }
 
 fn main() -> ExitCode {
-    let config = match Cli::parse().into_config() {
+    let config = match cli::parse().into_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("omp-langfuse: {e:#}");
@@ -75,8 +78,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: &Config) -> Result<Status> {
-    let live = cfg.sources.iter().any(|s| s.is_live());
-    let time_cap = if live {
+    let live = matches!(cfg.mode, Mode::Pipe) && cfg.sources.iter().any(|s| s.is_live());
+    // A followed directory is read as it is written: batches must also go out by time.
+    let time_cap = if live || matches!(cfg.mode, Mode::Watch(_)) {
         TimeCap::After(cfg.flush_every)
     } else {
         TimeCap::None
@@ -88,32 +92,68 @@ fn run(cfg: &Config) -> Result<Status> {
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
     let mut read_error = None;
-    // Sanitizing and encoding run on a second thread (see `Downstream`).
-    std::thread::scope(|scope| {
-        let mut down = Downstream::new(
-            scope,
-            out.encoder(),
-            out.outlet(),
-            &sanitizer,
-            cfg.sample_rate,
-        );
-        for source in &cfg.sources {
-            if stop.requested() {
-                break;
+    // Sanitizing and encoding run on a second thread (see `Downstream::staged`), except when
+    // following a directory: there each write is small and goes out at once.
+    std::thread::scope(|scope| -> Result<()> {
+        let mut down = match cfg.mode {
+            Mode::Watch(_) => {
+                Downstream::new(out.encoder(), out.outlet(), &sanitizer, cfg.sample_rate)
             }
-            if let Err(e) =
-                pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
-            {
-                // One unreadable file does not stop the others; it still fails the run.
-                eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
-                read_error = Some(e);
+            _ => Downstream::staged(
+                scope,
+                out.encoder(),
+                out.outlet(),
+                &sanitizer,
+                cfg.sample_rate,
+            ),
+        };
+        match &cfg.mode {
+            Mode::Pipe => {
+                for source in &cfg.sources {
+                    if stop.requested() {
+                        break;
+                    }
+                    if let Err(e) =
+                        pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
+                    {
+                        // One unreadable file does not stop the others; it still fails the run.
+                        eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
+                        read_error = Some(e);
+                    }
+                }
+            }
+            Mode::Backfill(b) => {
+                let outcome = backfill::run(
+                    b,
+                    &stop,
+                    cfg,
+                    &map_cfg,
+                    &mut down,
+                    &mut summary,
+                    out.delivery(),
+                )?;
+                if outcome.unreadable > 0 {
+                    read_error = Some(anyhow!("{} files could not be read", outcome.unreadable));
+                }
+            }
+            Mode::Watch(w) => {
+                watch::run(
+                    w,
+                    &stop,
+                    cfg,
+                    &map_cfg,
+                    &mut down,
+                    &mut summary,
+                    out.delivery(),
+                )?;
             }
         }
         if let Err(e) = down.finish(&mut summary) {
             eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
             read_error = Some(e);
         }
-    });
+        Ok(())
+    })?;
     let report = out.finish()?;
 
     if !cfg.quiet {
@@ -202,6 +242,14 @@ impl Destination {
     fn encoder(&self) -> &dyn Encoder {
         match self {
             Destination::DryRun { encoder, .. } | Destination::Send { encoder, .. } => &**encoder,
+        }
+    }
+
+    /// The delivery front, when sending (its ledger knows what was delivered).
+    fn delivery(&self) -> Option<&Delivery> {
+        match self {
+            Destination::DryRun { .. } => None,
+            Destination::Send { delivery, .. } => Some(delivery),
         }
     }
 

@@ -18,12 +18,19 @@ use crate::model::{
     trace_id,
 };
 use crate::omp::{Ev, Event, Header, as_millis, str_field};
+use crate::subagents;
 
 /// Longest trace name derived from a prompt or goal (Langfuse drops propagated trace
 /// attributes over 200 characters).
 const TRACE_NAME_MAX_CHARS: usize = 100;
 /// Name of a trace with nothing better to go by.
 const DEFAULT_TRACE_NAME: &str = "omp session";
+/// The tool a subagent finishes with; omp disposes the session before recording its result,
+/// so it is always "pending" at `session_exit` and that is not a failure.
+const YIELD_TOOL: &str = "yield";
+/// The tool that spawns subagents.
+const TASK_TOOL: &str = "task";
+
 /// Status message of observations closed because the input ended.
 const CLOSED_AT_EOF: &str =
     "closed at end of input: omp stopped before this finished (crashed or killed?)";
@@ -78,9 +85,63 @@ enum Close {
     Eof,
 }
 
+/// Where a subagent session goes: into its parent's trace, under the parent's `task` tool
+/// call (or root). Set by `backfill` / `watch`, which know the files' relations.
+#[derive(Debug, Clone)]
+pub struct Nest {
+    /// The parent's trace, used as it is (id, name, Langfuse session, metadata): Langfuse
+    /// reads trace fields from every span, so a subagent must not bring its own.
+    pub trace: Arc<TraceCtx>,
+    /// The observation the subagent's root hangs under.
+    pub parent_id: String,
+    /// Keeps the subagent's observation keys apart from its parent's in the shared trace.
+    pub key_prefix: String,
+    /// Name of the subagent's root observation.
+    pub name: String,
+    /// Extra metadata of the subagent's root (agent id, how it was linked).
+    pub metadata: Map<String, Value>,
+}
+
+/// A `task` tool call: what it asked for and, once its result is in, which agents it spawned.
+/// Subagent sessions are matched against these.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub tool_call_id: String,
+    /// The `task` tool observation and its trace.
+    pub obs_id: String,
+    pub trace: Arc<TraceCtx>,
+    /// Agent ids from the result's details (`results[].id`, `progress[].id`, `async.jobId`):
+    /// the subagent's session file is `<agent id>.jsonl`.
+    pub agent_ids: Vec<String>,
+    /// Requested agent names (`name`, `tasks[].name`), which become agent ids.
+    pub names: Vec<String>,
+    /// Assignments (`task`, `tasks[].task`); a subagent's `session_init.task` contains its own.
+    pub tasks: Vec<String>,
+}
+
+/// The trace a session's observations go to (or went to last) and its root observation.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub trace: Arc<TraceCtx>,
+    pub root_id: String,
+}
+
+/// A subagent nested by its stream: which session is its parent, and its agent id.
+#[derive(Debug, Clone)]
+struct NestLink {
+    parent_key: String,
+    agent_id: String,
+}
+
 /// The state machine for all sessions of one input source.
 pub struct Mapper {
     cfg: Arc<MapConfig>,
+    /// Set for a subagent session file.
+    nest: Option<Arc<Nest>>,
+    /// `task` calls of closed sessions (open sessions keep their own).
+    spawns: Vec<Spawn>,
+    /// The last closed session's anchor.
+    anchor: Option<Anchor>,
     /// Open sessions by key (the OMP session id, or an anonymous key).
     sessions: BTreeMap<String, Session>,
     /// The session lines without a `sessionId` belong to.
@@ -93,8 +154,16 @@ pub struct Mapper {
 
 impl Mapper {
     pub fn new(cfg: Arc<MapConfig>) -> Mapper {
+        Mapper::with_nest(cfg, None)
+    }
+
+    /// A mapper whose sessions go into another session's trace (a subagent file).
+    pub fn with_nest(cfg: Arc<MapConfig>, nest: Option<Nest>) -> Mapper {
         Mapper {
             cfg,
+            nest: nest.map(Arc::new),
+            spawns: Vec::new(),
+            anchor: None,
             sessions: BTreeMap::new(),
             current: None,
             ended: std::collections::HashSet::new(),
@@ -146,6 +215,27 @@ impl Mapper {
         }
     }
 
+    /// Every `task` call seen so far (closed sessions first).
+    pub fn spawns(&self) -> impl Iterator<Item = &Spawn> {
+        self.spawns
+            .iter()
+            .chain(self.sessions.values().flat_map(|s| s.spawns.iter()))
+    }
+
+    /// The trace of the current session (open, else the last closed one).
+    pub fn anchor(&self) -> Option<Anchor> {
+        self.current
+            .as_ref()
+            .and_then(|k| self.sessions.get(k))
+            .and_then(Session::anchor)
+            .or_else(|| self.anchor.clone())
+    }
+
+    /// Whether no session is open (every one ended, or none began).
+    pub fn idle(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
     /// End of input: close every open session.
     pub fn finish(&mut self, out: &mut Vec<Record>) {
         let keys: Vec<String> = self.sessions.keys().cloned().collect();
@@ -161,14 +251,18 @@ impl Mapper {
         at: Option<Millis>,
         out: &mut Vec<Record>,
     ) {
+        // Lines that name their session (extension events) interleave sessions: a subagent's
+        // bridge lines go to the same file as its parent's, which runs on meanwhile.
+        let interleaved = line_session.is_some();
         if header.id.is_none() {
             header.id = line_session;
         }
         if header.timestamp.is_none() {
             header.timestamp = at;
         }
-        // A new header ends the session that lines without ids were going to.
-        if let Some(cur) = self.current.take()
+        // Otherwise a new header ends the session that lines without ids were going to.
+        if !interleaved
+            && let Some(cur) = self.current.take()
             && header.id.as_deref() != Some(cur.as_str())
             && !self.ended.contains(&cur)
         {
@@ -200,21 +294,86 @@ impl Mapper {
         // the same session id (the id also folds in the session's first time).
         let anon_seed = format!("anonymous#{}", self.anon);
         self.stats.sessions += 1;
-        self.sessions.insert(
-            key.clone(),
-            Session::new(self.cfg.clone(), id, anon_seed, header),
-        );
+        let (nest, link) = match &self.nest {
+            Some(n) => (Some(n.clone()), None),
+            None => self.stream_nest(&header),
+        };
+        let mut session = Session::new(self.cfg.clone(), nest, id, anon_seed, header);
+        session.nest_link = link;
+        self.sessions.insert(key.clone(), session);
         self.current = Some(key.clone());
         key
     }
 
+    /// A subagent whose bridge lines share the stream with its parent's (the bridge names the
+    /// parent on `session_start`) goes into the parent's trace, like a subagent file does.
+    fn stream_nest(&self, header: &Header) -> (Option<Arc<Nest>>, Option<NestLink>) {
+        let Some(parent_key) = header
+            .parent_session
+            .as_deref()
+            .map(subagents::parent_session_id)
+        else {
+            return (None, None);
+        };
+        let Some(parent) = self.sessions.get(&parent_key) else {
+            return (None, None);
+        };
+        let (Some(anchor), Some(agent_id)) = (
+            parent.anchor(),
+            header
+                .file
+                .as_deref()
+                .and_then(subagents::agent_id_of)
+                .or_else(|| header.id.clone()),
+        ) else {
+            return (None, None);
+        };
+        let info = subagents::ParentInfo {
+            anchor,
+            spawns: parent.spawns.clone(),
+            key_prefix: parent
+                .nest
+                .as_ref()
+                .map(|n| n.key_prefix.clone())
+                .unwrap_or_default(),
+        };
+        let nest = subagents::nest_for(&info, &agent_id, None);
+        (
+            Some(Arc::new(nest)),
+            Some(NestLink {
+                parent_key,
+                agent_id,
+            }),
+        )
+    }
+
     fn close(&mut self, key: &str, how: Close, out: &mut Vec<Record>) {
         if let Some(mut s) = self.sessions.remove(key) {
+            // The parent's `task` result may have come in since the subagent began.
+            if let (Some(link), Some(nest)) = (&s.nest_link, &s.nest) {
+                let spawns: Vec<Spawn> = self
+                    .sessions
+                    .get(&link.parent_key)
+                    .map(|p| p.spawns.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .chain(self.spawns.iter().cloned())
+                    .collect();
+                if let Some(n) =
+                    subagents::relink(nest, &spawns, &link.agent_id, s.first_user_text.as_deref())
+                {
+                    s.nest = Some(Arc::new(n));
+                }
+            }
             if how == Close::Eof {
                 self.stats.unterminated += u64::from(s.looks_unfinished());
             }
             self.stats.goal_accounting += s.goal_accounting;
             s.close(how, out);
+            self.spawns.append(&mut s.spawns);
+            if let Some(a) = s.last_anchor.take() {
+                self.anchor = Some(a);
+            }
         }
         if self.current.as_deref() == Some(key) {
             self.current = None;
@@ -305,6 +464,15 @@ struct GoalState {
 
 struct Session {
     cfg: Arc<MapConfig>,
+    nest: Option<Arc<Nest>>,
+    /// Set when the nest came from the stream (see `Mapper::stream_nest`).
+    nest_link: Option<NestLink>,
+    /// The first user message, whoever wrote it (a subagent's is its assignment).
+    first_user_text: Option<String>,
+    /// `task` calls, for nesting subagent sessions.
+    spawns: Vec<Spawn>,
+    /// The last closed trace.
+    last_anchor: Option<Anchor>,
     id: Option<String>,
     anon_seed: String,
     header: Header,
@@ -337,9 +505,20 @@ struct Session {
 }
 
 impl Session {
-    fn new(cfg: Arc<MapConfig>, id: Option<String>, anon_seed: String, header: Header) -> Session {
+    fn new(
+        cfg: Arc<MapConfig>,
+        nest: Option<Arc<Nest>>,
+        id: Option<String>,
+        anon_seed: String,
+        header: Header,
+    ) -> Session {
         Session {
             cfg,
+            nest,
+            nest_link: None,
+            first_user_text: None,
+            spawns: Vec::new(),
+            last_anchor: None,
             id,
             anon_seed,
             title: header.title.clone(),
@@ -405,6 +584,25 @@ impl Session {
         self.id.clone().unwrap_or_default()
     }
 
+    /// An observation id in `trace_id` for a key of this session. A subagent's keys carry its
+    /// prefix, because it shares its parent's trace.
+    fn obs_id(&self, trace_id: &str, key: &str) -> String {
+        match &self.nest {
+            Some(n) => span_id(trace_id, &format!("{}{key}", n.key_prefix)),
+            None => span_id(trace_id, key),
+        }
+    }
+
+    fn anchor(&self) -> Option<Anchor> {
+        self.trace
+            .as_ref()
+            .map(|t| Anchor {
+                trace: t.ctx.clone(),
+                root_id: t.root_id.clone(),
+            })
+            .or_else(|| self.last_anchor.clone())
+    }
+
     fn next_key(&mut self, prefix: &'static str) -> String {
         let n = self.keys.entry(prefix).or_insert(0);
         *n += 1;
@@ -427,6 +625,9 @@ impl Session {
     }
 
     fn build_ctx(&mut self, id: String, start: Millis) -> TraceCtx {
+        if let Some(n) = &self.nest {
+            return (*n.trace).clone();
+        }
         let session_id = self.session_id();
         let mut metadata = Map::new();
         if let Some(cwd) = &self.header.cwd {
@@ -465,7 +666,10 @@ impl Session {
                 TracePer::Prompt => Some(self.prompts),
             };
             let sid = self.session_id();
-            let id = trace_id(&sid, part);
+            let id = match &self.nest {
+                Some(n) => n.trace.id.clone(),
+                None => trace_id(&sid, part),
+            };
             // The first trace starts with the session; a later one (per prompt) at its prompt.
             let start = if self.traces_opened == 0 {
                 self.header.timestamp.or(self.clock)
@@ -475,7 +679,7 @@ impl Session {
             self.traces_opened += 1;
             let ctx = Arc::new(self.build_ctx(id.clone(), start.unwrap_or(0)));
             self.trace = Some(Trace {
-                root_id: span_id(&id, "root"),
+                root_id: self.obs_id(&id, "root"),
                 ctx,
                 start,
                 announced: false,
@@ -495,8 +699,10 @@ impl Session {
     fn announced_trace(&mut self, out: &mut Vec<Record>) -> &mut Trace {
         self.trace();
         self.refresh_ctx();
+        let nested = self.nest.is_some();
         let t = self.trace.as_mut().expect("opened above");
-        if !t.announced {
+        // A subagent's trace belongs to its parent: it announces nothing of its own.
+        if !t.announced && !nested {
             t.announced = true;
             out.push(Record::Trace(TraceRecord {
                 ctx: t.ctx.clone(),
@@ -553,7 +759,7 @@ impl Session {
     ) -> Observation {
         let trace = self.announced_trace(out).ctx.clone();
         Observation {
-            id: span_id(&trace.id, key),
+            id: self.obs_id(&trace.id, key),
             trace,
             parent_id: parent,
             kind,
@@ -831,7 +1037,7 @@ impl Session {
         let n = self.turns;
         let trace_id = self.trace().ctx.id.clone();
         self.turn = Some(Turn {
-            id: span_id(&trace_id, &format!("turn/{n}")),
+            id: self.obs_id(&trace_id, &format!("turn/{n}")),
             n,
             start: at,
             end: at,
@@ -901,6 +1107,9 @@ impl Session {
                 self.tool_result(m, at, out);
             }
             "user" => {
+                if self.first_user_text.is_none() {
+                    self.first_user_text = Some(message_text(&m));
+                }
                 let steering = m.get("steering").and_then(Value::as_bool) == Some(true)
                     || m.get("synthetic").and_then(Value::as_bool) == Some(true)
                     || m.get("attribution").and_then(Value::as_str) == Some("agent");
@@ -939,7 +1148,7 @@ impl Session {
                     self.turns = 1;
                     let trace_id = self.trace().ctx.id.clone();
                     t.n = 1;
-                    t.id = span_id(&trace_id, "turn/1");
+                    t.id = self.obs_id(&trace_id, "turn/1");
                     self.turn = Some(t);
                 }
             }
@@ -1098,6 +1307,7 @@ impl Session {
         self.emit(obs, out);
 
         // Tool calls it asked for, keyed by id (their starts may have been seen already).
+        let mut spawn_requests = Vec::new();
         if let Some(blocks) = m.get("content").and_then(Value::as_array) {
             for b in blocks
                 .iter()
@@ -1106,9 +1316,13 @@ impl Session {
                 let Some(id) = str_field(b, "id") else {
                     continue;
                 };
+                let id_for_spawn = id.clone();
                 let tool = self.tools.entry(id).or_default();
                 tool.parent = Some(turn_id.clone());
                 tool.requested_at = Some(end);
+                if str_field(b, "name").as_deref() == Some(TASK_TOOL) {
+                    spawn_requests.push((id_for_spawn.clone(), b.get("arguments").cloned()));
+                }
                 if tool.name.is_empty() {
                     tool.name = str_field(b, "name").unwrap_or_default();
                 }
@@ -1123,6 +1337,10 @@ impl Session {
                     });
                 }
             }
+        }
+
+        for (id, args) in spawn_requests {
+            self.spawn_requested(&id, args.as_ref());
         }
 
         let t = self.trace();
@@ -1194,6 +1412,9 @@ impl Session {
             meta.insert("intent".into(), i.into());
         }
         obs.metadata = meta;
+        if tool.name == TASK_TOOL {
+            self.spawn_finished(id, &obs);
+        }
         if let Some(msg) = unfinished {
             obs.level = Level::Warning;
             obs.status_message = Some(msg.to_string());
@@ -1205,6 +1426,81 @@ impl Session {
         let t = self.trace();
         t.totals.tool_calls += 1;
         t.totals.tool_errors += u64::from(tool.is_error);
+    }
+
+    /// A `task` call was made: note what it asked for (its result names the agents later).
+    fn spawn_requested(&mut self, tool_call_id: &str, args: Option<&Value>) {
+        let trace = self.trace().ctx.clone();
+        let obs_id = self.obs_id(&trace.id, &format!("tool/{tool_call_id}"));
+        let mut spawn = Spawn {
+            tool_call_id: tool_call_id.to_string(),
+            obs_id,
+            trace,
+            agent_ids: Vec::new(),
+            names: Vec::new(),
+            tasks: Vec::new(),
+        };
+        if let Some(a) = args {
+            // Flat form `{name?, agent, task}` or batch form `{context, tasks: [{name?, task}]}`.
+            let items = a
+                .get("tasks")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().collect::<Vec<_>>())
+                .unwrap_or_else(|| vec![a]);
+            for item in items {
+                spawn
+                    .names
+                    .extend(str_field(item, "name").filter(|n| !n.is_empty()));
+                spawn
+                    .tasks
+                    .extend(str_field(item, "task").filter(|t| !t.is_empty()));
+            }
+        }
+        self.spawns.retain(|s| s.tool_call_id != tool_call_id);
+        self.spawns.push(spawn);
+    }
+
+    /// A `task` call's observation is complete: its result's details name the agents.
+    fn spawn_finished(&mut self, tool_call_id: &str, obs: &Observation) {
+        let details = obs.output.as_ref().and_then(|o| o.get("details"));
+        let mut ids = Vec::new();
+        for list in ["results", "progress"] {
+            for r in details
+                .and_then(|d| d.get(list))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                ids.extend(str_field(r, "id"));
+            }
+        }
+        ids.extend(
+            details
+                .and_then(|d| d.pointer("/async/jobId"))
+                .and_then(Value::as_str)
+                .map(String::from),
+        );
+        ids.sort();
+        ids.dedup();
+        match self
+            .spawns
+            .iter_mut()
+            .find(|s| s.tool_call_id == tool_call_id)
+        {
+            Some(s) => {
+                s.agent_ids = ids;
+                s.obs_id = obs.id.clone();
+                s.trace = obs.trace.clone();
+            }
+            None => self.spawns.push(Spawn {
+                tool_call_id: tool_call_id.to_string(),
+                obs_id: obs.id.clone(),
+                trace: obs.trace.clone(),
+                agent_ids: ids,
+                names: Vec::new(),
+                tasks: Vec::new(),
+            }),
+        }
     }
 
     fn close_compaction(&mut self, end_event: Option<Value>, level: Level, out: &mut Vec<Record>) {
@@ -1402,7 +1698,20 @@ impl Session {
             self.close_compaction(None, Level::Warning, out);
         }
         let tools = std::mem::take(&mut self.tools);
-        for (id, tool) in tools {
+        for (id, mut tool) in tools {
+            if how == Close::Ended && tool.name == YIELD_TOOL {
+                // A subagent's `yield` is how it finishes, never recorded as done: it takes
+                // no time of its own.
+                tool.is_error = false;
+                let at = tool
+                    .start
+                    .or(tool.requested_at)
+                    .unwrap_or_else(|| self.now());
+                tool.end.get_or_insert(at);
+                let output = tool.args.clone();
+                self.emit_tool(&id, tool, output, None, out);
+                continue;
+            }
             let why = if how == Close::Ended {
                 "still running when omp exited"
             } else {
@@ -1463,7 +1772,14 @@ impl Session {
         };
         let Some(t) = self.trace.take() else { return };
         let tot = t.totals;
-        let start = t.ctx.timestamp;
+        let mut start = t.ctx.timestamp;
+        let mut end = end;
+        if self.nest.is_some() {
+            // The shared context carries the parent's start; a subagent spans its own work
+            // (omp disposes it a little after its last step, which is no part of it).
+            start = t.start.unwrap_or(start);
+            end = t.last.unwrap_or(end);
+        }
         let mut meta = Map::new();
         meta.insert("turns".into(), tot.turns.into());
         meta.insert("generations".into(), tot.generations.into());
@@ -1482,12 +1798,28 @@ impl Session {
             }),
         );
         meta.insert("cost_usd".into(), json!(round_usd(tot.cost)));
+        let (parent_id, name) = match &self.nest {
+            Some(n) => {
+                for (k, v) in &n.metadata {
+                    meta.insert(k.clone(), v.clone());
+                }
+                if let Some(id) = &self.header.id {
+                    meta.insert("omp_session_id".into(), id.clone().into());
+                }
+                (Some(n.parent_id.clone()), n.name.clone())
+            }
+            None => (None, "omp".to_string()),
+        };
+        self.last_anchor = Some(Anchor {
+            trace: t.ctx.clone(),
+            root_id: t.root_id.clone(),
+        });
         out.push(Record::Observation(Observation {
             id: t.root_id.clone(),
             trace: t.ctx.clone(),
-            parent_id: None,
+            parent_id,
             kind: ObsKind::Agent,
-            name: "omp".into(),
+            name,
             start,
             end: end.max(start),
             input: t.input.clone(),
@@ -1497,6 +1829,9 @@ impl Session {
             status_message: status,
             generation: None,
         }));
+        if self.nest.is_some() {
+            return;
+        }
         out.push(Record::Trace(TraceRecord {
             ctx: t.ctx,
             input: t.input,
@@ -1966,6 +2301,99 @@ mod tests {
         );
         let (obs, _, _) = run(TracePer::Session, &lines);
         assert_eq!(obs.iter().filter(|o| o.parent_id.is_none()).count(), 1);
+    }
+
+    /// A line of session `sid` as the bridge writes it.
+    fn bridged(sid: &str, mut line: Value, ts: i64) -> Value {
+        line["sessionId"] = sid.into();
+        line["ts"] = ts.into();
+        line
+    }
+
+    #[test]
+    fn a_subagents_bridge_lines_nest_it_under_the_task_call() {
+        let parent_file = "/s/-p/2026-11-24T02-42-07-949Z_par.jsonl";
+        let task_call = json!({"type":"message_end","message":{"role":"assistant","content":[
+            {"type":"toolCall","id":"call-1","name":"task","arguments":{"agent":"task","task":"Say hi."}}],
+            "provider":"p","model":"m","usage":{"input":1,"output":1},"stopReason":"toolUse","timestamp":1_100}});
+        let task_result = json!({"type":"message_end","message":{"role":"toolResult","toolCallId":"call-1",
+            "toolName":"task","content":[{"type":"text","text":"done"}],
+            "details":{"results":[{"id":"Scout","task":"Complete:\n\nSay hi."}]},"isError":false,"timestamp":1_500}});
+        let sub_prompt = json!({"type":"message_end","message":{"role":"user","attribution":"agent",
+            "content":[{"type":"text","text":"Complete:\n\nSay hi."}],"timestamp":1_200}});
+        let lines = vec![
+            bridged(
+                "par",
+                json!({"type":"session_start","sessionFile":parent_file}),
+                1_000,
+            ),
+            bridged("par", user("go", 1_000), 1_000),
+            bridged("par", task_call, 1_100),
+            bridged(
+                "sub",
+                json!({"type":"session_start","parentSession":parent_file,
+                       "sessionFile":"/s/-p/2026-11-24T02-42-07-949Z_par/Scout.jsonl"}),
+                1_200,
+            ),
+            bridged("sub", sub_prompt, 1_200),
+            bridged("sub", assistant(1_300, "stop", &[]), 1_300),
+            // The task result (naming the agent) comes before the subagent's shutdown.
+            bridged("par", task_result, 1_500),
+            bridged("sub", json!({"type":"session_shutdown"}), 1_600),
+            bridged("par", assistant(1_700, "stop", &[]), 1_700),
+            bridged("par", json!({"type":"session_shutdown"}), 1_800),
+        ];
+        let (obs, traces, stats) = run(TracePer::Session, &lines);
+        assert_eq!(stats.sessions, 2);
+        let task = obs.iter().find(|o| o.name == "task").expect("task tool");
+        let sub_root = obs
+            .iter()
+            .find(|o| o.name == "subagent Scout")
+            .expect("nested root");
+        assert_eq!(sub_root.parent_id.as_deref(), Some(task.id.as_str()));
+        assert_eq!(sub_root.metadata["linked_by"], "task result");
+        assert!(obs.iter().all(|o| o.trace.id == task.trace.id), "one trace");
+        assert!(obs.iter().all(|o| o.trace.session_id == "par"));
+        assert!(obs.iter().all(|o| o.level == Level::Default));
+        let ids: std::collections::HashSet<&str> = obs.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids.len(), obs.len(), "keys stay apart");
+        assert!(
+            traces.iter().all(|t| t.ctx.session_id == "par"),
+            "no trace of its own"
+        );
+        // parent: root, turn, 2 generations, task; subagent: root, turn, generation.
+        assert_eq!(
+            obs.len(),
+            8,
+            "{:?}",
+            obs.iter().map(|o| &o.name).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_subagents_lines_without_a_parent_in_the_stream_are_a_session_of_their_own() {
+        let lines = vec![
+            bridged("par", json!({"type":"session_start"}), 1_000),
+            bridged("par", user("go", 1_000), 1_000),
+            bridged(
+                "sub",
+                json!({"type":"session_start","parentSession":"/x/2026-11-24T02-42-07-949Z_other.jsonl"}),
+                1_100,
+            ),
+            bridged("sub", assistant(1_200, "stop", &[]), 1_200),
+            bridged("sub", json!({"type":"session_shutdown"}), 1_300),
+            bridged("par", assistant(1_400, "stop", &[]), 1_400),
+            bridged("par", json!({"type":"session_shutdown"}), 1_500),
+        ];
+        let (obs, _, stats) = run(TracePer::Session, &lines);
+        assert_eq!(stats.sessions, 2);
+        let roots: Vec<&Observation> = obs.iter().filter(|o| o.kind == ObsKind::Agent).collect();
+        assert_eq!(roots.len(), 2, "one root per session, none closed early");
+        assert!(
+            roots
+                .iter()
+                .all(|r| r.parent_id.is_none() && r.level == Level::Default)
+        );
     }
 
     #[test]

@@ -158,6 +158,9 @@ pub struct Header {
     pub title: Option<String>,
     pub parent_session: Option<String>,
     pub version: Option<u64>,
+    /// The session's own file (the bridge's `sessionFile`): a subagent's is
+    /// `<parent stem>/<agent id>.jsonl`.
+    pub file: Option<String>,
 }
 
 impl Header {
@@ -172,6 +175,7 @@ impl Header {
             title: str_field(v, "title").filter(|t| !t.is_empty()),
             parent_session: str_field(v, "parentSession"),
             version: v.get("version").and_then(Value::as_u64),
+            file: str_field(v, "sessionFile"),
         }
     }
 }
@@ -259,6 +263,44 @@ pub enum Ev {
     Unknown(String),
 }
 
+/// With `--events=-` the bridge's lines share omp's stdout with omp's own `--mode json`
+/// lines, which report the same events again (without times or session ids). A bridge line
+/// carries numeric `seq` and `ts`. omp's own lines belong to the session of omp's header
+/// line; once bridge lines report that session, omp's lines are duplicates and are dropped,
+/// except the header itself (omp prints its only copy). Bridge lines of other sessions (a
+/// subagent's) drop nothing. Checked with the real omp 18.2.3: the bridge's
+/// `session_start` is the first line, before omp's header.
+#[derive(Debug, Default)]
+pub struct BridgeFilter {
+    /// Sessions the bridge reported.
+    bridge_sessions: std::collections::HashSet<String>,
+    /// The session of omp's own header line.
+    json_session: Option<String>,
+}
+
+impl BridgeFilter {
+    /// Whether a parsed line should be decoded.
+    pub fn keep(&mut self, v: &Value) -> bool {
+        let is_bridge =
+            v.get("seq").is_some_and(Value::is_number) && v.get("ts").is_some_and(Value::is_number);
+        if is_bridge {
+            if let Some(s) = v.get("sessionId").and_then(Value::as_str) {
+                self.bridge_sessions.insert(s.to_string());
+            }
+            return true;
+        }
+        if v.get("type").and_then(Value::as_str) == Some("session") {
+            self.json_session = str_field(v, "id");
+            return true;
+        }
+        match &self.json_session {
+            Some(s) => !self.bridge_sessions.contains(s),
+            // No header (yet): duplicates when the bridge is talking at all.
+            None => self.bridge_sessions.is_empty(),
+        }
+    }
+}
+
 /// Types the stream decoders know and deliberately ignore.
 const STREAM_IGNORED: &[&str] = &[
     "message_start",
@@ -311,10 +353,12 @@ const STREAM_IGNORED: &[&str] = &[
 ];
 
 /// Top-level fields every stream line may be read for: its time, session and context usage
-/// (`decode_stream`), and what format detection looks at (`format_hint`). A session file's
+/// (`decode_stream`), what format detection looks at (`format_hint`), and what the bridge
+/// filter looks at (`BridgeFilter`: `seq`, `ts`, `sessionId`, `id`). A session file's
 /// `id`/`parentId`/`timestamp` are among them, so a stray stream line in a session file
 /// decodes as before.
 const COMMON_FIELDS: &[&str] = &[
+    "seq",
     "ts",
     "timestamp",
     "sessionId",
@@ -331,6 +375,7 @@ const COMMON_FIELDS: &[&str] = &[
 /// [`decode_stream`]: a field it reads for a type must be kept for that type.
 pub fn stream_fields(ty: &str) -> Keep {
     const AGENT_END: &[&str] = &[
+        "seq",
         "ts",
         "timestamp",
         "sessionId",
@@ -344,6 +389,7 @@ pub fn stream_fields(ty: &str) -> Keep {
         "willContinue",
     ];
     const TOOL_UPDATE: &[&str] = &[
+        "seq",
         "ts",
         "timestamp",
         "sessionId",
@@ -357,6 +403,7 @@ pub fn stream_fields(ty: &str) -> Keep {
         "partialResult",
     ];
     const MESSAGE_END: &[&str] = &[
+        "seq",
         "ts",
         "timestamp",
         "sessionId",
@@ -393,7 +440,12 @@ pub fn decode_stream(mut v: Value) -> Event {
         .to_string();
     let ev = match ty.as_str() {
         "session" => Ev::Session(Header::from_value(&v)),
-        "session_start" => Ev::Session(Header::default()),
+        // The bridge adds where the session lives and, for a subagent, its parent.
+        "session_start" => Ev::Session(Header {
+            parent_session: str_field(&v, "parentSession"),
+            file: str_field(&v, "sessionFile"),
+            ..Header::default()
+        }),
         "agent_start" => Ev::RunStart,
         "agent_end" => {
             // json mode says `isTerminal:false`, extensions say `willContinue:true`;
@@ -532,6 +584,26 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_beside_bridge_lines_are_dropped() {
+        let mut f = BridgeFilter::default();
+        // A source without bridge lines keeps everything.
+        assert!(f.keep(&json!({"type":"agent_start"})));
+        assert!(f.keep(&json!({"type":"session_start","ts":1,"seq":0,"sessionId":"s"})));
+        assert!(f.keep(&json!({"type":"session","id":"s"})));
+        assert!(!f.keep(&json!({"type":"agent_start"})));
+        assert!(f.keep(&json!({"type":"agent_start","ts":2,"seq":1,"sessionId":"s"})));
+        // A subagent's bridge lines in the parent's json stream drop none of the parent's.
+        let mut parent = BridgeFilter::default();
+        assert!(parent.keep(&json!({"type":"session","id":"p"})));
+        assert!(parent.keep(&json!({"type":"agent_start","ts":2,"seq":0,"sessionId":"sub"})));
+        assert!(parent.keep(&json!({"type":"turn_end"})));
+        // A raw extension stream (no seq) is not a bridge stream.
+        let mut raw = BridgeFilter::default();
+        assert!(raw.keep(&json!({"type":"session_start","ts":1})));
+        assert!(raw.keep(&json!({"type":"agent_start"})));
+    }
+
+    #[test]
     fn agent_end_terminal_flags() {
         let t = |v| match decode_stream(v).ev {
             Ev::RunEnd { terminal } => terminal,
@@ -587,10 +659,20 @@ mod tests {
             json!({"type":"tool_execution_update","toolCallId":"t","toolName":"bash","args":{"a":1},"partialResult":{"content":[]}}),
             json!({"type":"message_end","message":{"role":"user","content":"hi"},"timestamp":9}),
             json!({"type":"message_start","message":{"role":"user"},"ctx":{"contextUsage":{"tokens":3}}}),
+            json!({"type":"context","messages":[],"ts":8,"seq":4,"sessionId":"s"}),
+            json!({"type":"turn_end","message":{"role":"assistant"},"toolResults":[]}),
         ];
+        let (mut full_filter, mut pruned_filter) =
+            (BridgeFilter::default(), BridgeFilter::default());
         for line in lines {
             let text = line.to_string();
             let pruned = crate::jsonline::parse(text.as_bytes(), stream_fields).unwrap();
+            assert_eq!(
+                pruned_filter.keep(&pruned),
+                full_filter.keep(&line),
+                "{text}"
+            );
+            assert_eq!(format_hint(&pruned), format_hint(&line), "{text}");
             assert_eq!(decode_stream(pruned), decode_stream(line), "{text}");
         }
     }

@@ -18,7 +18,7 @@ use crate::input::{Lines, Next, Source, is_blank};
 use crate::jsonline;
 use crate::mapper::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
-use crate::omp::{self, Detector, Ev, Event, Format, decode_stream};
+use crate::omp::{self, BridgeFilter, Detector, Ev, Event, Format, decode_stream};
 use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
 use crate::sender::Report;
 use crate::session_log::{self, LogDecoder};
@@ -158,117 +158,105 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-/// Where records go after the mapper: sampling, sanitizing, encoding, the sender's channel.
-/// That work runs on a thread of its own (the stage), so that reading, parsing and mapping
+/// Where records go after the mapper: sampling (and the summary's counts) here, then
+/// sanitizing, encoding and the sender's channel. Made with [`Downstream::staged`], that
+/// second part runs on a thread of its own (the stage), so that reading, parsing and mapping
 /// (the caller's thread) overlap with it on a second core; records cross over one line's
-/// worth at a time, through a short queue.
-pub struct Downstream<'scope> {
-    tx: Option<crossbeam_channel::Sender<Vec<Record>>>,
-    stage: Option<std::thread::ScopedJoinHandle<'scope, (Summary, Result<()>)>>,
-    /// The stage's counters and outcome once it has stopped.
-    ended: Option<(Summary, Result<()>)>,
+/// worth at a time, through a short queue, in order.
+pub struct Downstream<'a> {
+    pub encoder: &'a dyn Encoder,
+    pub outlet: &'a dyn Outlet,
+    /// Redaction, truncation and the per-event size guarantee: every record passes here
+    /// before it is encoded, so nothing unsanitized is printed or sent.
+    pub sanitizer: &'a Sanitizer,
+    pub sample_rate: f64,
+    /// Sampling decision per session id.
+    kept: HashMap<Arc<str>, bool>,
+    stage: Option<Stage<'a>>,
+}
+
+/// What the stage thread is handed.
+enum ToStage {
+    /// The kept records of one line.
+    Records(Vec<Record>),
+    /// Answer once everything handed over before is in the outlet.
+    Sync(crossbeam_channel::Sender<()>),
+}
+
+/// The stage thread of a staged [`Downstream`].
+struct Stage<'a> {
+    tx: Option<crossbeam_channel::Sender<ToStage>>,
+    handle: Option<std::thread::ScopedJoinHandle<'a, (SanitizeStats, Result<()>)>>,
+    /// Its sanitizer counters and outcome once it has stopped.
+    ended: Option<(SanitizeStats, Result<()>)>,
 }
 
 /// Lines' worth of records queued for the stage (each holds the records of one input line).
 const STAGE_QUEUE: usize = 16;
 
-impl<'scope> Downstream<'scope> {
-    pub fn new<'env>(
-        scope: &'scope std::thread::Scope<'scope, 'env>,
-        encoder: &'env dyn Encoder,
-        outlet: &'env dyn Outlet,
-        sanitizer: &'env Sanitizer,
+impl<'a> Downstream<'a> {
+    /// Sanitize, encode and hand over on the caller's thread.
+    pub fn new(
+        encoder: &'a dyn Encoder,
+        outlet: &'a dyn Outlet,
+        sanitizer: &'a Sanitizer,
         sample_rate: f64,
     ) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(STAGE_QUEUE);
-        let stage = std::thread::Builder::new()
+        Downstream {
+            encoder,
+            outlet,
+            sanitizer,
+            sample_rate,
+            kept: HashMap::new(),
+            stage: None,
+        }
+    }
+
+    /// Sanitize, encode and hand over on a thread of `scope` (see the type's docs). Call
+    /// [`Downstream::finish`] at the end for the sanitizer's counters.
+    pub fn staged<'env>(
+        scope: &'a std::thread::Scope<'a, 'env>,
+        encoder: &'a dyn Encoder,
+        outlet: &'a dyn Outlet,
+        sanitizer: &'a Sanitizer,
+        sample_rate: f64,
+    ) -> Self {
+        let (tx, rx) = crossbeam_channel::bounded::<ToStage>(STAGE_QUEUE);
+        let handle = std::thread::Builder::new()
             .name("omp-langfuse-stage".into())
             .spawn_scoped(scope, move || {
-                let mut stage = Stage {
-                    encoder,
-                    outlet,
-                    sanitizer,
-                    sample_rate,
-                    kept: HashMap::new(),
-                };
-                let mut counts = Summary::default();
-                for mut batch in rx {
-                    if let Err(e) = stage.take(&mut batch, &mut counts) {
-                        return (counts, Err(e));
+                let mut stats = SanitizeStats::default();
+                for msg in rx {
+                    match msg {
+                        ToStage::Records(batch) => {
+                            for rec in batch {
+                                if let Err(e) = deliver(encoder, outlet, sanitizer, rec, &mut stats)
+                                {
+                                    return (stats, Err(e));
+                                }
+                            }
+                        }
+                        ToStage::Sync(done) => {
+                            let _ = done.send(());
+                        }
                     }
                 }
-                (counts, Ok(()))
+                (stats, Ok(()))
             })
             .expect("spawning the stage thread");
         Downstream {
-            tx: Some(tx),
-            stage: Some(stage),
-            ended: None,
+            stage: Some(Stage {
+                tx: Some(tx),
+                handle: Some(handle),
+                ended: None,
+            }),
+            ..Downstream::new(encoder, outlet, sanitizer, sample_rate)
         }
     }
 
-    /// Hand over the records of one line (the summary's downstream counters are the stage's
-    /// until [`Downstream::finish`]).
-    fn take(&mut self, records: &mut Vec<Record>, _summary: &mut Summary) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(records);
-        if let Some(tx) = &self.tx
-            && tx.send(batch).is_ok()
-        {
-            return Ok(());
-        }
-        // The stage stopped: its error says why.
-        self.stop();
-        match &self.ended {
-            Some((_, Err(e))) => Err(anyhow::anyhow!("{e:#}")),
-            _ => Err(anyhow::anyhow!("the delivery worker stopped unexpectedly")),
-        }
-    }
-
-    fn stop(&mut self) {
-        self.tx = None;
-        if let Some(stage) = self.stage.take() {
-            self.ended = Some(stage.join().unwrap_or_else(|_| {
-                (
-                    Summary::default(),
-                    Err(anyhow::anyhow!("the sanitizing thread panicked")),
-                )
-            }));
-        }
-    }
-
-    /// Let the stage finish what it has, and add its counters to `summary`.
-    pub fn finish(mut self, summary: &mut Summary) -> Result<()> {
-        self.stop();
-        let Some((counts, outcome)) = self.ended.take() else {
-            return Ok(());
-        };
-        summary.sampled_out += counts.sampled_out;
-        for (total, n) in summary.observations.iter_mut().zip(counts.observations) {
-            *total += n;
-        }
-        summary.sanitize.merge(&counts.sanitize);
-        outcome
-    }
-}
-
-/// The stage's work (see [`Downstream`]).
-struct Stage<'a> {
-    encoder: &'a dyn Encoder,
-    outlet: &'a dyn Outlet,
-    /// Redaction, truncation and the per-event size guarantee: every record passes here
-    /// before it is encoded, so nothing unsanitized is printed or sent.
-    sanitizer: &'a Sanitizer,
-    sample_rate: f64,
-    /// Sampling decision per session id.
-    kept: HashMap<Arc<str>, bool>,
-}
-
-impl Stage<'_> {
-    fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
-        for mut rec in records.drain(..) {
+    pub fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
+        let mut kept = Vec::with_capacity(records.len());
+        for rec in records.drain(..) {
             let sid = rec.trace().session_id.as_str();
             let keep = match self.kept.get(sid) {
                 Some(k) => *k,
@@ -284,26 +272,110 @@ impl Stage<'_> {
             if !keep {
                 continue;
             }
-            self.sanitizer.record(&mut rec, &mut summary.sanitize);
             summary.count(&rec);
-            let Some(mut item) = self.encoder.encode(&rec) else {
-                continue;
-            };
-            if item.json.len() > MAX_EVENT_BYTES {
-                // Rare: shrink further (never drop) until the event fits, then re-encode.
-                let encoder = self.encoder;
-                let size = |r: &Record| encoder.encode(r).map_or(0, |i| i.json.len());
-                self.sanitizer
-                    .fit(&mut rec, MAX_EVENT_BYTES, size, &mut summary.sanitize);
-                match self.encoder.encode(&rec) {
-                    Some(shrunk) => item = shrunk,
-                    None => continue,
-                }
-            }
-            self.outlet.put(item)?;
+            kept.push(rec);
         }
-        Ok(())
+        let Some(stage) = &mut self.stage else {
+            for rec in kept {
+                deliver(
+                    self.encoder,
+                    self.outlet,
+                    self.sanitizer,
+                    rec,
+                    &mut summary.sanitize,
+                )?;
+            }
+            return Ok(());
+        };
+        if kept.is_empty() {
+            return Ok(());
+        }
+        stage.send(ToStage::Records(kept))
     }
+
+    /// Wait until everything taken so far is in the outlet (at once without a stage).
+    pub fn sync(&mut self) -> Result<()> {
+        let Some(stage) = &mut self.stage else {
+            return Ok(());
+        };
+        let (done, wait) = crossbeam_channel::bounded(1);
+        stage.send(ToStage::Sync(done))?;
+        if wait.recv().is_ok() {
+            return Ok(());
+        }
+        stage.failed()
+    }
+
+    /// Let the stage finish what it has and add its counters to `summary` (nothing to do
+    /// without a stage).
+    pub fn finish(mut self, summary: &mut Summary) -> Result<()> {
+        let Some(stage) = &mut self.stage else {
+            return Ok(());
+        };
+        stage.stop();
+        let Some((stats, outcome)) = stage.ended.take() else {
+            return Ok(());
+        };
+        summary.sanitize.merge(&stats);
+        outcome
+    }
+}
+
+impl Stage<'_> {
+    fn send(&mut self, msg: ToStage) -> Result<()> {
+        if let Some(tx) = &self.tx
+            && tx.send(msg).is_ok()
+        {
+            return Ok(());
+        }
+        self.failed()
+    }
+
+    /// The stage stopped early: its error says why.
+    fn failed(&mut self) -> Result<()> {
+        self.stop();
+        match &self.ended {
+            Some((_, Err(e))) => Err(anyhow::anyhow!("{e:#}")),
+            _ => Err(anyhow::anyhow!("the delivery worker stopped unexpectedly")),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(handle) = self.handle.take() {
+            self.ended = Some(handle.join().unwrap_or_else(|_| {
+                (
+                    SanitizeStats::default(),
+                    Err(anyhow::anyhow!("the sanitizing thread panicked")),
+                )
+            }));
+        }
+    }
+}
+
+/// Sanitize one kept record, encode it (shrinking it if it is still too large) and hand it
+/// to the outlet.
+fn deliver(
+    encoder: &dyn Encoder,
+    outlet: &dyn Outlet,
+    sanitizer: &Sanitizer,
+    mut rec: Record,
+    stats: &mut SanitizeStats,
+) -> Result<()> {
+    sanitizer.record(&mut rec, stats);
+    let Some(mut item) = encoder.encode(&rec) else {
+        return Ok(());
+    };
+    if item.json.len() > MAX_EVENT_BYTES {
+        // Rare: shrink further (never drop) until the event fits, then re-encode.
+        let size = |r: &Record| encoder.encode(r).map_or(0, |i| i.json.len());
+        sanitizer.fit(&mut rec, MAX_EVENT_BYTES, size, stats);
+        match encoder.encode(&rec) {
+            Some(shrunk) => item = shrunk,
+            None => return Ok(()),
+        }
+    }
+    outlet.put(item)
 }
 
 /// The decoder chosen for a source.
@@ -321,6 +393,26 @@ pub fn read_source(
     down: &mut Downstream<'_>,
     summary: &mut Summary,
 ) -> Result<()> {
+    read_into(
+        source,
+        stop,
+        cfg,
+        &mut Mapper::new(map_cfg.clone()),
+        down,
+        summary,
+    )
+}
+
+/// Read one source to its end through a given mapper (`backfill` nests subagent files and
+/// reads what their parents spawned from it afterwards).
+pub fn read_into(
+    source: &Source,
+    stop: &Stop,
+    cfg: &Config,
+    mapper: &mut Mapper,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+) -> Result<()> {
     let name = source.display();
     let reader = source
         .open()
@@ -333,7 +425,6 @@ pub fn read_source(
     let reader = stop.guard(reader, blocking);
     summary.sources += 1;
     let mut lines = Lines::new(reader);
-    let mut mapper = Mapper::new(map_cfg.clone());
     let mut detector = Detector::default();
     // Lines held back until the format is known.
     let mut pending: Vec<(u64, Value)> = Vec::new();
@@ -341,6 +432,7 @@ pub fn read_source(
     let mut events = Vec::new();
     let mut records = Vec::new();
     let mut warned_types: BTreeSet<String> = BTreeSet::new();
+    let mut bridge = BridgeFilter::default();
 
     loop {
         let next = lines
@@ -363,19 +455,24 @@ pub fn read_source(
                 }
                 // Only what the decoders read is built (see `jsonline`).
                 let rules = match &decoder {
-                    Some(Decoder::Log(_)) => session_log::light_fields,
+                    Some(Decoder::Log(log)) if log.buffers() => session_log::light_fields,
                     _ => omp::stream_fields,
                 };
                 match jsonline::parse(line.bytes, rules) {
                     Ok(v) if v.is_object() => {
-                        if let Some(Decoder::Log(log)) = &mut decoder {
+                        if let Some(Decoder::Log(log)) = &mut decoder
+                            && log.buffers()
+                        {
+                            if !bridge.keep(&v) {
+                                continue;
+                            }
                             // Held as raw bytes until its session ends; parsed then.
                             log.push_raw(line.number, line.bytes, v, &mut events);
                             feed(
                                 &name,
                                 line.number,
                                 &mut events,
-                                &mut mapper,
+                                mapper,
                                 &mut records,
                                 summary,
                                 &mut warned_types,
@@ -386,7 +483,7 @@ pub fn read_source(
                                 &name,
                                 line.number,
                                 &mut events,
-                                &mut mapper,
+                                mapper,
                                 &mut records,
                                 summary,
                                 &mut warned_types,
@@ -427,6 +524,9 @@ pub fn read_source(
                 }
             }
         };
+        if !bridge.keep(&value) {
+            continue;
+        }
         match &mut decoder {
             Some(d) => {
                 decode(d, value, &mut events);
@@ -434,7 +534,7 @@ pub fn read_source(
                     &name,
                     number,
                     &mut events,
-                    &mut mapper,
+                    mapper,
                     &mut records,
                     summary,
                     &mut warned_types,
@@ -446,7 +546,7 @@ pub fn read_source(
                         &name,
                         number,
                         &mut events,
-                        &mut mapper,
+                        mapper,
                         &mut records,
                         summary,
                         &mut warned_types,
@@ -465,7 +565,7 @@ pub fn read_source(
                             &name,
                             n,
                             &mut events,
-                            &mut mapper,
+                            mapper,
                             &mut records,
                             summary,
                             &mut warned_types,
@@ -477,7 +577,7 @@ pub fn read_source(
                                 &name,
                                 n,
                                 &mut events,
-                                &mut mapper,
+                                mapper,
                                 &mut records,
                                 summary,
                                 &mut warned_types,
@@ -497,7 +597,7 @@ pub fn read_source(
         Some(d) => d,
         None if pending.is_empty() => {
             summary.sessions += mapper.stats.sessions;
-            return Ok(());
+            return down.sync();
         }
         None => new_decoder(detector.finish(), summary),
     };
@@ -507,7 +607,7 @@ pub fn read_source(
             &name,
             n,
             &mut events,
-            &mut mapper,
+            mapper,
             &mut records,
             summary,
             &mut warned_types,
@@ -519,7 +619,7 @@ pub fn read_source(
                 &name,
                 n,
                 &mut events,
-                &mut mapper,
+                mapper,
                 &mut records,
                 summary,
                 &mut warned_types,
@@ -533,7 +633,7 @@ pub fn read_source(
             &name,
             0,
             &mut events,
-            &mut mapper,
+            mapper,
             &mut records,
             summary,
             &mut warned_types,
@@ -544,7 +644,7 @@ pub fn read_source(
             &name,
             0,
             &mut events,
-            &mut mapper,
+            mapper,
             &mut records,
             summary,
             &mut warned_types,
@@ -557,7 +657,9 @@ pub fn read_source(
     summary.sessions += mapper.stats.sessions;
     summary.unterminated += mapper.stats.unterminated;
     summary.after_end += mapper.stats.after_end;
-    Ok(())
+    // Everything this source produced is in the outlet when it has been read (backfill
+    // tracks what each file delivered).
+    down.sync()
 }
 
 fn new_decoder(f: Format, summary: &mut Summary) -> Decoder {
@@ -650,7 +752,8 @@ fn feed(
 }
 
 /// A non-fatal input problem on stderr: `omp-langfuse: warning: source:line: reason`.
-fn warn(source: &str, line: u64, reason: &str) {
+pub fn warn(source: &str, line: u64, reason: &str) {
+    crate::progress::clear_line();
     if line == 0 {
         eprintln!("omp-langfuse: warning: {source}: {reason}");
     } else {

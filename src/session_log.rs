@@ -2,11 +2,16 @@
 //! into the mapper's vocabulary along the active branch (the path from the last leaf back to
 //! the root; entries abandoned by `/tree` navigation are skipped).
 //!
-//! A session's entries are held until the session ends (next header or end of input),
+//! A finished file's entries are held until its session ends (next header or end of input),
 //! because only the last leaf says which branch is active. They are held as raw line bytes
 //! with their ids, not parsed (`light_fields` parses only the ids), and parsed when emitted;
 //! past [`MEMORY_BYTES`] a session's bytes go to an unnamed temporary file, so memory stays
-//! flat however long a session is. No I/O besides that file.
+//! flat however long a session is. A file still being written (`watch`) cannot wait for
+//! that: there every entry is handed on as it is appended. While the history is linear,
+//! which is by far the common case, both give the same result. After a `/tree` jump the
+//! entries of the abandoned branch were already sent and stay in the trace (the jump shows
+//! as a branch-summary event when omp wrote one), and the conversation goes on from the new
+//! leaf. No I/O besides the temporary file.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -21,11 +26,12 @@ use crate::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
 pub const MEMORY_BYTES: usize = 8 << 20;
 
 /// What to parse of a session-file line while its session is read: headers whole, entries
-/// only their ids (the rest is parsed when the entry is emitted).
+/// only their ids (the rest is parsed when the entry is emitted), and what the bridge
+/// filter looks at (`omp::BridgeFilter`).
 pub fn light_fields(ty: &str) -> Keep {
     match ty {
         "title" | "session" => Keep::All,
-        _ => Keep::Only(&["id", "parentId"]),
+        _ => Keep::Only(&["id", "parentId", "seq", "ts", "sessionId"]),
     }
 }
 
@@ -111,9 +117,22 @@ impl Store {
     }
 }
 
-/// Buffers one session's entries at a time.
+/// When entries are handed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emit {
+    /// At the session's end, along the active branch only (a finished file).
+    #[default]
+    AtEnd,
+    /// As they arrive, in file order (a file still being written).
+    AsAppended,
+}
+
+/// Buffers one session's entries at a time (or none, with `Emit::AsAppended`).
 #[derive(Debug, Default)]
 pub struct LogDecoder {
+    emit: Emit,
+    /// `AsAppended`: the current session's header went out.
+    started: bool,
     /// Title slot and header lines of the current session, in order.
     head: Vec<Value>,
     /// Entries (lines with an `id`), in file order.
@@ -129,10 +148,22 @@ pub struct LogDecoder {
 }
 
 impl LogDecoder {
-    /// Take one parsed line; completed sessions' events are appended to `out`.
-    /// Completed sessions' events are appended to `out` as far as their headers; call
-    /// [`LogDecoder::drain`] until it returns false for the rest, before the next line.
+    /// A decoder for a file still being written (see the module documentation).
+    pub fn as_appended() -> LogDecoder {
+        LogDecoder {
+            emit: Emit::AsAppended,
+            ..LogDecoder::default()
+        }
+    }
+
+    /// Take one parsed line. Completed sessions' events are appended to `out` as far as their
+    /// headers; call [`LogDecoder::drain`] until it returns false for the rest, before the
+    /// next line.
     pub fn push(&mut self, v: Value, out: &mut Vec<Event>) {
+        if self.emit == Emit::AsAppended {
+            self.push_now(v, out);
+            return;
+        }
         let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
         if self.starts_session(ty) {
             self.flush(out);
@@ -148,8 +179,22 @@ impl LogDecoder {
         }
     }
 
-    /// Take one line parsed with [`light_fields`], with its raw bytes (see `push`).
+    /// Whether entries wait for their session's end (then lines can be handed over raw,
+    /// with [`LogDecoder::push_raw`]).
+    pub fn buffers(&self) -> bool {
+        self.emit == Emit::AtEnd
+    }
+
+    /// Take one line parsed with [`light_fields`], with its raw bytes (see `push`). Only for
+    /// a decoder that [buffers](LogDecoder::buffers).
     pub fn push_raw(&mut self, line: u64, raw: &[u8], v: Value, out: &mut Vec<Event>) {
+        if !self.buffers() {
+            match serde_json::from_slice(raw) {
+                Ok(full) => self.push_now(full, out),
+                Err(e) => self.bad.push((line, e)),
+            }
+            return;
+        }
         let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
         if self.starts_session(ty) {
             self.flush(out);
@@ -213,6 +258,29 @@ impl LogDecoder {
             Err(bad) => self.bad.push(bad),
         }
         true
+    }
+
+    /// `AsAppended`: only the title slot waits, for the header it precedes.
+    fn push_now(&mut self, v: Value, out: &mut Vec<Event>) {
+        match v.get("type").and_then(Value::as_str).unwrap_or("") {
+            "title" => {
+                // A title slot opens the next session (its header follows).
+                self.started = false;
+                self.head.push(v);
+            }
+            "session" => {
+                self.head.push(v);
+                self.flush(out);
+                self.started = true;
+            }
+            _ => {
+                if !self.started {
+                    self.flush(out);
+                    self.started = true;
+                }
+                decode_entry(v, out);
+            }
+        }
     }
 
     fn flush(&mut self, out: &mut Vec<Event>) {
@@ -440,6 +508,33 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, vec!["s1", "title", "msg", "s2"]);
+    }
+
+    #[test]
+    fn as_appended_hands_on_every_entry_at_once() {
+        let mut d = LogDecoder::as_appended();
+        let mut out = Vec::new();
+        d.push(
+            json!({"type":"title","v":1,"title":"T","pad":" "}),
+            &mut out,
+        );
+        assert!(out.is_empty(), "the title waits for its header");
+        d.push(
+            json!({"type":"session","id":"s1","timestamp":"2026-08-23T09:14:02.117Z"}),
+            &mut out,
+        );
+        assert!(matches!(&out[0].ev, Ev::Session(h) if h.id.as_deref() == Some("s1")));
+        assert!(matches!(&out[1].ev, Ev::Title(t) if t == "T"));
+        out.clear();
+        // a → b, then a /tree jump back to a: every entry goes out as it comes.
+        for (id, parent) in [("a", None), ("b", Some("a")), ("c", Some("a"))] {
+            d.push(msg(id, parent, "user", 1), &mut out);
+            assert_eq!(out.len(), 1, "{id} at once");
+            out.clear();
+        }
+        d.finish(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(d.off_branch, 0);
     }
 
     #[test]

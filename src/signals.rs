@@ -51,6 +51,18 @@ impl Stop {
         Ok(Stop { flag, woken })
     }
 
+    /// A stop that never fires: for reading a file whole even while a real stop is pending
+    /// (`backfill` checks the real one between files, so no session is cut in half).
+    pub fn inert() -> Stop {
+        let (tx, woken) = crossbeam_channel::bounded(0);
+        // Keep the sender alive forever: a disconnected channel would mean "stop".
+        std::mem::forget(tx);
+        Stop {
+            flag: Arc::new(AtomicBool::new(false)),
+            woken,
+        }
+    }
+
     /// A stop that never fires (tests).
     #[cfg(test)]
     pub fn never() -> (Stop, Sender<()>) {
@@ -62,6 +74,17 @@ impl Stop {
             },
             tx,
         )
+    }
+
+    /// Sleep up to `d`, waking at once when a stop is asked for; true when one was.
+    pub fn wait(&self, d: std::time::Duration) -> bool {
+        if self.requested() {
+            return true;
+        }
+        match self.woken.recv_timeout(d) {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => true,
+            _ => self.requested(),
+        }
     }
 
     pub fn requested(&self) -> bool {

@@ -204,6 +204,7 @@ impl Status {
     }
 
     fn say(&self, msg: &str) {
+        crate::progress::clear_line();
         let mut l = self.lock();
         let mut err = std::io::stderr().lock();
         if l.drawn {

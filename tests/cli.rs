@@ -53,6 +53,12 @@ const FLAGS: &[&str] = &[
     "--version",
 ];
 
+/// The subcommands and their own options (every option above applies to them too).
+const SUBCOMMAND_FLAGS: &[(&str, &[&str])] = &[
+    ("backfill", &["--since", "--session"]),
+    ("watch", &["--idle-close", "--since"]),
+];
+
 /// A fixture without any input problem (exit 0, no warnings).
 const CLEAN: &str = "live-crlf-bom.jsonl";
 /// A fixture with two user prompts in one session.
@@ -116,6 +122,48 @@ fn help_lists_every_flag() {
     let short = run(&["-h"]);
     assert_eq!(code(&short), 0);
     assert!(String::from_utf8_lossy(&short.stdout).contains("--dry-run"));
+}
+
+#[test]
+fn subcommand_help_lists_their_flags_and_the_global_ones() {
+    for (sub, flags) in SUBCOMMAND_FLAGS {
+        let out = run(&[sub, "--help"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in flags
+            .iter()
+            .chain(&["--dry-run", "--state-dir", "--flush-ms"])
+        {
+            assert!(
+                help.contains(flag),
+                "`{sub} --help` does not mention {flag}"
+            );
+        }
+    }
+    let top = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
+    for (sub, _) in SUBCOMMAND_FLAGS {
+        assert!(top.contains(sub), "--help does not list {sub}");
+    }
+}
+
+/// The README and the man page document every option and subcommand.
+#[test]
+fn readme_and_man_page_name_every_flag() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let man = std::fs::read_to_string(root.join("man/omp-langfuse.1"))
+        .unwrap()
+        .replace("\\-", "-");
+    let generic = ["-h", "--help", "-V", "--version"];
+    let all = FLAGS
+        .iter()
+        .filter(|f| !generic.contains(f))
+        .chain(SUBCOMMAND_FLAGS.iter().flat_map(|(_, f)| f.iter()))
+        .chain(SUBCOMMAND_FLAGS.iter().map(|(s, _)| s));
+    for flag in all {
+        assert!(readme.contains(flag), "README.md does not mention {flag}");
+        assert!(man.contains(flag), "the man page does not mention {flag}");
+    }
 }
 
 #[test]

@@ -177,8 +177,26 @@ impl Facts {
         let mut headers = 0;
         let mut session_ids = BTreeSet::new();
         let mut session_starts = 0;
+        // `--events=-`: omp's own json lines repeat what the bridge's lines (numeric `seq`
+        // and `ts`) report for the same session; only the bridge's count.
+        let is_bridge = |v: &Value| {
+            v.get("seq").is_some_and(Value::is_number) && v.get("ts").is_some_and(Value::is_number)
+        };
+        let bridged: BTreeSet<&str> = lines
+            .iter()
+            .filter(|v| is_bridge(v))
+            .filter_map(|v| v.get("sessionId").and_then(Value::as_str))
+            .collect();
+        let json_session = lines
+            .iter()
+            .find(|v| !is_bridge(v) && v.get("type").and_then(Value::as_str) == Some("session"))
+            .and_then(|v| v.get("id").and_then(Value::as_str));
+        let duplicated = json_session.is_some_and(|s| bridged.contains(s));
         for v in lines {
             let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+            if duplicated && !is_bridge(v) && ty != "session" {
+                continue;
+            }
             if let Some(sid) = v.get("sessionId").and_then(Value::as_str) {
                 session_ids.insert(sid.to_string());
             }
@@ -194,8 +212,22 @@ impl Facts {
                 _ => {}
             }
         }
+        // A subagent whose `session_start` names a parent in the same stream is nested in the
+        // parent's trace.
+        let nested = lines
+            .iter()
+            .filter(|v| v.get("type").and_then(Value::as_str) == Some("session_start"))
+            .filter(|v| {
+                v.get("parentSession")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.rsplit('/').next())
+                    .and_then(|name| name.strip_suffix(".jsonl"))
+                    .and_then(|stem| stem.split_once('_'))
+                    .is_some_and(|(_, id)| session_ids.contains(id))
+            })
+            .count();
         self.sessions = match self.format {
-            Format::Extension if !session_ids.is_empty() => session_ids.len(),
+            Format::Extension if !session_ids.is_empty() => session_ids.len() - nested,
             Format::Extension => session_starts.max(1),
             _ => headers.max(1),
         };
@@ -671,8 +703,9 @@ fn child_times_nest_and_turns_do_not_overlap() {
             if ev_type(e) == "span-create"
                 && body_str(e, "name").is_some_and(|n| n.starts_with("turn "))
             {
-                let trace = body_str(e, "traceId").unwrap_or("");
-                turns.entry(trace).or_default().push((start, end, id));
+                // Turns of one agent: a nested subagent's turns run inside its parent's.
+                let agent = body_str(e, "parentObservationId").unwrap_or("");
+                turns.entry(agent).or_default().push((start, end, id));
             }
         }
         for list in turns.values_mut() {

@@ -195,6 +195,34 @@ describe("lines", () => {
 		);
 	});
 
+	test("session_start says where the session lives and, for a subagent, its parent", async () => {
+		const file = tempFile();
+		const pi = fakePi({ events: file });
+		bridge.createEventsBridge(pi);
+		const child = {
+			...fakeCtx("child"),
+			sessionManager: {
+				getSessionId: () => "child",
+				getSessionFile: () => "/s/-p/T_par/Scout.jsonl",
+				getHeader: () => ({ parentSession: "/s/-p/T_par.jsonl" }),
+			},
+		};
+		pi.emit({ type: "session_start" }, child);
+		pi.emit({ type: "turn_start", turnIndex: 0 }, child);
+		// A plain session, and a session manager that throws: no fields, still a line.
+		pi.emit({ type: "session_start" }, fakeCtx("plain"));
+		const broken = { sessionManager: { getSessionId: () => "b", getSessionFile: () => { throw new Error("x"); }, getHeader: () => { throw new Error("y"); } } };
+		pi.emit({ type: "session_start" }, broken);
+		await Promise.all(pi.emit({ type: "session_shutdown" }, child));
+		const lines = readLines(file);
+		assert.equal(lines[0].sessionFile, "/s/-p/T_par/Scout.jsonl");
+		assert.equal(lines[0].parentSession, "/s/-p/T_par.jsonl");
+		assert.equal("parentSession" in lines[1], false, "only on session_start");
+		assert.equal("parentSession" in lines[2], false);
+		assert.equal(lines[3].type, "session_start");
+		assert.equal("sessionFile" in lines[3], false);
+	});
+
 	test("message_update is slimmed to the delta, as omp's json mode does", async () => {
 		const w = controlledWriter();
 		const pi = fakePi({ events: "x.jsonl" });
@@ -405,6 +433,10 @@ describe("the --events flag", () => {
 		["bare --events before another flag", { flag: undefined, argv: ["--events", "--mode", "json", "p1"] }, "stdout"],
 		["--events after -- is a prompt", { flag: undefined, argv: ["--mode", "json", "--", "--events"] }, "off"],
 		["no flag", { flag: undefined, argv: ["--mode", "json", "p1"] }, "off"],
+		// A subagent session gets no flag value, only the process's argv.
+		["subagent of --events PATH", { flag: undefined, argv: ["--mode", "json", "--events", "FILE", "p1"] }, "file"],
+		["subagent of --events=PATH", { flag: undefined, argv: ["--events=FILE", "p1"] }, "file"],
+		["subagent of --events=-", { flag: undefined, argv: ["--mode", "json", "--events=-", "p1"] }, "stdout"],
 	];
 	for (const [label, { flag, argv }, kind] of cases) {
 		test(`${label} -> ${kind}`, () => {

@@ -215,6 +215,18 @@ impl MockLangfuse {
         (s.posts, s.lean_bytes)
     }
 
+    /// Every span of every OTLP body the mock accepted, in arrival order (a span sent twice
+    /// shows twice).
+    pub fn accepted(&self) -> Vec<SpanView> {
+        let bodies: Vec<Value> = self
+            .received()
+            .into_iter()
+            .filter(|r| r.status == 200 && r.path == "/api/public/otel/v1/traces")
+            .filter_map(|r| serde_json::from_slice(&r.body).ok())
+            .collect();
+        spans_of(&bodies)
+    }
+
     /// Strict-check failures of OTLP bodies (must stay empty).
     pub fn invalid(&self) -> Vec<String> {
         self.state.lock().unwrap().invalid.clone()
@@ -242,6 +254,84 @@ impl Drop for MockLangfuse {
             let _ = h.join();
         }
     }
+}
+
+/// One OTLP span, flattened for assertions: ids, name and attribute values.
+#[derive(Debug, Clone)]
+pub struct SpanView {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+    /// Start and end, Unix nanoseconds.
+    pub start: u128,
+    pub end: u128,
+    /// Attribute values without their OTLP type wrapper (`stringValue`, `intValue`, …).
+    pub attrs: HashMap<String, Value>,
+}
+
+impl SpanView {
+    /// Whether this span lies within `parent`'s time.
+    pub fn within(&self, parent: &SpanView) -> bool {
+        parent.start <= self.start && self.end <= parent.end
+    }
+
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs.get(key).and_then(Value::as_str)
+    }
+
+    /// `langfuse.observation.type`: agent, span, generation, tool, event.
+    pub fn kind(&self) -> &str {
+        self.attr("langfuse.observation.type").unwrap_or("")
+    }
+
+    /// `langfuse.observation.level`, DEFAULT when absent.
+    pub fn level(&self) -> &str {
+        self.attr("langfuse.observation.level").unwrap_or("DEFAULT")
+    }
+
+    pub fn session(&self) -> &str {
+        self.attr("langfuse.session.id").unwrap_or("")
+    }
+}
+
+/// The spans of OTLP/HTTP JSON request bodies (as the mock receives them, or as
+/// `--dry-run=otlp` prints them).
+pub fn spans_of(bodies: &[Value]) -> Vec<SpanView> {
+    let mut out = Vec::new();
+    let list = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for body in bodies {
+        for rs in list(body, "resourceSpans") {
+            for ss in list(&rs, "scopeSpans") {
+                for sp in list(&ss, "spans") {
+                    let s = |k: &str| sp.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    let attrs = list(&sp, "attributes")
+                        .into_iter()
+                        .filter_map(|a| {
+                            let key = a.get("key")?.as_str()?.to_string();
+                            let v = a.get("value")?.as_object()?.values().next()?.clone();
+                            Some((key, v))
+                        })
+                        .collect();
+                    out.push(SpanView {
+                        trace_id: s("traceId"),
+                        span_id: s("spanId"),
+                        parent_id: Some(s("parentSpanId")).filter(|p| !p.is_empty()),
+                        name: s("name"),
+                        start: s("startTimeUnixNano").parse().unwrap_or(0),
+                        end: s("endTimeUnixNano").parse().unwrap_or(0),
+                        attrs,
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A closed loopback port: connections are refused.

@@ -50,6 +50,16 @@ SCRIPTS = {
     "retry": [
         ("Answered after the provider recovered.", []),
     ],
+    # The parent asks the task tool for a subagent; the subagent (its task carries the
+    # `sub` marker) answers and yields its result.
+    "subagent": [
+        ("I'll delegate that.", [("task", {"i": "delegate", "agent": "task", "task": "Say hello. [fake:sub]"})]),
+        ("The subagent said hello.", []),
+    ],
+    "sub": [
+        ("Hello from the subagent.", [("yield", {"data": {"greeting": "hello"}})]),
+        ("Done.", []),
+    ],
     "compact": [
         ("Counting first.", [("bash", {"i": "count", "command": "seq 1 3000"})]),
         ("Listing next.", [("bash", {"i": "list files", "command": "ls"})]),

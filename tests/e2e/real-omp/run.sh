@@ -7,8 +7,9 @@
 #   run.sh --update-fixtures capture into a temp dir and refresh fixtures/real/
 #
 # Per scenario: stdout.jsonl (--mode json), events.jsonl (--events), session.jsonl (the
-# session file omp wrote), stderr.txt, llm-requests.jsonl (what the fake LLM saw) and
-# meta.json (command, exit code, versions, where the session file was).
+# session file omp wrote), sessions/ (omp's whole sessions directory, subagent sessions
+# included), stderr.txt, llm-requests.jsonl (what the fake LLM saw) and meta.json
+# (command, exit code, versions, where the session files were).
 #
 # If npm cannot install the pinned packages (no registry) or Bun cannot run here, it prints
 # "skipped: <reason>" and exits 0, unless OMP_E2E_REQUIRE=1, where that is a failure.
@@ -24,7 +25,7 @@ BUN_VERSION=1.3.14
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 RUN_TIMEOUT=${OMP_E2E_TIMEOUT:-120}
-SCENARIOS=(tools two-prompts retry killed compact)
+SCENARIOS=(tools two-prompts retry killed compact subagent combined)
 # Neutral paths that replace machine-specific ones in everything captured.
 NEUTRAL_HOME=/home/dev
 NEUTRAL_REPO=/home/dev/omp-langfuse
@@ -138,7 +139,10 @@ log "omp $OMP_VERSION on bun $BUN_VERSION, fake LLM on 127.0.0.1:$PORT, output i
 # --------------------------------------------------------------------------------------
 # One scenario = a fresh HOME with a project dir and a private agent dir.
 # --------------------------------------------------------------------------------------
-COMPACTION_CONFIG=
+# Extra settings for the agent's config.yml (per scenario), and where --events writes
+# (a file in the scenario's directory unless set to `-`: omp's stdout).
+AGENT_CONFIG=
+EVENTS_TO=
 prepare_home() { # $1 = home
 	local home=$1
 	mkdir -p "$home/project" "$home/.omp/agent" "$home/tmp"
@@ -158,7 +162,7 @@ providers:
         maxTokens: 4096
         cost: { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 }
 EOF
-	if [ -n "$COMPACTION_CONFIG" ]; then printf '%s' "$COMPACTION_CONFIG" >"$home/.omp/agent/config.yml"; fi
+	if [ -n "$AGENT_CONFIG" ]; then printf '%s' "$AGENT_CONFIG" >"$home/.omp/agent/config.yml"; fi
 }
 
 # Run omp bounded in time (timeout), in a session of its own (setsid, so its leftovers can be
@@ -171,6 +175,11 @@ start_omp() {
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	: >"$dir/events.jsonl"
+	local events_arg=(--events "$dir/events.jsonl") events_shown="--events events.jsonl"
+	if [ "$EVENTS_TO" = - ]; then
+		events_arg=(--events=-)
+		events_shown="--events=-"
+	fi
 	(
 		cd "$home/project"
 		exec timeout -k 5 "$RUN_TIMEOUT" setsid env -i \
@@ -182,7 +191,7 @@ start_omp() {
 			NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
 			"$BUN" "$OMP_CLI" \
 			--mode json --model fakellm/fake-model \
-			-e "$REPO/contrib/omp-events.ts" --events "$dir/events.jsonl" \
+			-e "$REPO/contrib/omp-events.ts" "${events_arg[@]}" \
 			"$@" >"$dir/stdout.jsonl" 2>"$dir/stderr.txt"
 	) &
 	OMP_PID=$!
@@ -193,7 +202,7 @@ start_omp() {
 		kill -0 "$OMP_PID" 2>/dev/null || break
 		sleep 0.05
 	done
-	printf '%s\n' "omp --mode json --model fakellm/fake-model -e contrib/omp-events.ts --events events.jsonl$(printf ' %q' "$@")" >"$dir/command.txt"
+	printf '%s\n' "omp --mode json --model fakellm/fake-model -e contrib/omp-events.ts $events_shown$(printf ' %q' "$@")" >"$dir/command.txt"
 }
 
 # Wait for omp; then kill whatever it left behind in its session. Sets RC.
@@ -206,15 +215,19 @@ wait_omp() {
 
 finish_scenario() { # $1 = scenario, $2 = home, $3 = rc, $4 = seconds
 	local scenario=$1 home=$2 rc=$3 secs=$4 dir="$OUT/$1"
-	# The session file(s) omp wrote; normally exactly one.
+	# The top-level session file(s) omp wrote (normally exactly one; subagent sessions sit
+	# one level deeper), and the whole sessions directory as omp left it.
 	local n=0
 	while IFS= read -r f; do
 		n=$((n + 1))
 		local name=session.jsonl
 		[ "$n" -gt 1 ] && name="session-$n.jsonl"
 		cp "$f" "$dir/$name"
+	done < <(find "$home/.omp/agent/sessions" -mindepth 2 -maxdepth 2 -name '*.jsonl' -type f 2>/dev/null | sort)
+	find "$home/.omp/agent/sessions" -name '*.jsonl' -type f 2>/dev/null | sort | while IFS= read -r f; do
 		echo "${f#"$home/.omp/agent/"}" >>"$dir/session-paths.txt"
-	done < <(find "$home/.omp/agent/sessions" -name '*.jsonl' -type f 2>/dev/null | sort)
+	done
+	if [ -d "$home/.omp/agent/sessions" ]; then cp -r "$home/.omp/agent/sessions" "$dir/sessions"; fi
 	# What the fake LLM saw for this scenario (the log is shared; take the new lines).
 	local seen
 	seen=$(wc -l <"$LLM_LOG" 2>/dev/null || echo 0)
@@ -279,9 +292,22 @@ for scenario in "${SCENARIOS[@]}"; do
 	compact)
 		# A low compaction threshold and a tool output larger than the kept tail, so omp
 		# really compacts (summary request to the fake LLM, session_compact, compaction entry).
-		COMPACTION_CONFIG=$'compaction:\n  thresholdTokens: 15000\n  keepRecentTokens: 1000\n'
+		AGENT_CONFIG=$'compaction:\n  thresholdTokens: 15000\n  keepRecentTokens: 1000\n'
 		run_scenario compact "Count to 3000, then list the files. [fake:compact]"
-		COMPACTION_CONFIG=
+		AGENT_CONFIG=
+		;;
+	subagent)
+		# A blocking task call (no background jobs), so the subagent runs to its end before
+		# omp exits and the task result names it.
+		AGENT_CONFIG=$'async:\n  enabled: false\n'
+		run_scenario subagent "Delegate a greeting. [fake:subagent]"
+		AGENT_CONFIG=
+		;;
+	combined)
+		# The bridge on omp's stdout, beside omp's own json lines: one stream.
+		EVENTS_TO=-
+		run_scenario combined "List the files, then show notes.txt. [fake:tools]"
+		EVENTS_TO=
 		;;
 	esac
 done
@@ -298,6 +324,8 @@ python3 "$HERE/scrub_and_check.py" "$OUT" \
 	--replace "$WORK/retry/home=$NEUTRAL_HOME" \
 	--replace "$WORK/killed/home=$NEUTRAL_HOME" \
 	--replace "$WORK/compact/home=$NEUTRAL_HOME" \
+	--replace "$WORK/subagent/home=$NEUTRAL_HOME" \
+	--replace "$WORK/combined/home=$NEUTRAL_HOME" \
 	--replace "$REPO=$NEUTRAL_REPO" \
 	--replace "$CACHE=$NEUTRAL_CACHE" \
 	--replace "$BUN_DIR=$NEUTRAL_CACHE/bin" \

@@ -8,7 +8,7 @@ import pathlib
 import re
 import sys
 
-SCENARIOS = ["tools", "two-prompts", "retry", "killed", "compact"]
+SCENARIOS = ["tools", "two-prompts", "retry", "killed", "compact", "subagent", "combined"]
 
 # omp puts a <workstation> block about the machine into its system prompt (seen in the
 # --events lines before_agent_start and before_provider_request). Neutralise the parts that
@@ -53,18 +53,35 @@ def check(d, scenario):
     rc = meta["exitCode"]
     stdout = read_jsonl(d / "stdout.jsonl") or []
     events = read_jsonl(d / "events.jsonl") or []
+    if scenario == "combined":
+        # --events=-: the bridge's lines (numeric seq) are on stdout, among omp's own.
+        expect(not events, "combined: the events file is not empty")
+        events = [l for l in stdout if isinstance(l.get("seq"), int)]
+        stdout = [l for l in stdout if not isinstance(l.get("seq"), int)]
     session = read_jsonl(d / "session.jsonl")
     stderr = (d / "stderr.txt").read_text() if (d / "stderr.txt").exists() else ""
 
     expect(stdout and stdout[0].get("type") == "session", "stdout line 1 is not the session header")
     sid = stdout[0].get("id") if stdout else None
     expect(session is not None, "no session file")
-    expect(len(meta["sessionFiles"]) == 1, f"expected one session file, got {meta['sessionFiles']}")
+    # sessions/<dir>/<file>.jsonl; subagent sessions sit one level deeper.
+    top_level = [p for p in meta["sessionFiles"] if p.count("/") == 2]
+    expect(len(top_level) == 1, f"expected one top-level session file, got {meta['sessionFiles']}")
     expect(events, "no --events lines")
     expect(all(isinstance(e.get("ts"), (int, float)) for e in events), "an events line without a numeric ts")
-    expect(all(e.get("sessionId") == sid for e in events), "an events line whose sessionId is not the session's")
-    seqs = [e.get("seq") for e in events]
-    expect(seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "events seq is not increasing")
+    # Subagent sessions load the bridge too and write to the same destination, each with
+    # its own session id and seq counter.
+    sub_ids = set()
+    for p in meta["sessionFiles"]:
+        if p.count("/") == 3:
+            for e in read_jsonl(d / p) or []:
+                if e.get("type") == "session":
+                    sub_ids.add(e.get("id"))
+    expect(all(e.get("sessionId") in {sid} | sub_ids for e in events),
+           "an events line whose sessionId is neither the session's nor a subagent's")
+    for s in {e.get("sessionId") for e in events}:
+        seqs = [e.get("seq") for e in events if e.get("sessionId") == s]
+        expect(seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"events seq of {s} is not increasing")
     expect("events_dropped" not in types(events), "the bridge dropped events")
     expect("omp-events:" not in stderr and "Extension error" not in stderr, f"bridge trouble on stderr: {stderr[:300]}")
     ev = types(events)
@@ -98,6 +115,29 @@ def check(d, scenario):
         expect(any(l.get("type") == "auto_compaction_end" and l.get("result") for l in stdout),
                "no auto_compaction_end with a result on stdout")
         expect(session and "compaction" in types(session), "no compaction entry in the session")
+    elif scenario == "subagent":
+        expect(rc == 0, f"rc {rc}")
+        subs = [p for p in meta["sessionFiles"] if p.count("/") == 3]
+        expect(len(subs) == 1, f"expected one subagent session file, got {meta['sessionFiles']}")
+        if subs:
+            agent_id = pathlib.Path(subs[0]).stem
+            sub = read_jsonl(d / subs[0]) or []
+            expect("session_init" in types(sub), "the subagent session has no session_init")
+            expect(any(e.get("parentSession") for e in sub if e.get("type") == "session"),
+                   "the subagent's header has no parentSession")
+            ids = [r.get("id") for e in session or [] if e.get("type") == "message"
+                   and e["message"].get("toolName") == "task"
+                   for r in (e["message"].get("details") or {}).get("results", [])]
+            expect(agent_id in ids, f"the task result does not name {agent_id}: {ids}")
+            expect(sub_ids and all(e.get("sessionId") in sub_ids for e in events
+                                   if e.get("sessionId") != sid) and
+                   any(e.get("sessionId") in sub_ids for e in events),
+                   "the subagent's bridge lines are not in the events file")
+            expect(all("sessionId" not in l for l in stdout), "bridge lines on omp's stdout")
+    elif scenario == "combined":
+        expect(rc == 0, f"rc {rc}")
+        expect(ev and ev[0] == "session_start", "the bridge's session_start is not first")
+        expect(len(tool_ends) == 2, "expected two tool runs in omp's own lines")
     counts = {
         "rc": rc,
         "stdout": len(stdout),
@@ -118,7 +158,7 @@ def main():
     # Longest first, so a path is replaced before any prefix of it.
     pairs.sort(key=lambda p: len(p[0]), reverse=True)
 
-    for f in sorted(out.glob("*/*")):
+    for f in sorted(out.glob("*/**/*")):
         if f.is_file():
             text = f.read_text(errors="surrogateescape")
             new = text

@@ -1,0 +1,224 @@
+//! `backfill`: every session file under the given paths, oldest session first, each read to
+//! its end once and delivered once, subagent sessions nested in their parent's trace.
+//!
+//! One file at a time: one open file, one mapper, and the delivery ledger told to forget a
+//! session once its items are delivered, so thousands of files cost no more handles or
+//! memory than one. A file the ledger marks complete at its current length is not opened.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+
+use crate::cli::{BackfillConfig, Config};
+use crate::delivery::{Delivery, Outlet};
+use crate::encode::{Encoder, Item};
+use crate::input::Source;
+use crate::mapper::{MapConfig, Mapper, Nest};
+use crate::pipeline::{self, Downstream, Summary};
+use crate::progress::{Progress, Style};
+use crate::sanitize::Sanitizer;
+use crate::sessions::{self, Filter, SessionFile};
+use crate::signals::Stop;
+use crate::subagents::{self, ParentInfo};
+
+/// How the run is going (for the exit status).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Files that could not be read (reported as they happened).
+    pub unreadable: u64,
+}
+
+/// Run a backfill into `down`; `delivery` is `None` for a dry run (no ledger: all is read).
+pub fn run(
+    b: &BackfillConfig,
+    stop: &Stop,
+    cfg: &Config,
+    map_cfg: &Arc<MapConfig>,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+    delivery: Option<&Delivery>,
+) -> Result<Outcome> {
+    let mut outcome = Outcome::default();
+    for p in &b.paths {
+        if !p.exists() {
+            return Err(anyhow!("{}: no such file or directory", p.display()));
+        }
+    }
+    let filter = Filter {
+        since: b.since,
+        sessions: b.sessions.clone(),
+    };
+    let mut files = sessions::discover(&b.paths, &filter, &mut |p, e| {
+        pipeline::warn(&p.display().to_string(), 0, &format!("cannot read: {e}"));
+        outcome.unreadable += 1;
+    });
+    let found = files.len();
+    if let Some(d) = delivery {
+        files.retain(|f| d.done_len(&f.root_session, &f.mark) != Some(f.len));
+    }
+    let skipped = found - files.len();
+    let total_bytes: u64 = files.iter().map(|f| f.len).sum();
+    let style = Style::auto(cfg.quiet);
+    if style != Style::Off {
+        eprintln!(
+            "omp-langfuse: backfill: {} to read ({}){}",
+            plural(files.len(), "session file"),
+            crate::progress::human_bytes(total_bytes),
+            if skipped > 0 {
+                format!(", {} already delivered", plural(skipped, "file"))
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut progress = Progress::new(style, "backfill", files.len() as u64, total_bytes);
+    let mut group = Group::default();
+    // Files are read whole: a stop between files leaves no session half-closed.
+    let inert = Stop::inert();
+    for f in &files {
+        if stop.requested() {
+            break;
+        }
+        if group.root_session.as_deref() != Some(f.root_session.as_str()) {
+            group.end(delivery);
+            group.root_session = Some(f.root_session.clone());
+        }
+        let nest = match &f.parent {
+            Some(p) => group.nest(p, f, &inert, cfg, map_cfg, (down.encoder, down.sanitizer)),
+            None => None,
+        };
+        let mut mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
+        if let Some(d) = delivery {
+            d.start_tracking();
+        }
+        let source = Source::File(f.path.clone());
+        match pipeline::read_into(&source, &inert, cfg, &mut mapper, down, summary) {
+            Ok(()) => {
+                if let Some(d) = delivery {
+                    let tracked = d.take_tracked();
+                    if sampled_in(cfg, &f.root_session) {
+                        d.complete_when_delivered(&f.root_session, &f.mark, f.len, tracked);
+                    }
+                }
+                group.remember(&f.path, &mapper, nest.as_ref());
+            }
+            Err(e) => {
+                crate::progress::clear_line();
+                eprintln!("omp-langfuse: {e:#}");
+                outcome.unreadable += 1;
+            }
+        }
+        progress.advance(f.len, summary.observations.iter().sum());
+    }
+    group.end(delivery);
+    progress.finish();
+    Ok(outcome)
+}
+
+/// Whether a session is kept by `--sample-rate`. A sampled-out session's file is never
+/// marked complete: a later run with a higher rate must still read it.
+pub fn sampled_in(cfg: &Config, session: &str) -> bool {
+    cfg.sample_rate >= 1.0 || crate::model::sample_point(session) < cfg.sample_rate
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// What the files of one top-level session left for their subagents. Dropped when the next
+/// top-level session begins, so it never grows past one session's family.
+#[derive(Default)]
+struct Group {
+    root_session: Option<String>,
+    parents: HashMap<PathBuf, ParentInfo>,
+}
+
+impl Group {
+    /// The session is done: let the ledger forget it once it is delivered.
+    fn end(&mut self, delivery: Option<&Delivery>) {
+        if let (Some(d), Some(s)) = (delivery, self.root_session.take()) {
+            d.release(&s);
+        }
+        self.parents.clear();
+    }
+
+    fn remember(&mut self, path: &Path, mapper: &Mapper, nest: Option<&Nest>) {
+        if let Some(info) = parent_info(mapper, nest) {
+            self.parents.insert(path.to_path_buf(), info);
+        }
+    }
+
+    /// Where subagent file `f` (whose parent file is `parent`) goes.
+    fn nest(
+        &mut self,
+        parent: &Path,
+        f: &SessionFile,
+        stop: &Stop,
+        cfg: &Config,
+        map_cfg: &Arc<MapConfig>,
+        stages: (&dyn Encoder, &Sanitizer),
+    ) -> Option<Nest> {
+        if !self.parents.contains_key(parent) {
+            // Not read in this run (already delivered, or not selected).
+            let info = read_parent(parent, stop, cfg, map_cfg, stages)?;
+            self.parents.insert(parent.to_path_buf(), info);
+        }
+        nest_under(self.parents.get(parent)?, f)
+    }
+}
+
+/// What a mapped parent file leaves for its subagents.
+pub fn parent_info(mapper: &Mapper, nest: Option<&Nest>) -> Option<ParentInfo> {
+    Some(ParentInfo {
+        anchor: mapper.anchor()?,
+        spawns: mapper.spawns().cloned().collect(),
+        key_prefix: nest.map(|n| n.key_prefix.clone()).unwrap_or_default(),
+    })
+}
+
+/// The nest of subagent file `f` under its parent.
+pub fn nest_under(parent: &ParentInfo, f: &SessionFile) -> Option<Nest> {
+    let agent_id = f.agent_id()?;
+    let task = subagents::read_init_task(&f.path);
+    Some(subagents::nest_for(parent, &agent_id, task.as_deref()))
+}
+
+/// Read a parent session file again without sending anything, for its trace and its `task`
+/// calls (and its own parent's, up to the top-level session).
+pub fn read_parent(
+    path: &Path,
+    stop: &Stop,
+    cfg: &Config,
+    map_cfg: &Arc<MapConfig>,
+    (encoder, sanitizer): (&dyn Encoder, &Sanitizer),
+) -> Option<ParentInfo> {
+    let f = SessionFile::at(path).ok()??;
+    let nest = match &f.parent {
+        Some(p) => nest_under(
+            &read_parent(p, stop, cfg, map_cfg, (encoder, sanitizer))?,
+            &f,
+        ),
+        None => None,
+    };
+    let mut mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
+    let mut down = Downstream::new(encoder, &Discard, sanitizer, 1.0);
+    let mut quiet = Summary::default();
+    let source = Source::File(path.to_path_buf());
+    pipeline::read_into(&source, stop, cfg, &mut mapper, &mut down, &mut quiet).ok()?;
+    parent_info(&mapper, nest.as_ref())
+}
+
+/// An outlet that drops everything (a parent read only for its structure).
+struct Discard;
+
+impl Outlet for Discard {
+    fn put(&self, _item: Item) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Progress of a long run on stderr: a redrawn bar on a terminal, a plain line every
+//! `PLAIN_EVERY` otherwise (a log file or CI gets a few readable lines, not a flood of
+//! carriage returns). Counts, sizes and rates only, never content.
+//!
+//! Hand-written rather than a progress crate: it is one line, and it must share stderr with
+//! the warnings of the other stages, which clear it first through [`clear_line`].
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The bar is redrawn at most this often.
+const REDRAW_EVERY: Duration = Duration::from_millis(150);
+/// A plain progress line is printed at most this often.
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+/// Width of the bar itself, in cells.
+const BAR_CELLS: usize = 24;
+/// No rate or ETA before this much time has passed (the first files say little).
+const RATE_AFTER: Duration = Duration::from_millis(500);
+
+/// Whether a bar is on the screen (so a warning must clear it first).
+static LINE_DRAWN: AtomicBool = AtomicBool::new(false);
+
+/// Remove the bar, if one is drawn, so the next message starts on a clean line. Called by
+/// every stderr message of the pipeline; it is redrawn at the next update.
+pub fn clear_line() {
+    if LINE_DRAWN.swap(false, Ordering::SeqCst) {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K");
+        let _ = err.flush();
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A bar redrawn in place (stderr is a terminal).
+    Bar,
+    /// A plain line now and then.
+    Lines,
+    /// Nothing (`--quiet`).
+    Off,
+}
+
+impl Style {
+    /// A bar on a terminal, plain lines elsewhere, nothing when quiet.
+    pub fn auto(quiet: bool) -> Style {
+        if quiet {
+            Style::Off
+        } else if std::io::stderr().is_terminal() {
+            Style::Bar
+        } else {
+            Style::Lines
+        }
+    }
+}
+
+/// Work done so far against the total known at the start.
+pub struct Progress {
+    style: Style,
+    what: &'static str,
+    total_sessions: u64,
+    total_bytes: u64,
+    sessions: u64,
+    bytes: u64,
+    observations: u64,
+    started: Instant,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new(style: Style, what: &'static str, total_sessions: u64, total_bytes: u64) -> Self {
+        Progress {
+            style,
+            what,
+            total_sessions,
+            total_bytes,
+            sessions: 0,
+            bytes: 0,
+            observations: 0,
+            started: Instant::now(),
+            last: None,
+        }
+    }
+
+    /// One more session file read (`bytes` of it) and the run's observation count so far.
+    pub fn advance(&mut self, bytes: u64, observations: u64) {
+        self.sessions += 1;
+        self.bytes += bytes;
+        self.observations = observations;
+        let now = Instant::now();
+        let every = match self.style {
+            Style::Bar => REDRAW_EVERY,
+            Style::Lines => PLAIN_EVERY,
+            Style::Off => return,
+        };
+        if self.last.is_none_or(|t| now - t >= every) {
+            self.last = Some(now);
+            self.draw();
+        }
+    }
+
+    /// The last word: the bar is replaced by a plain line.
+    pub fn finish(&mut self) {
+        if self.style == Style::Off {
+            return;
+        }
+        clear_line();
+        eprintln!("omp-langfuse: {}", self.line(", "));
+    }
+
+    fn draw(&self) {
+        match self.style {
+            Style::Bar => {
+                let frac = if self.total_bytes > 0 {
+                    self.bytes as f64 / self.total_bytes as f64
+                } else if self.total_sessions > 0 {
+                    self.sessions as f64 / self.total_sessions as f64
+                } else {
+                    1.0
+                };
+                let filled = ((frac.clamp(0.0, 1.0) * BAR_CELLS as f64) as usize).min(BAR_CELLS);
+                let bar: String = (0..BAR_CELLS)
+                    .map(|i| match i.cmp(&filled) {
+                        std::cmp::Ordering::Less => '=',
+                        std::cmp::Ordering::Equal => '>',
+                        std::cmp::Ordering::Greater => ' ',
+                    })
+                    .collect();
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r\x1b[2K[{bar}] {}", self.line(" · "));
+                let _ = err.flush();
+                LINE_DRAWN.store(true, Ordering::SeqCst);
+            }
+            Style::Lines => eprintln!("omp-langfuse: {}", self.line(", ")),
+            Style::Off => {}
+        }
+    }
+
+    fn line(&self, sep: &str) -> String {
+        let mut parts = vec![
+            format!(
+                "{}: {}/{} sessions",
+                self.what, self.sessions, self.total_sessions
+            ),
+            format!("{} observations", self.observations),
+            format!(
+                "{}/{}",
+                human_bytes(self.bytes),
+                human_bytes(self.total_bytes)
+            ),
+        ];
+        let elapsed = self.started.elapsed();
+        if elapsed >= RATE_AFTER && self.bytes > 0 {
+            let secs = elapsed.as_secs_f64();
+            let rate = self.bytes as f64 / secs;
+            parts.push(format!(
+                "{}/s, {:.0} sessions/s",
+                human_bytes(rate as u64),
+                self.sessions as f64 / secs
+            ));
+            let left = self.total_bytes.saturating_sub(self.bytes);
+            if left > 0 && rate > 0.0 {
+                parts.push(format!("ETA {}", clock(left as f64 / rate)));
+            }
+        }
+        parts.join(sep)
+    }
+}
+
+/// `1:05` or `1:02:05`.
+fn clock(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        0..1_000 => format!("{b} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        _ => format!("{:.2} GB", b as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_say_counts_sizes_and_clock() {
+        let p = Progress {
+            sessions: 3,
+            bytes: 1_500_000,
+            observations: 42,
+            ..Progress::new(Style::Off, "backfill", 10, 3_000_000)
+        };
+        assert_eq!(
+            p.line(", "),
+            "backfill: 3/10 sessions, 42 observations, 1.5 MB/3.0 MB"
+        );
+        assert_eq!(clock(65.0), "1:05");
+        assert_eq!(clock(3725.0), "1:02:05");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(2_500_000_000), "2.50 GB");
+    }
+}

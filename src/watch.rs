@@ -1,0 +1,499 @@
+//! `watch`: follow omp's sessions directory as omp writes it. New files, appended entries,
+//! files replaced by an atomic rewrite (a new inode: read again from the start, and the
+//! delivery ledger lets through only what was not delivered yet), and a last line still
+//! being written (read once its newline is there). A session ends at its `session_exit`
+//! entry, or after `--idle-close` without writes; its observations are sent as they
+//! complete, batched by the flush interval.
+//!
+//! Polling, not file notifications: every `POLL_EVERY` one `stat` per followed file and per
+//! directory that can receive new files, and a full walk every `FULL_SCAN_EVERY` (for old
+//! sessions that grow again). That behaves the same on every platform, on network file
+//! systems and in containers where inotify watches run out, and its latency is hidden by
+//! the flush interval anyway; a notification crate would bring platform backends and be
+//! the tool's largest dependency for no visible gain.
+//!
+//! Bounded over days: only sessions being written are held (their mapper and the keys of
+//! their items); finished ones are reduced to a file length in `known`, and the ledger
+//! forgets their keys once delivered. On SIGINT/SIGTERM nothing is closed by force: what is
+//! complete is flushed, and a session still being written is picked up again, without
+//! duplicates, by the next `watch`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Result, anyhow};
+use serde_json::Value;
+
+use crate::backfill;
+use crate::cli::{Config, WatchConfig};
+use crate::delivery::{Delivery, Tracked};
+use crate::input::{MAX_LINE_BYTES, is_blank};
+use crate::mapper::{MapConfig, Mapper};
+use crate::model::Record;
+use crate::omp::{Ev, Event, Format};
+use crate::pipeline::{Downstream, Summary, warn};
+use crate::session_log::LogDecoder;
+use crate::sessions::{self, SessionFile};
+use crate::signals::Stop;
+
+/// How often followed files are looked at.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How often the whole tree is walked (new directories, old sessions that grow again).
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+/// A directory modified this recently is read again even if its time looks unchanged
+/// (two changes within one timestamp tick).
+const DIR_SETTLE: Duration = Duration::from_secs(2);
+
+/// What is known about a file that is not being followed: enough to notice a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    len: u64,
+    inode: (u64, u64),
+}
+
+/// A session file being followed.
+struct Tail {
+    file: SessionFile,
+    inode: (u64, u64),
+    /// Bytes read, up to the end of the last complete line.
+    offset: u64,
+    lines: u64,
+    decoder: LogDecoder,
+    mapper: Mapper,
+    nest: Option<crate::mapper::Nest>,
+    /// Keys of everything it offered (for its completion mark).
+    tracked: Tracked,
+    /// The file's last modification time, as last seen.
+    written: SystemTime,
+}
+
+/// Why a followed file stops being followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Its sessions ended (`session_exit`).
+    Ended,
+    /// No writes for `--idle-close`: open observations are closed with WARNING.
+    Idle,
+    /// It disappeared.
+    Gone,
+}
+
+struct Watcher<'a, 'b> {
+    w: &'a WatchConfig,
+    cfg: &'a Config,
+    map_cfg: &'a Arc<MapConfig>,
+    down: &'a mut Downstream<'b>,
+    summary: &'a mut Summary,
+    delivery: Option<&'a Delivery>,
+    inert: Stop,
+    /// Followed files.
+    tails: BTreeMap<PathBuf, Tail>,
+    /// Files not followed (finished, idle, or before `--since`).
+    known: HashMap<PathBuf, Seen>,
+    /// Directories and their last seen modification times.
+    dirs: HashMap<PathBuf, SystemTime>,
+    warned_types: BTreeSet<String>,
+    /// Paths reported as unreadable (once each).
+    unreadable: HashSet<PathBuf>,
+    events: Vec<Event>,
+    records: Vec<Record>,
+}
+
+/// Follow `w.dir` until a stop is asked for.
+pub fn run(
+    w: &WatchConfig,
+    stop: &Stop,
+    cfg: &Config,
+    map_cfg: &Arc<MapConfig>,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+    delivery: Option<&Delivery>,
+) -> Result<()> {
+    if w.dir.exists() && !w.dir.is_dir() {
+        return Err(anyhow!("{}: not a directory", w.dir.display()));
+    }
+    if !w.dir.exists() && !cfg.quiet {
+        // A service may start before omp ever ran: wait for omp to create it.
+        eprintln!(
+            "omp-langfuse: {} does not exist yet; waiting for omp to create it",
+            w.dir.display()
+        );
+    }
+    if let Some(d) = delivery {
+        d.start_tracking();
+    }
+    summary.formats.insert(Format::SessionLog.as_str());
+    if !cfg.quiet {
+        eprintln!(
+            "omp-langfuse: watching {} (sessions close after {} s without writes; interrupt to stop)",
+            w.dir.display(),
+            w.idle_close.as_secs()
+        );
+    }
+    let mut watcher = Watcher {
+        w,
+        cfg,
+        map_cfg,
+        down,
+        summary,
+        delivery,
+        inert: Stop::inert(),
+        tails: BTreeMap::new(),
+        known: HashMap::new(),
+        dirs: HashMap::new(),
+        warned_types: BTreeSet::new(),
+        unreadable: HashSet::new(),
+        events: Vec::new(),
+        records: Vec::new(),
+    };
+    let mut last_full = None::<Instant>;
+    loop {
+        let full = last_full.is_none_or(|t| t.elapsed() >= FULL_SCAN_EVERY);
+        if full {
+            last_full = Some(Instant::now());
+        }
+        watcher.poll(full, stop)?;
+        if stop.wait(POLL_EVERY) {
+            break;
+        }
+    }
+    // Sessions still being written are left open (not closed as crashed): the next watch
+    // reads them again and the ledger skips what this one delivered.
+    let open = watcher.tails.len();
+    if open > 0 && !cfg.quiet {
+        eprintln!(
+            "omp-langfuse: watch stopped; {open} session(s) still being written will be picked up by the next watch"
+        );
+    }
+    Ok(())
+}
+
+impl Watcher<'_, '_> {
+    fn poll(&mut self, full: bool, stop: &Stop) -> Result<()> {
+        let mut candidates = BTreeSet::new();
+        if full {
+            let mut errors = Vec::new();
+            for p in sessions::walk(&self.w.dir, &mut |p, e| errors.push((p.to_path_buf(), e))) {
+                candidates.insert(p);
+            }
+            for (p, e) in errors {
+                // Once per path: the walk repeats every few seconds for days.
+                if e.kind() != io::ErrorKind::NotFound && self.unreadable.insert(p.clone()) {
+                    warn(&p.display().to_string(), 0, &format!("cannot read: {e}"));
+                }
+            }
+        } else {
+            self.changed_dirs(&mut candidates);
+        }
+        candidates.extend(self.tails.keys().cloned());
+        // A parent file (`X.jsonl`) before its subagents (`X/…`), so a spawning `task` call
+        // is read before the subagent it spawned. (Plain path order puts `X/` first.)
+        let mut ordered: Vec<PathBuf> = candidates.into_iter().collect();
+        ordered.sort_by_cached_key(|p| p.with_extension(""));
+        for path in ordered {
+            // The first poll may read a long backlog: a stop must not wait for all of it.
+            if stop.requested() {
+                break;
+            }
+            self.look_at(&path)?;
+        }
+        Ok(())
+    }
+
+    /// New files in directories that changed since the last look: the top directory, its
+    /// project directories, and the subagent directories of followed sessions.
+    fn changed_dirs(&mut self, out: &mut BTreeSet<PathBuf>) {
+        let mut dirs = vec![self.w.dir.clone()];
+        if let Ok(entries) = std::fs::read_dir(&self.w.dir) {
+            dirs.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        dirs.extend(self.tails.keys().map(|p| p.with_extension("")));
+        for dir in dirs {
+            let Ok(mtime) = std::fs::metadata(&dir).and_then(|m| m.modified()) else {
+                continue;
+            };
+            let recent = SystemTime::now()
+                .duration_since(mtime)
+                .is_ok_and(|age| age < DIR_SETTLE);
+            if self.dirs.get(&dir) == Some(&mtime) && !recent {
+                continue;
+            }
+            self.dirs.insert(dir.clone(), mtime);
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                out.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                        .map(|e| e.path())
+                        .filter(|p| p.extension().is_some_and(|e| e == "jsonl")),
+                );
+            }
+        }
+    }
+
+    fn look_at(&mut self, path: &Path) -> Result<()> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(_) => {
+                self.known.remove(path);
+                if self.tails.contains_key(path) {
+                    self.end(path, Ending::Gone)?;
+                }
+                return Ok(());
+            }
+        };
+        let seen = Seen {
+            len: meta.len(),
+            inode: inode(&meta),
+        };
+        if let Some(t) = self.tails.get(path) {
+            if t.inode != seen.inode || seen.len < t.offset {
+                // Replaced (atomic rewrite) or truncated: read it again from the start;
+                // what was delivered already is skipped by the ledger.
+                let tracked = self.tails.remove(path).map(|t| t.tracked);
+                self.start(path, tracked)?;
+            }
+        } else {
+            if self.known.get(path) == Some(&seen) {
+                return Ok(());
+            }
+            self.known.insert(path.to_path_buf(), seen);
+            let Ok(Some(f)) = SessionFile::at(path) else {
+                return Ok(());
+            };
+            if self.w.since.is_some_and(|s| f.started < s) {
+                return Ok(());
+            }
+            if let Some(d) = self.delivery
+                && d.done_len(&f.root_session, &f.mark) == Some(f.len)
+            {
+                return Ok(());
+            }
+            self.start(path, None)?;
+        }
+        if !self.tails.contains_key(path) {
+            return Ok(());
+        }
+        if self.tails.get(path).is_some_and(|t| seen.len > t.offset) {
+            self.read(path)?;
+        }
+        let written = meta.modified().unwrap_or(SystemTime::now());
+        if let Some(t) = self.tails.get_mut(path) {
+            t.written = written;
+        }
+        // A session waiting for its subagent (a blocking `task` call can take long) writes
+        // nothing meanwhile: it is as recent as its most recent subagent.
+        let children = path.with_extension("");
+        let latest = self
+            .tails
+            .iter()
+            .filter(|(p, _)| p.starts_with(&children))
+            .map(|(_, t)| t.written)
+            .fold(written, SystemTime::max);
+        let idle = SystemTime::now()
+            .duration_since(latest)
+            .is_ok_and(|age| age >= self.w.idle_close);
+        let ended = self.tails.get(path).is_some_and(|t| {
+            t.mapper.stats.sessions > 0 && t.mapper.idle() && t.offset == seen.len
+        });
+        if ended {
+            self.end(path, Ending::Ended)?;
+        } else if idle {
+            self.end(path, Ending::Idle)?;
+        }
+        Ok(())
+    }
+
+    /// Begin following `path` from its start.
+    fn start(&mut self, path: &Path, tracked: Option<Tracked>) -> Result<()> {
+        let Ok(Some(file)) = SessionFile::at(path) else {
+            return Ok(());
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return Ok(());
+        };
+        let nest = match &file.parent {
+            Some(p) => {
+                let info = match self.tails.get(p) {
+                    Some(t) => backfill::parent_info(&t.mapper, t.nest.as_ref()),
+                    None => backfill::read_parent(
+                        p,
+                        &self.inert,
+                        self.cfg,
+                        self.map_cfg,
+                        (self.down.encoder, self.down.sanitizer),
+                    ),
+                };
+                info.and_then(|i| backfill::nest_under(&i, &file))
+            }
+            None => None,
+        };
+        self.summary.sources += 1;
+        self.known.remove(path);
+        self.tails.insert(
+            path.to_path_buf(),
+            Tail {
+                file,
+                inode: inode(&meta),
+                offset: 0,
+                lines: 0,
+                decoder: LogDecoder::as_appended(),
+                mapper: Mapper::with_nest(self.map_cfg.clone(), nest.clone()),
+                nest,
+                tracked: tracked.unwrap_or_default(),
+                written: meta.modified().unwrap_or(SystemTime::now()),
+            },
+        );
+        Ok(())
+    }
+
+    /// Read the complete lines appended since the last read.
+    fn read(&mut self, path: &Path) -> Result<()> {
+        let Some(t) = self.tails.get_mut(path) else {
+            return Ok(());
+        };
+        let name = path.display().to_string();
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(_) => return Ok(()),
+        };
+        if file.seek(SeekFrom::Start(t.offset)).is_err() {
+            return Ok(());
+        }
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = (&mut reader)
+                .take(MAX_LINE_BYTES as u64 + 2)
+                .read_until(b'\n', &mut line)?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                if n > MAX_LINE_BYTES {
+                    // Overlong: skip to the end of it (when its end is written).
+                    let mut rest = Vec::new();
+                    let m = reader.read_until(b'\n', &mut rest)?;
+                    if rest.last() == Some(&b'\n') {
+                        t.offset += (n + m) as u64;
+                        t.lines += 1;
+                        self.summary.lines += 1;
+                        self.summary.skipped += 1;
+                        warn(&name, t.lines, "line longer than 64 MiB, skipped");
+                        continue;
+                    }
+                }
+                // End of file, or a last line still being written: wait for its newline.
+                break;
+            }
+            t.offset += n as u64;
+            t.lines += 1;
+            self.summary.lines += 1;
+            let mut bytes = &line[..line.len() - 1];
+            if let Some(b) = bytes.strip_suffix(b"\r") {
+                bytes = b;
+            }
+            if t.lines == 1
+                && let Some(b) = bytes.strip_prefix(b"\xEF\xBB\xBF")
+            {
+                bytes = b;
+            }
+            if is_blank(bytes) {
+                continue;
+            }
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(v) if v.is_object() => t.decoder.push(v, &mut self.events),
+                _ => {
+                    self.summary.skipped += 1;
+                    warn(&name, t.lines, "not a JSON object, skipped");
+                    continue;
+                }
+            }
+            for ev in self.events.drain(..) {
+                if let Ev::Unknown(ty) = &ev.ev {
+                    self.summary.skipped += 1;
+                    if self.warned_types.insert(ty.clone()) {
+                        warn(
+                            &name,
+                            t.lines,
+                            "an entry of an unknown type, skipped (further ones counted only)",
+                        );
+                    }
+                }
+                t.mapper.push(ev, &mut self.records);
+            }
+            self.down.take(&mut self.records, self.summary)?;
+        }
+        if let Some(d) = self.delivery {
+            let more = d.take_tracked();
+            t.tracked.keys.extend(more.keys);
+            t.tracked.lost |= more.lost;
+        }
+        Ok(())
+    }
+
+    /// Stop following `path`: close what is open, mark it complete once delivered.
+    fn end(&mut self, path: &Path, how: Ending) -> Result<()> {
+        let Some(mut t) = self.tails.remove(path) else {
+            return Ok(());
+        };
+        t.decoder.finish(&mut self.events);
+        for ev in self.events.drain(..) {
+            t.mapper.push(ev, &mut self.records);
+        }
+        t.mapper.finish(&mut self.records);
+        self.down.take(&mut self.records, self.summary)?;
+        self.summary.sessions += t.mapper.stats.sessions;
+        self.summary.unterminated += t.mapper.stats.unterminated;
+        self.summary.after_end += t.mapper.stats.after_end;
+        if let Some(d) = self.delivery {
+            let more = d.take_tracked();
+            t.tracked.keys.extend(more.keys);
+            t.tracked.lost |= more.lost;
+            if how != Ending::Gone && backfill::sampled_in(self.cfg, &t.file.root_session) {
+                d.complete_when_delivered(&t.file.root_session, &t.file.mark, t.offset, t.tracked);
+            }
+            // Forget its keys once delivered, unless another file of the session is followed.
+            let root = &t.file.root_session;
+            if !self.tails.values().any(|o| &o.file.root_session == root) {
+                d.release(root);
+            }
+        }
+        if how != Ending::Gone
+            && let Ok(meta) = std::fs::metadata(path)
+        {
+            self.known.insert(
+                path.to_path_buf(),
+                Seen {
+                    len: meta.len(),
+                    inode: inode(&meta),
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+/// Without inodes, a rewrite shows as a change of creation time.
+#[cfg(not(unix))]
+fn inode(meta: &std::fs::Metadata) -> (u64, u64) {
+    let created = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    (0, created)
+}
