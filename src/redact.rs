@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use anyhow::Context as _;
@@ -2083,6 +2083,71 @@ pub struct Redactor {
     roles: Vec<Vec<Role>>,
     user: Vec<Regex>,
     literal_count: usize,
+    /// Recently redacted large strings (see [`Memo`]).
+    memo: Mutex<Memo>,
+}
+
+/// Large strings redacted lately, with what redaction made of them. A tool's output reaches
+/// two records, its own observation and the next LLM call's input, and redaction is by far
+/// the costliest step for megabytes of text: the second time, equal text gets the remembered
+/// result (and adds the same counts) instead of a second scan. Bounded in entries and bytes.
+#[derive(Default)]
+struct Memo {
+    entries: std::collections::VecDeque<MemoEntry>,
+    /// Bytes of the originals kept.
+    bytes: usize,
+}
+
+struct MemoEntry {
+    text: String,
+    /// `None`: nothing matched (the text stays as it is).
+    redacted: Option<String>,
+    counts: Vec<(&'static str, u64)>,
+}
+
+/// Strings at least this long are remembered (shorter ones are cheap to scan again).
+const MEMO_MIN_BYTES: usize = 16 << 10;
+/// Bytes of original text remembered at most (the oldest entries go first).
+const MEMO_MAX_BYTES: usize = 4 << 20;
+/// Strings remembered at most.
+const MEMO_MAX_ENTRIES: usize = 16;
+
+impl Memo {
+    /// The remembered result for `text`, its counts added to `counts`.
+    fn get<'a>(&self, text: &'a str, counts: &mut RedactCounts) -> Option<Cow<'a, str>> {
+        let e = self
+            .entries
+            .iter()
+            .find(|e| e.text.len() == text.len() && e.text == text)?;
+        for (kind, n) in &e.counts {
+            *counts.entry(kind).or_default() += n;
+        }
+        Some(match &e.redacted {
+            Some(r) => Cow::Owned(r.clone()),
+            None => Cow::Borrowed(text),
+        })
+    }
+
+    fn put(&mut self, text: &str, redacted: &Cow<'_, str>, counts: &RedactCounts) {
+        if text.len() > MEMO_MAX_BYTES {
+            return;
+        }
+        while self.entries.len() >= MEMO_MAX_ENTRIES || self.bytes + text.len() > MEMO_MAX_BYTES {
+            let Some(old) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= old.text.len();
+        }
+        self.bytes += text.len();
+        self.entries.push_back(MemoEntry {
+            text: text.to_string(),
+            redacted: match redacted {
+                Cow::Owned(r) => Some(r.clone()),
+                Cow::Borrowed(_) => None,
+            },
+            counts: counts.iter().map(|(k, n)| (*k, *n)).collect(),
+        });
+    }
 }
 
 impl std::fmt::Debug for Redactor {
@@ -2164,6 +2229,7 @@ impl Redactor {
             roles,
             user: user_patterns,
             literal_count,
+            memo: Mutex::default(),
         })
     }
 
@@ -2185,6 +2251,23 @@ impl Redactor {
 
     /// Redact one string. Returns it borrowed when nothing matched.
     pub fn redact<'a>(&self, text: &'a str, counts: &mut RedactCounts) -> Cow<'a, str> {
+        if text.len() < MEMO_MIN_BYTES {
+            return self.redact_now(text, counts);
+        }
+        let memo = || self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = memo().get(text, counts) {
+            return known;
+        }
+        let mut found = RedactCounts::new();
+        let out = self.redact_now(text, &mut found);
+        memo().put(text, &out, &found);
+        for (kind, n) in found {
+            *counts.entry(kind).or_default() += n;
+        }
+        out
+    }
+
+    fn redact_now<'a>(&self, text: &'a str, counts: &mut RedactCounts) -> Cow<'a, str> {
         let mut spans = Vec::new();
         self.find(text, &mut spans);
         if spans.is_empty() {
@@ -2411,6 +2494,29 @@ fn replace_spans(text: &str, mut spans: Vec<Span>, counts: &mut RedactCounts) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_string_redacted_again_gives_the_same_text_and_counts() {
+        let r = Redactor::builtin();
+        let key = format!("{}{}_{}", "gh", "p", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8");
+        let big = format!("{}{key}\n{}", "x = 1\n".repeat(4000), "y\n".repeat(9000));
+        let clean = "no secret here\n".repeat(3000);
+        let mut first = RedactCounts::new();
+        let a = r.redact(&big, &mut first).into_owned();
+        let b = r.redact(&clean, &mut first);
+        assert!(matches!(b, Cow::Borrowed(_)));
+        let mut again = RedactCounts::new();
+        let a2 = r.redact(&big, &mut again).into_owned();
+        assert!(matches!(r.redact(&clean, &mut again), Cow::Borrowed(_)));
+        assert_eq!(a, a2);
+        assert!(!a.contains(&key));
+        assert_eq!(first, again);
+        assert_eq!(again.values().sum::<u64>(), 1);
+        // A different string of the same length is not mistaken for a remembered one.
+        let other = big.replacen("x = 1", "x = 2", 1);
+        let mut c = RedactCounts::new();
+        assert!(r.redact(&other, &mut c).contains("x = 2"));
+    }
     use crate::secret_corpus::{self, benign_corpus};
 
     fn red(text: &str) -> (String, RedactCounts) {
