@@ -2128,7 +2128,8 @@ impl Memo {
         })
     }
 
-    fn put(&mut self, text: &str, redacted: &Cow<'_, str>, counts: &RedactCounts) {
+    /// Remember `text`; `redacted` is `None` when nothing matched.
+    fn put(&mut self, text: &str, redacted: Option<&str>, counts: &RedactCounts) {
         if text.len() > MEMO_MAX_BYTES {
             return;
         }
@@ -2141,10 +2142,7 @@ impl Memo {
         self.bytes += text.len();
         self.entries.push_back(MemoEntry {
             text: text.to_string(),
-            redacted: match redacted {
-                Cow::Owned(r) => Some(r.clone()),
-                Cow::Borrowed(_) => None,
-            },
+            redacted: redacted.map(str::to_string),
             counts: counts.iter().map(|(k, n)| (*k, *n)).collect(),
         });
     }
@@ -2260,7 +2258,11 @@ impl Redactor {
         }
         let mut found = RedactCounts::new();
         let out = self.redact_now(text, &mut found);
-        memo().put(text, &out, &found);
+        let redacted = match &out {
+            Cow::Owned(r) => Some(r.as_str()),
+            Cow::Borrowed(_) => None,
+        };
+        memo().put(text, redacted, &found);
         for (kind, n) in found {
             *counts.entry(kind).or_default() += n;
         }
