@@ -192,7 +192,7 @@ struct Stage<'a> {
 }
 
 /// Lines' worth of records queued for the stage (each holds the records of one input line).
-const STAGE_QUEUE: usize = 16;
+const STAGE_QUEUE: usize = 4;
 
 impl<'a> Downstream<'a> {
     /// Sanitize, encode and hand over on the caller's thread.

@@ -21,7 +21,7 @@ pub const QUEUE_CAPACITY: usize = 8192;
 /// Bytes of items buffered between the reader and the worker: items can be megabytes each,
 /// so a count alone does not bound memory. An item larger than this still goes through when
 /// the queue is empty.
-pub const QUEUE_BYTES: usize = 16 << 20;
+pub const QUEUE_BYTES: usize = 8 << 20;
 /// How often an idle live worker looks at its backlog (spilled or given-up items).
 pub const BACKLOG_POLL: Duration = Duration::from_secs(1);
 

@@ -23,7 +23,7 @@ use crate::jsonline::Keep;
 use crate::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
 
 /// Raw entry bytes a session keeps in memory before the rest goes to a temporary file.
-pub const MEMORY_BYTES: usize = 8 << 20;
+pub const MEMORY_BYTES: usize = 4 << 20;
 
 /// What to parse of a session-file line while its session is read: headers whole, entries
 /// only their ids (the rest is parsed when the entry is emitted), and what the bridge
