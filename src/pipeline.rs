@@ -429,9 +429,7 @@ pub fn read_into(
     // Lines held back until the format is known.
     let mut pending: Vec<(u64, Value)> = Vec::new();
     let mut decoder: Option<Decoder> = cfg.format.map(|f| new_decoder(f, summary));
-    let mut events = Vec::new();
-    let mut records = Vec::new();
-    let mut warned_types: BTreeSet<String> = BTreeSet::new();
+    let mut flow = Flow::new(&name);
     let mut bridge = BridgeFilter::default();
 
     loop {
@@ -467,28 +465,8 @@ pub fn read_into(
                                 continue;
                             }
                             // Held as raw bytes until its session ends; parsed then.
-                            log.push_raw(line.number, line.bytes, v, &mut events);
-                            feed(
-                                &name,
-                                line.number,
-                                &mut events,
-                                mapper,
-                                &mut records,
-                                summary,
-                                &mut warned_types,
-                            );
-                            down.take(&mut records, summary)?;
-                            drain_log(
-                                log,
-                                &name,
-                                line.number,
-                                &mut events,
-                                mapper,
-                                &mut records,
-                                summary,
-                                &mut warned_types,
-                                down,
-                            )?;
+                            log.push_raw(line.number, line.bytes, v, &mut flow.events);
+                            flow.emit(Some(log), line.number, mapper, summary, down)?;
                             continue;
                         }
                         (line.number, v)
@@ -528,68 +506,20 @@ pub fn read_into(
             continue;
         }
         match &mut decoder {
-            Some(d) => {
-                decode(d, value, &mut events);
-                feed(
-                    &name,
-                    number,
-                    &mut events,
-                    mapper,
-                    &mut records,
-                    summary,
-                    &mut warned_types,
-                );
-                if let Decoder::Log(log) = d {
-                    down.take(&mut records, summary)?;
-                    drain_log(
-                        log,
-                        &name,
-                        number,
-                        &mut events,
-                        mapper,
-                        &mut records,
-                        summary,
-                        &mut warned_types,
-                        down,
-                    )?;
-                }
-            }
+            Some(d) => flow.step(d, number, value, mapper, summary, down)?,
             None => {
                 let decided = detector.push(&value);
                 pending.push((number, value));
                 if let Some(f) = decided {
                     let mut d = new_decoder(f, summary);
                     for (n, v) in pending.drain(..) {
-                        decode(&mut d, v, &mut events);
-                        feed(
-                            &name,
-                            n,
-                            &mut events,
-                            mapper,
-                            &mut records,
-                            summary,
-                            &mut warned_types,
-                        );
-                        if let Decoder::Log(log) = &mut d {
-                            down.take(&mut records, summary)?;
-                            drain_log(
-                                log,
-                                &name,
-                                n,
-                                &mut events,
-                                mapper,
-                                &mut records,
-                                summary,
-                                &mut warned_types,
-                                down,
-                            )?;
-                        }
+                        flow.step(&mut d, n, v, mapper, summary, down)?;
                     }
                     decoder = Some(d);
                 }
             }
         }
-        down.take(&mut records, summary)?;
+        down.take(&mut flow.records, summary)?;
     }
 
     // End of input: decide with what we have, then drain everything.
@@ -602,58 +532,15 @@ pub fn read_into(
         None => new_decoder(detector.finish(), summary),
     };
     for (n, v) in pending.drain(..) {
-        decode(&mut d, v, &mut events);
-        feed(
-            &name,
-            n,
-            &mut events,
-            mapper,
-            &mut records,
-            summary,
-            &mut warned_types,
-        );
-        if let Decoder::Log(log) = &mut d {
-            down.take(&mut records, summary)?;
-            drain_log(
-                log,
-                &name,
-                n,
-                &mut events,
-                mapper,
-                &mut records,
-                summary,
-                &mut warned_types,
-                down,
-            )?;
-        }
+        flow.step(&mut d, n, v, mapper, summary, down)?;
     }
     if let Decoder::Log(log) = &mut d {
-        log.finish(&mut events);
-        feed(
-            &name,
-            0,
-            &mut events,
-            mapper,
-            &mut records,
-            summary,
-            &mut warned_types,
-        );
-        down.take(&mut records, summary)?;
-        drain_log(
-            log,
-            &name,
-            0,
-            &mut events,
-            mapper,
-            &mut records,
-            summary,
-            &mut warned_types,
-            down,
-        )?;
+        log.finish(&mut flow.events);
+        flow.emit(Some(log), 0, mapper, summary, down)?;
         summary.off_branch += log.off_branch;
     }
-    mapper.finish(&mut records);
-    down.take(&mut records, summary)?;
+    mapper.finish(&mut flow.records);
+    down.take(&mut flow.records, summary)?;
     summary.sessions += mapper.stats.sessions;
     summary.unterminated += mapper.stats.unterminated;
     summary.after_end += mapper.stats.after_end;
@@ -670,26 +557,81 @@ fn new_decoder(f: Format, summary: &mut Summary) -> Decoder {
     }
 }
 
-/// Decode a finished session's entries one at a time, each straight through the mapper and
-/// downstream, so a long session is never held parsed (see `LogDecoder::drain`).
-#[allow(clippy::too_many_arguments)]
-fn drain_log(
-    log: &mut LogDecoder,
-    name: &str,
-    line: u64,
-    events: &mut Vec<Event>,
-    mapper: &mut Mapper,
-    records: &mut Vec<Record>,
-    summary: &mut Summary,
-    warned: &mut BTreeSet<String>,
-    down: &mut Downstream<'_>,
-) -> Result<()> {
-    while log.drain(events) {
-        report_bad(name, log, summary);
-        feed(name, line, events, mapper, records, summary, warned);
-        down.take(records, summary)?;
+/// One source's events and records between the decoder, the mapper and downstream, and
+/// the unknown event types already reported.
+struct Flow<'n> {
+    name: &'n str,
+    events: Vec<Event>,
+    records: Vec<Record>,
+    warned: BTreeSet<String>,
+}
+
+impl<'n> Flow<'n> {
+    fn new(name: &'n str) -> Self {
+        Flow {
+            name,
+            events: Vec::new(),
+            records: Vec::new(),
+            warned: BTreeSet::new(),
+        }
     }
-    Ok(())
+
+    /// Decode one parsed line and pass what it yields on.
+    fn step(
+        &mut self,
+        d: &mut Decoder,
+        line: u64,
+        v: Value,
+        mapper: &mut Mapper,
+        summary: &mut Summary,
+        down: &mut Downstream<'_>,
+    ) -> Result<()> {
+        decode(d, v, &mut self.events);
+        let log = match d {
+            Decoder::Log(log) => Some(log),
+            Decoder::Stream => None,
+        };
+        self.emit(log, line, mapper, summary, down)
+    }
+
+    /// Feed decoded events to the mapper; for a session file, also decode its finished
+    /// session's entries one at a time, each straight through the mapper and downstream, so
+    /// a long session is never held parsed (see `LogDecoder::drain`).
+    fn emit(
+        &mut self,
+        log: Option<&mut LogDecoder>,
+        line: u64,
+        mapper: &mut Mapper,
+        summary: &mut Summary,
+        down: &mut Downstream<'_>,
+    ) -> Result<()> {
+        feed(
+            self.name,
+            line,
+            &mut self.events,
+            mapper,
+            &mut self.records,
+            summary,
+            &mut self.warned,
+        );
+        if let Some(log) = log {
+            down.take(&mut self.records, summary)?;
+            while log.drain(&mut self.events) {
+                report_bad(self.name, log, summary);
+                feed(
+                    self.name,
+                    line,
+                    &mut self.events,
+                    mapper,
+                    &mut self.records,
+                    summary,
+                    &mut self.warned,
+                );
+                down.take(&mut self.records, summary)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Session-file entries that failed their full parse when emitted.
