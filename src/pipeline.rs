@@ -594,6 +594,19 @@ impl<'n> Flow<'n> {
         self.emit(log, line, mapper, summary, down)
     }
 
+    /// Hand decoded events to the mapper, reporting unknown types once per type.
+    fn feed(&mut self, line: u64, mapper: &mut Mapper, summary: &mut Summary) {
+        feed(
+            self.name,
+            line,
+            &mut self.events,
+            mapper,
+            &mut self.records,
+            summary,
+            &mut self.warned,
+        );
+    }
+
     /// Feed decoded events to the mapper; for a session file, also decode its finished
     /// session's entries one at a time, each straight through the mapper and downstream, so
     /// a long session is never held parsed (see `LogDecoder::drain`).
@@ -605,28 +618,12 @@ impl<'n> Flow<'n> {
         summary: &mut Summary,
         down: &mut Downstream<'_>,
     ) -> Result<()> {
-        feed(
-            self.name,
-            line,
-            &mut self.events,
-            mapper,
-            &mut self.records,
-            summary,
-            &mut self.warned,
-        );
+        self.feed(line, mapper, summary);
         if let Some(log) = log {
             down.take(&mut self.records, summary)?;
             while log.drain(&mut self.events) {
                 report_bad(self.name, log, summary);
-                feed(
-                    self.name,
-                    line,
-                    &mut self.events,
-                    mapper,
-                    &mut self.records,
-                    summary,
-                    &mut self.warned,
-                );
+                self.feed(line, mapper, summary);
                 down.take(&mut self.records, summary)?;
             }
         }
