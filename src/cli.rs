@@ -7,21 +7,21 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::batch::{Caps, DEFAULT_MAX_ITEMS, INGESTION_MAX_BODY_BYTES};
-use crate::delivery::{DEFAULT_BASE_URL, DeliveryConfig};
+use crate::decode::omp::Format;
+use crate::deliver::batch::{Caps, DEFAULT_MAX_ITEMS, INGESTION_MAX_BODY_BYTES};
+use crate::deliver::http::{TransportChoice, parse_otlp_headers};
+use crate::deliver::ledger::ResendPolicy;
+use crate::deliver::spool::Replay;
+use crate::deliver::status::{DebugLog, Indicator};
+use crate::deliver::{DEFAULT_BASE_URL, DeliveryConfig};
 use crate::encode::Wire;
-use crate::http::{TransportChoice, parse_otlp_headers};
 use crate::input::Source;
-use crate::ledger::ResendPolicy;
-use crate::mapper::{MapConfig, TracePer};
+use crate::map::{MapConfig, TracePer};
 use crate::model::Millis;
-use crate::omp::Format;
-use crate::redact::read_secrets_file;
+use crate::sanitize::redact::read_secrets_file;
 use crate::sanitize::{
     DEFAULT_MAX_LLM_IO_CHARS, DEFAULT_MAX_TOOL_IO_CHARS, SanitizeConfig, process_env,
 };
-use crate::spool::Replay;
-use crate::status::{DebugLog, Indicator};
 
 /// Default `LANGFUSE_FLUSH_MS`: how long a live stream's items may wait before a flush.
 pub const DEFAULT_FLUSH_MS: u64 = 2000;
@@ -359,7 +359,7 @@ impl Cli {
             None => Mode::Pipe,
             Some(Command::Backfill(b)) => Mode::Backfill(BackfillConfig {
                 paths: if b.paths.is_empty() {
-                    vec![crate::sessions::default_dir()?]
+                    vec![crate::input::sessions::default_dir()?]
                 } else {
                     b.paths.clone()
                 },
@@ -369,7 +369,7 @@ impl Cli {
             Some(Command::Watch(w)) => Mode::Watch(WatchConfig {
                 dir: match &w.dir {
                     Some(d) => d.clone(),
-                    None => crate::sessions::default_dir()?,
+                    None => crate::input::sessions::default_dir()?,
                 },
                 idle_close: seconds("--idle-close", w.idle_close)?,
                 since: w.since.as_deref().map(parse_date).transpose()?,
@@ -383,7 +383,7 @@ impl Cli {
         // backfill draws its own progress line; two lines redrawn in place would fight.
         if let (Output::Send(d), Mode::Backfill(_), None) = (&mut output, &mode, &self.ui_indicator)
         {
-            d.indicator = crate::status::Indicator::Off;
+            d.indicator = crate::deliver::status::Indicator::Off;
         }
         let sources = if self.files.is_empty() {
             vec![Source::Stdin]

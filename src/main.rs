@@ -2,39 +2,17 @@
 //!
 //! `main` only maps the outcome to an exit status; `run` is the pipeline's table of contents.
 
-mod backfill;
-mod batch;
 mod cli;
-mod delivery;
+mod decode;
+mod deliver;
 mod encode;
-mod http;
-mod ingestion;
 mod input;
-mod jsonline;
-mod ledger;
-mod mapper;
+mod map;
 mod model;
-mod omp;
-mod otlp;
-mod pipeline;
 mod progress;
-mod redact;
-mod retry;
+mod run;
 mod sanitize;
-#[cfg(test)]
-mod secret_corpus;
-mod sender;
-mod session_log;
-mod sessions;
-mod signals;
-mod spool;
-mod status;
-mod subagents;
-mod truncate;
-mod watch;
 
-#[cfg(test)]
-mod delivery_tests;
 #[cfg(test)]
 #[path = "../tests/support/mod.rs"]
 mod test_support;
@@ -43,10 +21,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{Config, Mode, Output};
-use crate::delivery::{Backpressure, Delivery, Outlet};
+use crate::deliver::sender::{Report, TimeCap};
+use crate::deliver::{Backpressure, Delivery, Outlet};
 use crate::encode::{Encoder, Wire};
-use crate::pipeline::{Delivered, Downstream, Summary, SummaryLine};
-use crate::sender::{Report, TimeCap};
+use crate::run::flow::{Delivered, Downstream, Summary, SummaryLine};
 use anyhow::{Result, anyhow};
 
 /// The exit status contract (see the man page).
@@ -86,7 +64,7 @@ fn run(cfg: &Config) -> Result<Status> {
         TimeCap::None
     };
     let sanitizer = sanitize::Sanitizer::new(cfg.sanitize.clone())?;
-    let stop = signals::Stop::install()?;
+    let stop = input::signals::Stop::install()?;
     let out = Destination::start(cfg, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
@@ -113,9 +91,14 @@ fn run(cfg: &Config) -> Result<Status> {
                     if stop.requested() {
                         break;
                     }
-                    if let Err(e) =
-                        pipeline::read_source(source, &stop, cfg, &map_cfg, &mut down, &mut summary)
-                    {
+                    if let Err(e) = run::flow::read_source(
+                        source,
+                        &stop,
+                        cfg,
+                        &map_cfg,
+                        &mut down,
+                        &mut summary,
+                    ) {
                         // One unreadable file does not stop the others; it still fails the run.
                         eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
                         read_error = Some(e);
@@ -123,7 +106,7 @@ fn run(cfg: &Config) -> Result<Status> {
                 }
             }
             Mode::Backfill(b) => {
-                let outcome = backfill::run(
+                let outcome = run::backfill::run(
                     b,
                     &stop,
                     cfg,
@@ -137,7 +120,7 @@ fn run(cfg: &Config) -> Result<Status> {
                 }
             }
             Mode::Watch(w) => {
-                watch::run(
+                run::watch::run(
                     w,
                     &stop,
                     cfg,
@@ -183,7 +166,7 @@ fn run(cfg: &Config) -> Result<Status> {
 enum Destination {
     DryRun {
         encoder: Arc<dyn Encoder>,
-        tx: sender::Queue,
+        tx: deliver::sender::Queue,
         worker: std::thread::JoinHandle<Report>,
     },
     Send {
@@ -196,26 +179,26 @@ impl Destination {
     fn start(cfg: &Config, time_cap: TimeCap, live: bool) -> Result<Destination> {
         let encoder_for = |wire: Wire| -> Arc<dyn Encoder> {
             match wire {
-                Wire::Ingestion => Arc::new(ingestion::IngestionEncoder),
-                Wire::Otlp => Arc::new(otlp::OtlpEncoder::new(
+                Wire::Ingestion => Arc::new(encode::ingestion::IngestionEncoder),
+                Wire::Otlp => Arc::new(encode::otlp::OtlpEncoder::new(
                     cfg.map.environment.as_deref(),
                     cfg.map.release.as_deref(),
                 )),
             }
         };
         // The configured caps, never above what the chosen transport accepts per request.
-        let caps_for = |encoder: &dyn Encoder| batch::Caps {
+        let caps_for = |encoder: &dyn Encoder| deliver::batch::Caps {
             max_bytes: cfg.caps.max_bytes.min(encoder.max_body_bytes()),
             ..cfg.caps
         };
         Ok(match &cfg.output {
             Output::DryRun(wire) => {
                 let encoder = encoder_for(*wire);
-                let sink = Box::new(sender::DryRun::new(std::io::BufWriter::new(
+                let sink = Box::new(deliver::sender::DryRun::new(std::io::BufWriter::new(
                     std::io::stdout(),
                 )));
                 let (tx, worker) =
-                    sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
+                    deliver::sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
                 Destination::DryRun {
                     encoder,
                     tx,

@@ -2,8 +2,6 @@
 //! (auth, headers, gzip, timeouts) and `HttpSink`, which applies the retry policy to each
 //! batch and routes every item to exactly one fate: delivered (ledger), rejected, or spooled.
 
-// Wired into the pipeline by the lead (cli/main); until then parts look unused.
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -13,13 +11,13 @@ use base64::Engine;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
+use crate::deliver::ledger::Ledger;
+use crate::deliver::retry::{self, Answer, Backoff, RetryPolicy, Verdict};
+use crate::deliver::sender::{Report, ShutdownClock, Sink};
+use crate::deliver::spool::Spool;
+use crate::deliver::status::{Attempt, Counts, Status};
+use crate::encode::otlp::{SERVICE_NAME, TOOL_VERSION};
 use crate::encode::{Encoder, Item, Wire};
-use crate::ledger::Ledger;
-use crate::otlp::{SERVICE_NAME, TOOL_VERSION};
-use crate::retry::{self, Answer, Backoff, RetryPolicy, Verdict};
-use crate::sender::{Report, ShutdownClock, Sink};
-use crate::spool::Spool;
-use crate::status::{Attempt, Counts, Status};
 
 /// Path of the OTLP traces endpoint under the Langfuse base URL.
 pub const OTLP_PATH: &str = "/api/public/otel/v1/traces";
@@ -810,7 +808,7 @@ mod tests {
 
     #[test]
     fn gzipped_bodies_inflate_to_the_framed_body() {
-        let enc = crate::otlp::OtlpEncoder::new(None, None);
+        let enc = crate::encode::otlp::OtlpEncoder::new(None, None);
         let items: Vec<Item> = (0..3)
             .map(|n| Item {
                 session_id: "s".into(),

@@ -8,17 +8,18 @@
 //! is closed at the last time seen with WARNING level. No orphans: a parent is always a
 //! turn or root that is (or will be) emitted.
 
+pub mod nesting;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::decode::omp::{Ev, Event, Header, as_millis, str_field};
 use crate::model::{
     GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord, span_id,
     trace_id,
 };
-use crate::omp::{Ev, Event, Header, as_millis, str_field};
-use crate::subagents;
 
 /// Longest trace name derived from a prompt or goal (Langfuse drops propagated trace
 /// attributes over 200 characters).
@@ -311,7 +312,7 @@ impl Mapper {
         let Some(parent_key) = header
             .parent_session
             .as_deref()
-            .map(subagents::parent_session_id)
+            .map(nesting::parent_session_id)
         else {
             return (None, None);
         };
@@ -323,12 +324,12 @@ impl Mapper {
             header
                 .file
                 .as_deref()
-                .and_then(subagents::agent_id_of)
+                .and_then(nesting::agent_id_of)
                 .or_else(|| header.id.clone()),
         ) else {
             return (None, None);
         };
-        let info = subagents::ParentInfo {
+        let info = nesting::ParentInfo {
             anchor,
             spawns: parent.spawns.clone(),
             key_prefix: parent
@@ -337,7 +338,7 @@ impl Mapper {
                 .map(|n| n.key_prefix.clone())
                 .unwrap_or_default(),
         };
-        let nest = subagents::nest_for(&info, &agent_id, None);
+        let nest = nesting::nest_for(&info, &agent_id, None);
         (
             Some(Arc::new(nest)),
             Some(NestLink {
@@ -360,7 +361,7 @@ impl Mapper {
                     .chain(self.spawns.iter().cloned())
                     .collect();
                 if let Some(n) =
-                    subagents::relink(nest, &spawns, &link.agent_id, s.first_user_text.as_deref())
+                    nesting::relink(nest, &spawns, &link.agent_id, s.first_user_text.as_deref())
                 {
                     s.nest = Some(Arc::new(n));
                 }
@@ -2059,7 +2060,7 @@ fn model_parameters(request: Option<&Value>) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::omp::decode_stream;
+    use crate::decode::omp::decode_stream;
 
     fn cfg(trace_per: TracePer) -> Arc<MapConfig> {
         Arc::new(MapConfig {

@@ -19,8 +19,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use serde_json::Value;
 
-use crate::jsonline::Keep;
-use crate::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
+use crate::decode::jsonline::Keep;
+use crate::decode::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
 
 /// Raw entry bytes a session keeps in memory before the rest goes to a temporary file.
 pub const MEMORY_BYTES: usize = 4 << 20;

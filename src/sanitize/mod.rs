@@ -2,6 +2,11 @@
 //! and payloads truncated to their budgets; a size guarantee shrinks oversize events; the
 //! counters feed the exit summary (counts only, never values).
 
+pub mod redact;
+#[cfg(test)]
+pub mod secret_corpus;
+pub mod truncate;
+
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -9,8 +14,8 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::model::{ObsKind, Record, TraceCtx};
-use crate::redact::{RedactCounts, Redactor};
-use crate::truncate::{self, Cuts};
+use crate::sanitize::redact::{RedactCounts, Redactor};
+use crate::sanitize::truncate::Cuts;
 
 /// `--max-tool-io CHARS` default: budget for a tool call's input and for its output.
 pub const DEFAULT_MAX_TOOL_IO_CHARS: usize = 65_536;
@@ -48,7 +53,7 @@ pub struct SanitizeConfig {
     /// This process's environment (see [`process_env`]); values of secret-named variables are
     /// redacted wherever they appear.
     pub env: Vec<(String, String)>,
-    /// Entries of `--secrets-file` (see [`crate::redact::read_secrets_file`]).
+    /// Entries of `--secrets-file` (see [`crate::sanitize::redact::read_secrets_file`]).
     pub secrets_file: Vec<(String, String)>,
     /// `--max-tool-io CHARS`.
     pub max_tool_io_chars: usize,
@@ -496,7 +501,7 @@ fn omit(rec: &mut Record, part: Part, max_bytes: usize) {
 mod tests {
     use super::*;
     use crate::model::{GenerationInfo, Level, Observation, TraceRecord};
-    use crate::secret_corpus::{self, Sample};
+    use crate::sanitize::secret_corpus::{self, Sample};
     use serde_json::json;
 
     fn ctx_with(name: &str, tags: Vec<String>, metadata: Map<String, Value>) -> Arc<TraceCtx> {
@@ -721,7 +726,7 @@ mod tests {
                 ),
                 ("HOME".to_string(), "/home/dev".to_string()),
             ],
-            secrets_file: crate::redact::parse_dotenv(
+            secrets_file: crate::sanitize::redact::parse_dotenv(
                 "KBASE_AUTH_TOKEN=KB7QX2ZP9M4N\nOTHER=plainvalue1234567\n",
             ),
             ..SanitizeConfig::default()

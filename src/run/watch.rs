@@ -28,17 +28,17 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Result, anyhow};
 use serde_json::Value;
 
-use crate::backfill;
 use crate::cli::{Config, WatchConfig};
-use crate::delivery::{Delivery, Tracked};
+use crate::decode::omp::{Ev, Event, Format};
+use crate::decode::session_log::LogDecoder;
+use crate::deliver::{Delivery, Tracked};
+use crate::input::sessions::{self, SessionFile};
+use crate::input::signals::Stop;
 use crate::input::{MAX_LINE_BYTES, is_blank};
-use crate::mapper::{MapConfig, Mapper};
+use crate::map::{MapConfig, Mapper};
 use crate::model::Record;
-use crate::omp::{Ev, Event, Format};
-use crate::pipeline::{Downstream, Summary, warn};
-use crate::session_log::LogDecoder;
-use crate::sessions::{self, SessionFile};
-use crate::signals::Stop;
+use crate::run::backfill;
+use crate::run::flow::{Downstream, Summary, warn};
 
 /// How often followed files are looked at.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -64,7 +64,7 @@ struct Tail {
     lines: u64,
     decoder: LogDecoder,
     mapper: Mapper,
-    nest: Option<crate::mapper::Nest>,
+    nest: Option<crate::map::Nest>,
     /// Keys of everything it offered (for its completion mark).
     tracked: Tracked,
     /// The file's last modification time, as last seen.

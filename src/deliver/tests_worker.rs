@@ -9,17 +9,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::batch::Caps;
-use crate::delivery::{Backpressure, Delivery, DeliveryConfig, Offered};
+use crate::deliver::batch::Caps;
+use crate::deliver::http::{Reason, TransportChoice};
+use crate::deliver::ledger::ResendPolicy;
+use crate::deliver::retry::RetryPolicy;
+use crate::deliver::sender::{Report, TimeCap};
+use crate::deliver::spool::Replay;
+use crate::deliver::{Backpressure, Delivery, DeliveryConfig, Offered};
+use crate::encode::ingestion::IngestionEncoder;
+use crate::encode::otlp::OtlpEncoder;
 use crate::encode::{Encoder, Item, Wire};
-use crate::http::{Reason, TransportChoice};
-use crate::ingestion::IngestionEncoder;
-use crate::ledger::ResendPolicy;
 use crate::model::{self, GenerationInfo, Level, ObsKind, Observation, Record, TraceCtx};
-use crate::otlp::OtlpEncoder;
-use crate::retry::RetryPolicy;
-use crate::sender::{Report, TimeCap};
-use crate::spool::Replay;
 use crate::test_support::mock_langfuse::{
     IngestionMode, MockConfig, MockLangfuse, Scripted, refused_url,
 };
@@ -51,7 +51,7 @@ fn config(url: &str, state: &Path) -> DeliveryConfig {
 fn caps(max_items: usize) -> Caps {
     Caps {
         max_items,
-        max_bytes: crate::batch::OTLP_MAX_BODY_BYTES,
+        max_bytes: crate::deliver::batch::OTLP_MAX_BODY_BYTES,
     }
 }
 
@@ -429,7 +429,7 @@ fn oversize_bodies_are_split_and_a_lone_giant_is_rejected() {
     let enc = otlp();
     let mut obs = observations("sess-413", 24);
     // Incompressible inputs, so the gzip body really is large.
-    let mut rng = crate::retry::SplitMix64(9);
+    let mut rng = crate::deliver::retry::SplitMix64(9);
     for (i, o) in obs.iter_mut().enumerate() {
         let words = if i == 5 { 4000 } else { 60 };
         let text: String = (0..words)
@@ -487,7 +487,7 @@ fn a_full_queue_spills_to_disk_without_blocking_and_nothing_is_lost() {
     let mut cfg = config(&mock.url(), dir.path());
     cfg.timeout = Duration::from_millis(800);
     let enc = otlp();
-    let n = crate::sender::QUEUE_CAPACITY + 2000;
+    let n = crate::deliver::sender::QUEUE_CAPACITY + 2000;
     let all: Vec<Item> = (0..10)
         .flat_map(|s| items(&*enc, &observations(&format!("sess-spill-{s}"), n / 10)))
         .collect();
@@ -629,7 +629,7 @@ fn legacy_on_a_v4_server_says_to_use_otlp() {
     assert_eq!(report.rejected, 30);
     // After the first refusal nothing more is sent.
     assert_eq!(mock.posts(), 1);
-    assert!(crate::retry::WANTS_OTLP_MESSAGE.contains("--transport otlp"));
+    assert!(crate::deliver::retry::WANTS_OTLP_MESSAGE.contains("--transport otlp"));
 }
 
 #[test]
@@ -671,7 +671,7 @@ fn a_collector_endpoint_gets_its_own_headers() {
     let mut cfg = config("https://cloud.langfuse.com", dir.path());
     cfg.transport = TransportChoice::Auto;
     cfg.otlp_endpoint = Some(format!("{}/api/public/otel/v1/traces", mock.url()));
-    cfg.otlp_headers = crate::http::parse_otlp_headers("x-tenant=acme").unwrap();
+    cfg.otlp_headers = crate::deliver::http::parse_otlp_headers("x-tenant=acme").unwrap();
     let dest = cfg.resolve();
     assert_eq!(dest.reason, Reason::CustomEndpoint);
     let enc = otlp();
@@ -717,7 +717,8 @@ fn after_a_crash_the_spool_is_replayed_without_resending_what_was_delivered() {
         .join(cfg.resolve().state_name(cfg.public_key.as_deref()));
     {
         let spool =
-            crate::spool::Spool::open(&state.join("spool"), Wire::Otlp, Replay::Yes).unwrap();
+            crate::deliver::spool::Spool::open(&state.join("spool"), Wire::Otlp, Replay::Yes)
+                .unwrap();
         spool.push(&all).unwrap();
         let first: Vec<Item> = spool
             .pull(20, usize::MAX)
@@ -725,9 +726,11 @@ fn after_a_crash_the_spool_is_replayed_without_resending_what_was_delivered() {
             .into_iter()
             .map(|(i, _)| i)
             .collect();
-        let mut ledger =
-            crate::ledger::Ledger::open(&state.join("ledger"), ResendPolicy::SkipDelivered)
-                .unwrap();
+        let mut ledger = crate::deliver::ledger::Ledger::open(
+            &state.join("ledger"),
+            ResendPolicy::SkipDelivered,
+        )
+        .unwrap();
         ledger.record(&first).unwrap();
     }
     let report = run(&cfg, enc, &all, 100);
@@ -796,10 +799,10 @@ fn measure_throughput_and_gzip_ratio() {
         );
     }
     let body = enc.body(&all[..500]);
-    let gz = crate::http::gzip(&body);
+    let gz = crate::deliver::http::gzip(&body);
     let t0 = Instant::now();
     for _ in 0..10 {
-        std::hint::black_box(crate::http::gzip(&body));
+        std::hint::black_box(crate::deliver::http::gzip(&body));
     }
     eprintln!(
         "gzip: {} → {} bytes ({:.1}x), {:.1} ms per 500-span body",

@@ -5,7 +5,16 @@
 //! with the server's reason), or in the spool for the next run. `offer` never waits on the
 //! network: with `Backpressure::Spill` a full queue spills to the spool on disk.
 
-// Wired into the pipeline by the lead (cli/main); until then parts look unused.
+pub mod batch;
+pub mod http;
+pub mod ledger;
+pub mod retry;
+pub mod sender;
+pub mod spool;
+pub mod status;
+
+#[cfg(test)]
+mod tests_worker;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,16 +26,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::Receiver;
 
-use crate::batch::Caps;
-use crate::encode::{Encoder, Item};
-use crate::http::{self, Destination, HttpSink, SinkSettings, TransportChoice};
-use crate::ledger::{Claim, Ledger, ResendPolicy};
-use crate::retry::RetryPolicy;
-use crate::sender::{
-    self, Backlog, Extras, Gauge, QUEUE_CAPACITY, Queue, Report, ShutdownClock, TimeCap,
+use crate::deliver::batch::Caps;
+use crate::deliver::http::{Destination, HttpSink, SinkSettings, TransportChoice};
+use crate::deliver::ledger::{Claim, Ledger, ResendPolicy};
+use crate::deliver::retry::RetryPolicy;
+use crate::deliver::sender::{
+    Backlog, Extras, Gauge, QUEUE_CAPACITY, Queue, Report, ShutdownClock, TimeCap,
 };
-use crate::spool::{Origin, Replay, Spool};
-use crate::status::{DebugLog, Indicator, Status};
+use crate::deliver::spool::{Origin, Replay, Spool};
+use crate::deliver::status::{DebugLog, Indicator, Status};
+use crate::encode::{Encoder, Item};
 
 /// `LANGFUSE_BASE_URL` / `LANGFUSE_HOST` default.
 pub const DEFAULT_BASE_URL: &str = "https://cloud.langfuse.com";

@@ -5,8 +5,6 @@
 //! and 5xx are transient; 400 is a bad payload and never retried; 413 means "split"; 401/403
 //! are the operator's problem and stop delivery; a legacy 207 is read event by event.
 
-// Wired into the pipeline by the lead (cli/main); until then parts look unused.
-
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;

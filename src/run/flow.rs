@@ -12,17 +12,17 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::cli::Config;
-use crate::delivery::Outlet;
+use crate::decode::jsonline;
+use crate::decode::omp::{self, BridgeFilter, Detector, Ev, Event, Format, decode_stream};
+use crate::decode::session_log::{self, LogDecoder};
+use crate::deliver::Outlet;
+use crate::deliver::sender::Report;
 use crate::encode::Encoder;
+use crate::input::signals::{Blocking, Stop};
 use crate::input::{Lines, Next, Source, is_blank};
-use crate::jsonline;
-use crate::mapper::{MapConfig, Mapper};
+use crate::map::{MapConfig, Mapper};
 use crate::model::{ObsKind, Record, sample_point};
-use crate::omp::{self, BridgeFilter, Detector, Ev, Event, Format, decode_stream};
 use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
-use crate::sender::Report;
-use crate::session_log::{self, LogDecoder};
-use crate::signals::{Blocking, Stop};
 
 /// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
 /// deltas are most of a live stream's lines and, before omp 16.5 and in RPC mode, each one

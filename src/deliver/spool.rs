@@ -9,8 +9,6 @@
 //! only after it has durably written whatever of them it did not deliver. A crash at any
 //! point leaves at worst items spooled twice; the ledger filters those on replay.
 
-// Wired into the pipeline by the lead (cli/main); until then parts look unused.
-
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};

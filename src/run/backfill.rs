@@ -12,16 +12,16 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 
 use crate::cli::{BackfillConfig, Config};
-use crate::delivery::{Delivery, Outlet};
+use crate::deliver::{Delivery, Outlet};
 use crate::encode::{Encoder, Item};
 use crate::input::Source;
-use crate::mapper::{MapConfig, Mapper, Nest};
-use crate::pipeline::{self, Downstream, Summary};
+use crate::input::sessions::{self, Filter, SessionFile};
+use crate::input::signals::Stop;
+use crate::map::nesting::{self, ParentInfo};
+use crate::map::{MapConfig, Mapper, Nest};
 use crate::progress::{Progress, Style};
+use crate::run::flow::{self, Downstream, Summary};
 use crate::sanitize::Sanitizer;
-use crate::sessions::{self, Filter, SessionFile};
-use crate::signals::Stop;
-use crate::subagents::{self, ParentInfo};
 
 /// How the run is going (for the exit status).
 #[derive(Debug, Default)]
@@ -51,7 +51,7 @@ pub fn run(
         sessions: b.sessions.clone(),
     };
     let mut files = sessions::discover(&b.paths, &filter, &mut |p, e| {
-        pipeline::warn(&p.display().to_string(), 0, &format!("cannot read: {e}"));
+        flow::warn(&p.display().to_string(), 0, &format!("cannot read: {e}"));
         outcome.unreadable += 1;
     });
     let found = files.len();
@@ -94,7 +94,7 @@ pub fn run(
             d.start_tracking();
         }
         let source = Source::File(f.path.clone());
-        match pipeline::read_into(&source, &inert, cfg, &mut mapper, down, summary) {
+        match flow::read_into(&source, &inert, cfg, &mut mapper, down, summary) {
             Ok(()) => {
                 if let Some(d) = delivery {
                     let tracked = d.take_tracked();
@@ -185,8 +185,8 @@ pub fn parent_info(mapper: &Mapper, nest: Option<&Nest>) -> Option<ParentInfo> {
 /// The nest of subagent file `f` under its parent.
 pub fn nest_under(parent: &ParentInfo, f: &SessionFile) -> Option<Nest> {
     let agent_id = f.agent_id()?;
-    let task = subagents::read_init_task(&f.path);
-    Some(subagents::nest_for(parent, &agent_id, task.as_deref()))
+    let task = nesting::read_init_task(&f.path);
+    Some(nesting::nest_for(parent, &agent_id, task.as_deref()))
 }
 
 /// Read a parent session file again without sending anything, for its trace and its `task`
@@ -210,7 +210,7 @@ pub fn read_parent(
     let mut down = Downstream::new(encoder, &Discard, sanitizer, 1.0);
     let mut quiet = Summary::default();
     let source = Source::File(path.to_path_buf());
-    pipeline::read_into(&source, stop, cfg, &mut mapper, &mut down, &mut quiet).ok()?;
+    flow::read_into(&source, stop, cfg, &mut mapper, &mut down, &mut quiet).ok()?;
     parent_info(&mapper, nest.as_ref())
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::batch::{Batch, Caps, Push};
+use crate::deliver::batch::{Batch, Caps, Push};
 use crate::encode::{Encoder, Item};
 
 /// Items buffered between the reader and the worker.

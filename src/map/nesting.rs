@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::mapper::{Anchor, Nest, Spawn};
+use crate::map::{Anchor, Nest, Spawn};
 
 /// Lines of a subagent file searched for its `session_init` entry (title slot, header,
 /// model and thinking changes come first).
@@ -134,7 +134,7 @@ pub fn parent_session_id(parent_session: &str) -> String {
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or(parent_session);
-    match crate::sessions::parse_name(name) {
+    match crate::input::sessions::parse_name(name) {
         Some((_, id)) => id,
         None => name.trim_end_matches(".jsonl").to_string(),
     }

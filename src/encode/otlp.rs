@@ -6,14 +6,12 @@
 //! reads trace fields from that row only), structured values as JSON strings, cost with a
 //! `total`, errors as status code 2 plus level ERROR. Trace records have no OTLP form.
 
-// Wired into the pipeline by the lead (cli/main); until then parts look unused.
-
 use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::batch::OTLP_MAX_BODY_BYTES;
+use crate::deliver::batch::OTLP_MAX_BODY_BYTES;
 use crate::encode::{Encoder, Item, Wire};
 use crate::model::{Level, Millis, ObsKind, Observation, Record, TraceCtx, rfc3339};
 

@@ -15,8 +15,6 @@
 //! item read from it is delivered; sessions can be released from memory after that, which
 //! keeps memory and open files constant over thousands of sessions.
 
-// Wired into the pipeline by the lead (cli/main); until then parts look unused.
-
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};

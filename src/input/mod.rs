@@ -3,6 +3,9 @@
 //!
 //! Nothing here interprets JSON, and no error message ever contains line content.
 
+pub mod sessions;
+pub mod signals;
+
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};

@@ -2519,7 +2519,7 @@ mod tests {
         let mut c = RedactCounts::new();
         assert!(r.redact(&other, &mut c).contains("x = 2"));
     }
-    use crate::secret_corpus::{self, benign_corpus};
+    use crate::sanitize::secret_corpus::{self, benign_corpus};
 
     fn red(text: &str) -> (String, RedactCounts) {
         let mut counts = RedactCounts::new();

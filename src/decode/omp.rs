@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::jsonline::Keep;
+use crate::decode::jsonline::Keep;
 use crate::model::{Millis, parse_iso};
 
 /// The three formats omp-langfuse reads.
@@ -666,7 +666,7 @@ mod tests {
             (BridgeFilter::default(), BridgeFilter::default());
         for line in lines {
             let text = line.to_string();
-            let pruned = crate::jsonline::parse(text.as_bytes(), stream_fields).unwrap();
+            let pruned = crate::decode::jsonline::parse(text.as_bytes(), stream_fields).unwrap();
             assert_eq!(
                 pruned_filter.keep(&pruned),
                 full_filter.keep(&line),

@@ -4,8 +4,6 @@
 //! Neither ever prints a payload, a key or a header value: only counts, sizes, statuses and
 //! timings, plus the server's own error text (with our keys scrubbed out).
 
-// Wired into the pipeline by the lead (cli/main); until then parts look unused.
-
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

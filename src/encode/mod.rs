@@ -3,6 +3,9 @@
 //!
 //! Encoding happens before batching so the batcher can count exact bytes.
 
+pub mod ingestion;
+pub mod otlp;
+
 use std::sync::Arc;
 
 use crate::model::Record;

@@ -1,0 +1,5 @@
+//! Lines → typed events: every field name of omp's (and pi's) formats lives here.
+
+pub mod jsonline;
+pub mod omp;
+pub mod session_log;

@@ -1,0 +1,5 @@
+//! The drivers: pipe, `backfill` and `watch`, all feeding one front half.
+
+pub mod backfill;
+pub mod flow;
+pub mod watch;
