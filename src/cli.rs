@@ -202,8 +202,12 @@ pub struct Cli {
     pub max_llm_io: usize,
 
     /// No exit summary on stderr (warnings and errors still print).
-    #[arg(short, long, action = ArgAction::SetTrue)]
+    #[arg(short, long, action = ArgAction::SetTrue, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Details in the exit summary (redactions per kind, causes in full).
+    #[arg(short, long, action = ArgAction::SetTrue)]
+    pub verbose: bool,
 }
 
 /// The subcommands. Every option above applies to them too (`omp-langfuse backfill --dry-run`).
@@ -331,6 +335,7 @@ pub struct Config {
     pub sample_rate: f64,
     pub sanitize: SanitizeConfig,
     pub quiet: bool,
+    pub verbose: bool,
 }
 
 /// The clap command with every option made global, so the options work before and after
@@ -442,6 +447,7 @@ impl Cli {
             sample_rate: self.sample_rate,
             sanitize,
             quiet: self.quiet,
+            verbose: self.verbose,
         })
     }
 }

@@ -8,8 +8,8 @@ mod deliver;
 mod encode;
 mod input;
 mod map;
+mod messages;
 mod model;
-mod progress;
 mod run;
 mod sanitize;
 
@@ -42,14 +42,19 @@ fn main() -> ExitCode {
     let config = match cli::parse().into_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("omp-langfuse: {e:#}");
+            messages::error(&format!("{e:#}"));
             return ExitCode::from(Status::Fatal as u8);
         }
     };
+    messages::set_verbosity(match (config.quiet, config.verbose) {
+        (true, _) => messages::Verbosity::Quiet,
+        (_, true) => messages::Verbosity::Verbose,
+        _ => messages::Verbosity::Normal,
+    });
     match run(&config) {
         Ok(status) => ExitCode::from(status as u8),
         Err(e) => {
-            eprintln!("omp-langfuse: {e:#}");
+            messages::error(&format!("{e:#}"));
             ExitCode::from(Status::Fatal as u8)
         }
     }
@@ -63,7 +68,12 @@ fn run(cfg: &Config) -> Result<Status> {
     } else {
         TimeCap::None
     };
-    let sanitizer = sanitize::Sanitizer::new(cfg.sanitize.clone())?;
+    let sanitizer = Arc::new(sanitize::Sanitizer::new(cfg.sanitize.clone())?);
+    {
+        // Every message from here on is scrubbed by the redactor as well.
+        let s = sanitizer.clone();
+        messages::set_scrubber(move |t| s.text(t).into_owned());
+    }
     let stop = input::signals::Stop::install()?;
     let out = Destination::start(cfg, time_cap, live)?;
 
@@ -100,7 +110,7 @@ fn run(cfg: &Config) -> Result<Status> {
                         &mut summary,
                     ) {
                         // One unreadable file does not stop the others; it still fails the run.
-                        eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
+                        messages::error(&format!("{e:#}"));
                         read_error = Some(e);
                     }
                 }
@@ -132,23 +142,24 @@ fn run(cfg: &Config) -> Result<Status> {
             }
         }
         if let Err(e) = down.finish(&mut summary) {
-            eprintln!("omp-langfuse: {}", sanitizer.text(&format!("{e:#}")));
+            messages::error(&format!("{e:#}"));
             read_error = Some(e);
         }
         Ok(())
     })?;
     let report = out.finish()?;
 
-    if !cfg.quiet {
-        let how = match cfg.output {
-            Output::DryRun(_) => Delivered::Printed,
-            Output::Send(_) => Delivered::Sent,
-        };
-        eprintln!("omp-langfuse: {}", SummaryLine(&summary, &report, how));
+    let how = match cfg.output {
+        Output::DryRun(_) => Delivered::Printed,
+        Output::Send(_) => Delivered::Sent,
+    };
+    messages::info(&SummaryLine(&summary, &report, how).to_string());
+    if !summary.sanitize.redactions.is_empty() {
+        messages::detail(&format!("redacted: {}", summary.sanitize.kinds()));
     }
     if let Some(fatal) = &report.fatal {
-        // Server answers can quote what they were sent: never echo a secret.
-        eprintln!("omp-langfuse: {}", sanitizer.text(fatal));
+        // Server answers can quote what they were sent: the voice scrubs every message.
+        messages::error(fatal);
         return Ok(Status::Fatal);
     }
     if read_error.is_some() {

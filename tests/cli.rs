@@ -47,6 +47,8 @@ const FLAGS: &[&str] = &[
     "--max-llm-io",
     "-q",
     "--quiet",
+    "-v",
+    "--verbose",
     "-h",
     "--help",
     "-V",

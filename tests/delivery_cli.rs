@@ -176,7 +176,8 @@ fn re_running_the_same_input_sends_nothing() {
     }
     // The summary says why nothing was sent.
     assert!(
-        last_stderr.contains("0 delivered") && last_stderr.contains("already delivered earlier"),
+        last_stderr.contains("0 events delivered")
+            && last_stderr.contains("already delivered earlier"),
         "{last_stderr}"
     );
     let otlp_posts = mock

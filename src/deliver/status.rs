@@ -4,7 +4,7 @@
 //! Neither ever prints a payload, a key or a header value: only counts, sizes, statuses and
 //! timings, plus the server's own error text (with our keys scrubbed out).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -84,8 +84,6 @@ pub struct Counts {
 pub struct Status {
     debug: DebugLog,
     indicator: Indicator,
-    /// Strings that must never reach stderr (our keys), scrubbed from server text.
-    secrets: Vec<String>,
     line: Mutex<Line>,
 }
 
@@ -98,23 +96,17 @@ struct Line {
 
 impl Status {
     pub fn new(debug: DebugLog, indicator: Indicator, secrets: Vec<String>) -> Status {
+        crate::messages::add_secrets(secrets);
         Status {
             debug,
             indicator,
-            secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
             line: Mutex::new(Line::default()),
         }
     }
 
-    /// Remove our keys from text that came from elsewhere.
+    /// Remove our keys (and anything secret) from text that came from elsewhere.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "[redacted]");
-            }
-        }
-        out
+        crate::messages::scrub(text)
     }
 
     /// `LANGFUSE_DEBUG`: one line per request.
@@ -179,38 +171,27 @@ impl Status {
         }
         l.last = Some(now);
         l.drawn = true;
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2Komp-langfuse: {} delivered, {} rejected, {} spooled{}{}",
+        crate::messages::live(&format!(
+            "{} delivered, {} rejected, {} spooled{}{}",
             c.delivered,
             c.rejected,
             c.spooled,
             if state.is_empty() { "" } else { " · " },
             state
-        );
-        let _ = err.flush();
+        ));
     }
 
     /// Remove the status line (before the exit summary).
     pub fn clear(&self) {
         let mut l = self.lock();
         if l.drawn {
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+            crate::messages::clear_live();
             l.drawn = false;
         }
     }
 
     fn say(&self, msg: &str) {
-        crate::progress::clear_line();
-        let mut l = self.lock();
-        let mut err = std::io::stderr().lock();
-        if l.drawn {
-            let _ = write!(err, "\r\x1b[2K");
-            l.drawn = false;
-            l.last = None;
-        }
-        let _ = writeln!(err, "omp-langfuse: {msg}");
+        crate::messages::error(msg);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Line> {

@@ -37,12 +37,14 @@ impl Stop {
                 let mut wake = Some(wake);
                 for _ in signals.forever() {
                     if wake.is_none() {
-                        eprintln!("omp-langfuse: interrupted again, exiting without flushing");
+                        crate::messages::after_interrupt(
+                            "interrupted again, exiting without flushing",
+                        );
                         std::process::exit(EXIT_ON_SECOND_SIGNAL);
                     }
-                    eprintln!(
-                        "omp-langfuse: interrupted: closing open observations and flushing \
-                         (interrupt again to quit at once)"
+                    crate::messages::after_interrupt(
+                        "interrupted: closing open observations and flushing (interrupt again \
+                         to quit at once)",
                     );
                     seen.store(true, Ordering::SeqCst);
                     drop(wake.take());

@@ -19,8 +19,9 @@ use crate::input::sessions::{self, Filter, SessionFile};
 use crate::input::signals::Stop;
 use crate::map::nesting::{self, ParentInfo};
 use crate::map::{MapConfig, Mapper, Nest};
-use crate::progress::{Progress, Style};
+use crate::messages;
 use crate::run::flow::{self, Downstream, Summary};
+use crate::run::progress::{Progress, Style};
 use crate::sanitize::Sanitizer;
 
 /// How the run is going (for the exit status).
@@ -62,16 +63,19 @@ pub fn run(
     let total_bytes: u64 = files.iter().map(|f| f.len).sum();
     let style = Style::auto(cfg.quiet);
     if style != Style::Off {
-        eprintln!(
-            "omp-langfuse: backfill: {} to read ({}){}",
-            plural(files.len(), "session file"),
-            crate::progress::human_bytes(total_bytes),
+        messages::info(&format!(
+            "backfill: {} to read ({}){}",
+            messages::plural(files.len() as u64, "session file"),
+            messages::human_bytes(total_bytes),
             if skipped > 0 {
-                format!(", {} already delivered", plural(skipped, "file"))
+                format!(
+                    ", {} already delivered",
+                    messages::plural(skipped as u64, "file")
+                )
             } else {
                 String::new()
             }
-        );
+        ));
     }
     let mut progress = Progress::new(style, "backfill", files.len() as u64, total_bytes);
     let mut group = Group::default();
@@ -105,8 +109,7 @@ pub fn run(
                 group.remember(&f.path, &mapper, nest.as_ref());
             }
             Err(e) => {
-                crate::progress::clear_line();
-                eprintln!("omp-langfuse: {e:#}");
+                messages::error(&format!("{e:#}"));
                 outcome.unreadable += 1;
             }
         }
@@ -121,14 +124,6 @@ pub fn run(
 /// marked complete: a later run with a higher rate must still read it.
 pub fn sampled_in(cfg: &Config, session: &str) -> bool {
     cfg.sample_rate >= 1.0 || crate::model::sample_point(session) < cfg.sample_rate
-}
-
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }
 
 /// What the files of one top-level session left for their subagents. Dropped when the next

@@ -21,6 +21,7 @@ use crate::encode::Encoder;
 use crate::input::signals::{Blocking, Stop};
 use crate::input::{Lines, Next, Source, is_blank};
 use crate::map::{MapConfig, Mapper};
+use crate::messages::{human_bytes, plural};
 use crate::model::{ObsKind, Record, sample_point};
 use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
 
@@ -125,7 +126,7 @@ impl fmt::Display for SummaryLine<'_> {
             human_bytes(r.bytes)
         )?;
         if how == Delivered::Sent {
-            write!(f, ", {} delivered", r.delivered)?;
+            write!(f, ", {} delivered", plural(r.delivered, "event"))?;
             for (n, what) in [
                 (r.rejected, "rejected"),
                 (r.spooled, "spooled for the next run"),
@@ -138,23 +139,6 @@ impl fmt::Display for SummaryLine<'_> {
             }
         }
         Ok(())
-    }
-}
-
-fn plural(n: u64, word: &str) -> String {
-    match (n, word) {
-        (1, _) => format!("1 {word}"),
-        (_, "batch") => format!("{n} batches"),
-        (_, "entry") => format!("{n} entries"),
-        _ => format!("{n} {word}s"),
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    match b {
-        0..1_000 => format!("{b} B"),
-        1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
-        _ => format!("{:.1} MB", b as f64 / 1e6),
     }
 }
 
@@ -692,10 +676,5 @@ fn feed(
 
 /// A non-fatal input problem on stderr: `omp-langfuse: warning: source:line: reason`.
 pub fn warn(source: &str, line: u64, reason: &str) {
-    crate::progress::clear_line();
-    if line == 0 {
-        eprintln!("omp-langfuse: warning: {source}: {reason}");
-    } else {
-        eprintln!("omp-langfuse: warning: {source}:{line}: {reason}");
-    }
+    crate::messages::warn_at(source, line, reason);
 }

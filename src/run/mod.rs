@@ -2,4 +2,5 @@
 
 pub mod backfill;
 pub mod flow;
+pub mod progress;
 pub mod watch;

@@ -118,21 +118,21 @@ pub fn run(
     }
     if !w.dir.exists() && !cfg.quiet {
         // A service may start before omp ever ran: wait for omp to create it.
-        eprintln!(
-            "omp-langfuse: {} does not exist yet; waiting for omp to create it",
+        crate::messages::info(&format!(
+            "{} does not exist yet; waiting for omp to create it",
             w.dir.display()
-        );
+        ));
     }
     if let Some(d) = delivery {
         d.start_tracking();
     }
     summary.formats.insert(Format::SessionLog.as_str());
     if !cfg.quiet {
-        eprintln!(
-            "omp-langfuse: watching {} (sessions close after {} s without writes; interrupt to stop)",
+        crate::messages::info(&format!(
+            "watching {} (sessions close after {} s without writes; interrupt to stop)",
             w.dir.display(),
             w.idle_close.as_secs()
-        );
+        ));
     }
     let mut watcher = Watcher {
         w,
@@ -165,9 +165,9 @@ pub fn run(
     // reads them again and the ledger skips what this one delivered.
     let open = watcher.tails.len();
     if open > 0 && !cfg.quiet {
-        eprintln!(
-            "omp-langfuse: watch stopped; {open} session(s) still being written will be picked up by the next watch"
-        );
+        crate::messages::info(&format!(
+            "watch stopped; {open} session(s) still being written will be picked up by the next watch"
+        ));
     }
     Ok(())
 }

@@ -116,15 +116,10 @@ impl SanitizeStats {
     /// `redacted 3 (github-pat 2, env-value 1), truncated 2 fields, replaced 1 blob, shrank 0 records`.
     pub fn summary(&self) -> String {
         let total = self.total_redactions();
-        let redacted = if total == 0 {
-            "redacted 0".to_string()
-        } else {
-            let kinds: Vec<String> = self
-                .redactions
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            format!("redacted {total} ({})", kinds.join(", "))
+        let redacted = match self.redactions.len() {
+            0 => "redacted 0".to_string(),
+            1 => format!("redacted {total} ({})", self.kinds()),
+            k => format!("redacted {total} ({k} kinds)"),
         };
         // Zero counts other than redactions say nothing; leave them out of the line.
         let mut parts = vec![redacted];
@@ -138,6 +133,18 @@ impl SanitizeStats {
             }
         }
         parts.join(", ")
+    }
+}
+
+impl SanitizeStats {
+    /// Redactions per kind: `env-value 1, github-pat 3` (counts only).
+    pub fn kinds(&self) -> String {
+        let kinds: Vec<String> = self
+            .redactions
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        kinds.join(", ")
     }
 }
 
@@ -1079,7 +1086,8 @@ mod tests {
         stats.merge(&other);
         assert_eq!(
             stats.summary(),
-            "redacted 4 (env-value 1, github-pat 3), truncated 1 field, replaced 3 blobs, shrank 1 record"
+            "redacted 4 (2 kinds), truncated 1 field, replaced 3 blobs, shrank 1 record"
         );
+        assert_eq!(stats.kinds(), "env-value 1, github-pat 3");
     }
 }

@@ -2,12 +2,12 @@
 //! `PLAIN_EVERY` otherwise (a log file or CI gets a few readable lines, not a flood of
 //! carriage returns). Counts, sizes and rates only, never content.
 //!
-//! Hand-written rather than a progress crate: it is one line, and it must share stderr with
-//! the warnings of the other stages, which clear it first through [`clear_line`].
+//! Hand-written rather than a progress crate: it is one line, drawn as the live line of
+//! [`crate::messages`], which keeps it and every other message from overwriting each other.
 
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::messages::{self, human_bytes};
 
 /// The bar is redrawn at most this often.
 const REDRAW_EVERY: Duration = Duration::from_millis(150);
@@ -17,19 +17,6 @@ const PLAIN_EVERY: Duration = Duration::from_secs(10);
 const BAR_CELLS: usize = 24;
 /// No rate or ETA before this much time has passed (the first files say little).
 const RATE_AFTER: Duration = Duration::from_millis(500);
-
-/// Whether a bar is on the screen (so a warning must clear it first).
-static LINE_DRAWN: AtomicBool = AtomicBool::new(false);
-
-/// Remove the bar, if one is drawn, so the next message starts on a clean line. Called by
-/// every stderr message of the pipeline; it is redrawn at the next update.
-pub fn clear_line() {
-    if LINE_DRAWN.swap(false, Ordering::SeqCst) {
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[2K");
-        let _ = err.flush();
-    }
-}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +34,7 @@ impl Style {
     pub fn auto(quiet: bool) -> Style {
         if quiet {
             Style::Off
-        } else if std::io::stderr().is_terminal() {
+        } else if messages::is_terminal() {
             Style::Bar
         } else {
             Style::Lines
@@ -105,8 +92,8 @@ impl Progress {
         if self.style == Style::Off {
             return;
         }
-        clear_line();
-        eprintln!("omp-langfuse: {}", self.line(", "));
+        messages::clear_live();
+        messages::info(&self.line(", "));
     }
 
     fn draw(&self) {
@@ -127,12 +114,9 @@ impl Progress {
                         std::cmp::Ordering::Greater => ' ',
                     })
                     .collect();
-                let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r\x1b[2K[{bar}] {}", self.line(" · "));
-                let _ = err.flush();
-                LINE_DRAWN.store(true, Ordering::SeqCst);
+                messages::live(&format!("[{bar}] {}", self.line(" · ")));
             }
-            Style::Lines => eprintln!("omp-langfuse: {}", self.line(", ")),
+            Style::Lines => messages::info(&self.line(", ")),
             Style::Off => {}
         }
     }
@@ -178,15 +162,6 @@ fn clock(secs: f64) -> String {
     }
 }
 
-pub fn human_bytes(b: u64) -> String {
-    match b {
-        0..1_000 => format!("{b} B"),
-        1_000..1_000_000 => format!("{:.1} kB", b as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        _ => format!("{:.2} GB", b as f64 / 1e9),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,7 +180,5 @@ mod tests {
         );
         assert_eq!(clock(65.0), "1:05");
         assert_eq!(clock(3725.0), "1:02:05");
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(2_500_000_000), "2.50 GB");
     }
 }
