@@ -229,18 +229,18 @@ fn a_live_stream_kept_open_is_flushed_by_the_time_cap() {
     let first_turn: String = stream.lines().take(10).map(|l| format!("{l}\n")).collect();
     stdin.write_all(first_turn.as_bytes()).unwrap();
     stdin.flush().unwrap();
-    let visible = mock.wait_for(Duration::from_millis(300) + Duration::from_secs(1), |m| {
-        !m.spans().is_empty()
-    });
+    // Without the time cap nothing would arrive before the end of input, which never comes
+    // while this waits: the bound is generous for a loaded machine.
+    let visible = mock.wait_for(Duration::from_secs(10), |m| !m.spans().is_empty());
     drop(stdin);
     let _ = wait_bounded(child, Duration::from_secs(15));
-    assert!(visible, "nothing arrived within the flush interval + 1 s");
+    assert!(visible, "nothing arrived while the stream was open");
 }
 
 #[test]
 fn shutdown_never_exceeds_its_timeout() {
     let mock = MockLangfuse::start(MockConfig::default());
-    mock.script((0..50).map(|_| Scripted::Hang(Duration::from_secs(8))));
+    mock.script((0..50).map(|_| Scripted::Hang(Duration::from_secs(10))));
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(&mock.url(), dir.path());
     c.env("LANGFUSE_TIMEOUT", "10")
@@ -252,8 +252,9 @@ fn shutdown_never_exceeds_its_timeout() {
     let t0 = Instant::now();
     let out = wait_bounded(child, Duration::from_secs(15));
     let took = t0.elapsed();
-    // 1 s of shutdown plus process start-up and the summary.
-    assert!(took < Duration::from_millis(1800), "took {took:?}");
+    // 1 s of shutdown plus process start-up and the summary, with slack for a loaded
+    // machine; waiting for the hung server would take 10 s.
+    assert!(took < Duration::from_secs(6), "took {took:?}");
     assert_eq!(
         out.status.code(),
         Some(1),
