@@ -3,6 +3,7 @@
 //! `main` only maps the outcome to an exit status; `run` is the pipeline's table of contents.
 
 mod cli;
+mod config;
 mod decode;
 mod deliver;
 mod encode;
@@ -20,10 +21,11 @@ mod test_support;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::{Config, Mode, Output};
+use crate::config::{Config, DeliverConfig, Mode, Output};
 use crate::deliver::sender::{Report, TimeCap};
 use crate::deliver::{Backpressure, Delivery, Outlet};
 use crate::encode::{Encoder, Wire};
+use crate::map::MapConfig;
 use crate::run::flow::{Delivered, Downstream, Summary, SummaryLine};
 use anyhow::{Result, anyhow};
 
@@ -39,18 +41,14 @@ enum Status {
 }
 
 fn main() -> ExitCode {
-    let config = match cli::parse().into_config() {
+    let config = match Config::from_cli(cli::parse()) {
         Ok(c) => c,
         Err(e) => {
             messages::error(&format!("{e:#}"));
             return ExitCode::from(Status::Fatal as u8);
         }
     };
-    messages::set_verbosity(match (config.quiet, config.verbose) {
-        (true, _) => messages::Verbosity::Quiet,
-        (_, true) => messages::Verbosity::Verbose,
-        _ => messages::Verbosity::Normal,
-    });
+    messages::set_verbosity(config.run.verbosity);
     match run(&config) {
         Ok(status) => ExitCode::from(status as u8),
         Err(e) => {
@@ -61,10 +59,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: &Config) -> Result<Status> {
-    let live = matches!(cfg.mode, Mode::Pipe) && cfg.sources.iter().any(|s| s.is_live());
+    let live = matches!(cfg.run.mode, Mode::Pipe) && cfg.run.sources.iter().any(|s| s.is_live());
     // A followed directory is read as it is written: batches must also go out by time.
-    let time_cap = if live || matches!(cfg.mode, Mode::Watch(_)) {
-        TimeCap::After(cfg.flush_every)
+    let time_cap = if live || matches!(cfg.run.mode, Mode::Watch(_)) {
+        TimeCap::After(cfg.deliver.flush_every)
     } else {
         TimeCap::None
     };
@@ -75,7 +73,7 @@ fn run(cfg: &Config) -> Result<Status> {
         messages::set_scrubber(move |t| s.text(t).into_owned());
     }
     let stop = input::signals::Stop::install()?;
-    let out = Destination::start(cfg, time_cap, live)?;
+    let out = Destination::start(&cfg.deliver, &cfg.map, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
@@ -83,28 +81,28 @@ fn run(cfg: &Config) -> Result<Status> {
     // Sanitizing and encoding run on a second thread (see `Downstream::staged`), except when
     // following a directory: there each write is small and goes out at once.
     std::thread::scope(|scope| -> Result<()> {
-        let mut down = match cfg.mode {
+        let mut down = match cfg.run.mode {
             Mode::Watch(_) => {
-                Downstream::new(out.encoder(), out.outlet(), &sanitizer, cfg.sample_rate)
+                Downstream::new(out.encoder(), out.outlet(), &sanitizer, cfg.run.sample_rate)
             }
             _ => Downstream::staged(
                 scope,
                 out.encoder(),
                 out.outlet(),
                 &sanitizer,
-                cfg.sample_rate,
+                cfg.run.sample_rate,
             ),
         };
-        match &cfg.mode {
+        match &cfg.run.mode {
             Mode::Pipe => {
-                for source in &cfg.sources {
+                for source in &cfg.run.sources {
                     if stop.requested() {
                         break;
                     }
                     if let Err(e) = run::flow::read_source(
                         source,
                         &stop,
-                        cfg,
+                        &cfg.run,
                         &map_cfg,
                         &mut down,
                         &mut summary,
@@ -119,7 +117,7 @@ fn run(cfg: &Config) -> Result<Status> {
                 let outcome = run::backfill::run(
                     b,
                     &stop,
-                    cfg,
+                    &cfg.run,
                     &map_cfg,
                     &mut down,
                     &mut summary,
@@ -133,7 +131,7 @@ fn run(cfg: &Config) -> Result<Status> {
                 run::watch::run(
                     w,
                     &stop,
-                    cfg,
+                    &cfg.run,
                     &map_cfg,
                     &mut down,
                     &mut summary,
@@ -149,7 +147,7 @@ fn run(cfg: &Config) -> Result<Status> {
     })?;
     let report = out.finish()?;
 
-    let how = match cfg.output {
+    let how = match cfg.deliver.output {
         Output::DryRun(_) => Delivered::Printed,
         Output::Send(_) => Delivered::Sent,
     };
@@ -187,13 +185,18 @@ enum Destination {
 }
 
 impl Destination {
-    fn start(cfg: &Config, time_cap: TimeCap, live: bool) -> Result<Destination> {
+    fn start(
+        cfg: &DeliverConfig,
+        map: &MapConfig,
+        time_cap: TimeCap,
+        live: bool,
+    ) -> Result<Destination> {
         let encoder_for = |wire: Wire| -> Arc<dyn Encoder> {
             match wire {
                 Wire::Ingestion => Arc::new(encode::ingestion::IngestionEncoder),
                 Wire::Otlp => Arc::new(encode::otlp::OtlpEncoder::new(
-                    cfg.map.environment.as_deref(),
-                    cfg.map.release.as_deref(),
+                    map.environment.as_deref(),
+                    map.release.as_deref(),
                 )),
             }
         };

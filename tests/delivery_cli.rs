@@ -292,3 +292,49 @@ fn auto_transport_uses_legacy_ingestion_for_old_servers() {
     assert!(stderr.contains("flush ingestion"), "{stderr}");
     assert!(!stderr.contains("step 0"), "payload text leaked: {stderr}");
 }
+
+#[test]
+fn a_flag_wins_over_the_environment_and_an_empty_variable_counts_as_unset() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let input = omp_stream(1, 1);
+    // `--host` on the command line beats LANGFUSE_BASE_URL (which points nowhere).
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(&refused_url(), dir.path());
+    c.args(["--host", &mock.url()]);
+    let out = run_with_input(c, &input);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_each_once(&mock, observation_count(1, 1));
+
+    // An empty LANGFUSE_BASE_URL falls through to LANGFUSE_HOST, not to Langfuse Cloud.
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd("", dir.path());
+    c.env("LANGFUSE_HOST", mock.url());
+    let out = run_with_input(c, &input);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_each_once(&mock, observation_count(1, 1));
+}
+
+#[test]
+fn a_boolean_variable_with_a_bad_value_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(&refused_url(), dir.path());
+    c.env("LANGFUSE_DEBUG", "maybe");
+    let out = run_with_input(c, "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("LANGFUSE_DEBUG") || err.contains("--debug"),
+        "{err}"
+    );
+}

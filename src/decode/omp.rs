@@ -9,7 +9,7 @@ use crate::decode::jsonline::Keep;
 use crate::model::{Millis, parse_iso};
 
 /// The three formats omp-langfuse reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// `omp --mode json` stdout (also RPC mode's event frames).
     Live,

@@ -38,7 +38,7 @@ const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// `--transport`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TransportChoice {
     /// Ask `/api/public/health`: ≥ 3.63 or no answer → OTLP, older → legacy ingestion.
     #[default]

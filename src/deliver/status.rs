@@ -4,7 +4,6 @@
 //! Neither ever prints a payload, a key or a header value: only counts, sizes, statuses and
 //! timings, plus the server's own error text (with our keys scrubbed out).
 
-use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,16 +22,6 @@ pub enum DebugLog {
     On,
 }
 
-impl DebugLog {
-    /// `1`, `true`, `yes`, `on` (any case) turn it on, like the Langfuse SDKs.
-    pub fn from_env_value(v: Option<&str>) -> DebugLog {
-        match v.map(|s| s.trim().to_ascii_lowercase()) {
-            Some(s) if matches!(s.as_str(), "1" | "true" | "yes" | "on") => DebugLog::On,
-            _ => DebugLog::Off,
-        }
-    }
-}
-
 /// `LANGFUSE_UI_INDICATOR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Indicator {
@@ -42,18 +31,12 @@ pub enum Indicator {
 }
 
 impl Indicator {
-    /// Unset → on when stderr is a terminal; `0/false/no/off` → off; anything else → on.
-    pub fn from_env_value(v: Option<&str>) -> Indicator {
-        match v.map(|s| s.trim().to_ascii_lowercase()) {
-            None => {
-                if std::io::stderr().is_terminal() {
-                    Indicator::On
-                } else {
-                    Indicator::Off
-                }
-            }
-            Some(s) if matches!(s.as_str(), "0" | "false" | "no" | "off" | "") => Indicator::Off,
-            Some(_) => Indicator::On,
+    /// On when stderr is a terminal (the default when neither flag nor variable says).
+    pub fn auto() -> Indicator {
+        if crate::messages::is_terminal() {
+            Indicator::On
+        } else {
+            Indicator::Off
         }
     }
 }
@@ -202,16 +185,6 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_values() {
-        assert_eq!(DebugLog::from_env_value(Some("1")), DebugLog::On);
-        assert_eq!(DebugLog::from_env_value(Some("True")), DebugLog::On);
-        assert_eq!(DebugLog::from_env_value(Some("0")), DebugLog::Off);
-        assert_eq!(DebugLog::from_env_value(None), DebugLog::Off);
-        assert_eq!(Indicator::from_env_value(Some("0")), Indicator::Off);
-        assert_eq!(Indicator::from_env_value(Some("1")), Indicator::On);
-    }
 
     #[test]
     fn keys_are_scrubbed() {

@@ -37,7 +37,7 @@ const CLOSED_AT_EOF: &str =
     "closed at end of input: omp stopped before this finished (crashed or killed?)";
 
 /// Where trace boundaries fall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TracePer {
     /// One trace per omp session (default).
     Session,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 
-use crate::cli::{BackfillConfig, Config};
+use crate::config::{BackfillConfig, RunConfig};
 use crate::deliver::{Delivery, Outlet};
 use crate::encode::{Encoder, Item};
 use crate::input::Source;
@@ -35,7 +35,7 @@ pub struct Outcome {
 pub fn run(
     b: &BackfillConfig,
     stop: &Stop,
-    cfg: &Config,
+    cfg: &RunConfig,
     map_cfg: &Arc<MapConfig>,
     down: &mut Downstream<'_>,
     summary: &mut Summary,
@@ -61,7 +61,7 @@ pub fn run(
     }
     let skipped = found - files.len();
     let total_bytes: u64 = files.iter().map(|f| f.len).sum();
-    let style = Style::auto(cfg.quiet);
+    let style = Style::auto(cfg.quiet());
     if style != Style::Off {
         messages::info(&format!(
             "backfill: {} to read ({}){}",
@@ -102,7 +102,7 @@ pub fn run(
             Ok(()) => {
                 if let Some(d) = delivery {
                     let tracked = d.take_tracked();
-                    if sampled_in(cfg, &f.root_session) {
+                    if cfg.sampled_in(&f.root_session) {
                         d.complete_when_delivered(&f.root_session, &f.mark, f.len, tracked);
                     }
                 }
@@ -118,12 +118,6 @@ pub fn run(
     group.end(delivery);
     progress.finish();
     Ok(outcome)
-}
-
-/// Whether a session is kept by `--sample-rate`. A sampled-out session's file is never
-/// marked complete: a later run with a higher rate must still read it.
-pub fn sampled_in(cfg: &Config, session: &str) -> bool {
-    cfg.sample_rate >= 1.0 || crate::model::sample_point(session) < cfg.sample_rate
 }
 
 /// What the files of one top-level session left for their subagents. Dropped when the next
@@ -155,7 +149,7 @@ impl Group {
         parent: &Path,
         f: &SessionFile,
         stop: &Stop,
-        cfg: &Config,
+        cfg: &RunConfig,
         map_cfg: &Arc<MapConfig>,
         stages: (&dyn Encoder, &Sanitizer),
     ) -> Option<Nest> {
@@ -189,7 +183,7 @@ pub fn nest_under(parent: &ParentInfo, f: &SessionFile) -> Option<Nest> {
 pub fn read_parent(
     path: &Path,
     stop: &Stop,
-    cfg: &Config,
+    cfg: &RunConfig,
     map_cfg: &Arc<MapConfig>,
     (encoder, sanitizer): (&dyn Encoder, &Sanitizer),
 ) -> Option<ParentInfo> {

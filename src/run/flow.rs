@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::cli::Config;
+use crate::config::RunConfig;
 use crate::decode::jsonline;
 use crate::decode::omp::{self, BridgeFilter, Detector, Ev, Event, Format, decode_stream};
 use crate::decode::session_log::{self, LogDecoder};
@@ -372,7 +372,7 @@ enum Decoder {
 pub fn read_source(
     source: &Source,
     stop: &Stop,
-    cfg: &Config,
+    cfg: &RunConfig,
     map_cfg: &Arc<MapConfig>,
     down: &mut Downstream<'_>,
     summary: &mut Summary,
@@ -392,7 +392,7 @@ pub fn read_source(
 pub fn read_into(
     source: &Source,
     stop: &Stop,
-    cfg: &Config,
+    cfg: &RunConfig,
     mapper: &mut Mapper,
     down: &mut Downstream<'_>,
     summary: &mut Summary,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Result, anyhow};
 use serde_json::Value;
 
-use crate::cli::{Config, WatchConfig};
+use crate::config::{RunConfig, WatchConfig};
 use crate::decode::omp::{Ev, Event, Format};
 use crate::decode::session_log::LogDecoder;
 use crate::deliver::{Delivery, Tracked};
@@ -84,7 +84,7 @@ enum Ending {
 
 struct Watcher<'a, 'b> {
     w: &'a WatchConfig,
-    cfg: &'a Config,
+    cfg: &'a RunConfig,
     map_cfg: &'a Arc<MapConfig>,
     down: &'a mut Downstream<'b>,
     summary: &'a mut Summary,
@@ -107,7 +107,7 @@ struct Watcher<'a, 'b> {
 pub fn run(
     w: &WatchConfig,
     stop: &Stop,
-    cfg: &Config,
+    cfg: &RunConfig,
     map_cfg: &Arc<MapConfig>,
     down: &mut Downstream<'_>,
     summary: &mut Summary,
@@ -116,7 +116,7 @@ pub fn run(
     if w.dir.exists() && !w.dir.is_dir() {
         return Err(anyhow!("{}: not a directory", w.dir.display()));
     }
-    if !w.dir.exists() && !cfg.quiet {
+    if !w.dir.exists() && !cfg.quiet() {
         // A service may start before omp ever ran: wait for omp to create it.
         crate::messages::info(&format!(
             "{} does not exist yet; waiting for omp to create it",
@@ -127,7 +127,7 @@ pub fn run(
         d.start_tracking();
     }
     summary.formats.insert(Format::SessionLog.as_str());
-    if !cfg.quiet {
+    if !cfg.quiet() {
         crate::messages::info(&format!(
             "watching {} (sessions close after {} s without writes; interrupt to stop)",
             w.dir.display(),
@@ -164,7 +164,7 @@ pub fn run(
     // Sessions still being written are left open (not closed as crashed): the next watch
     // reads them again and the ledger skips what this one delivered.
     let open = watcher.tails.len();
-    if open > 0 && !cfg.quiet {
+    if open > 0 && !cfg.quiet() {
         crate::messages::info(&format!(
             "watch stopped; {open} session(s) still being written will be picked up by the next watch"
         ));
@@ -457,7 +457,7 @@ impl Watcher<'_, '_> {
             let more = d.take_tracked();
             t.tracked.keys.extend(more.keys);
             t.tracked.lost |= more.lost;
-            if how != Ending::Gone && backfill::sampled_in(self.cfg, &t.file.root_session) {
+            if how != Ending::Gone && self.cfg.sampled_in(&t.file.root_session) {
                 d.complete_when_delivered(&t.file.root_session, &t.file.mark, t.offset, t.tracked);
             }
             // Forget its keys once delivered, unless another file of the session is followed.
