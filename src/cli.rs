@@ -201,6 +201,11 @@ pub struct Cli {
     #[arg(short, long, action = ArgAction::SetTrue, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// Exit 1 when the input holds event or entry types this version does not know
+    /// (by default they are counted and named in the summary, and the run still exits 0).
+    #[arg(long)]
+    pub strict: bool,
+
     /// Details in the exit summary (redactions per kind, causes in full).
     #[arg(short, long, action = ArgAction::SetTrue)]
     pub verbose: bool,

@@ -55,6 +55,8 @@ pub struct RunConfig {
     /// Keep a session when its sample point is below this.
     pub sample_rate: f64,
     pub verbosity: Verbosity,
+    /// Unknown event types fail the run (`--strict`).
+    pub strict: bool,
 }
 
 impl RunConfig {
@@ -197,6 +199,7 @@ fn run_config(cli: &Cli) -> Result<RunConfig> {
             InputFormat::SessionLog => Some(Format::SessionLog),
         },
         sample_rate: cli.sample_rate,
+        strict: cli.strict,
         verbosity: match (cli.quiet, cli.verbose) {
             (true, _) => Verbosity::Quiet,
             (_, true) => Verbosity::Verbose,

@@ -163,7 +163,7 @@ fn run(cfg: &Config) -> Result<Status> {
     if read_error.is_some() {
         return Ok(Status::Fatal);
     }
-    let partial = summary.lost_input() || report.rejected > 0 || report.spooled > 0;
+    let partial = summary.lost_input(cfg.run.strict) || report.rejected > 0 || report.spooled > 0;
     Ok(if partial {
         Status::Partial
     } else {

@@ -49,6 +49,7 @@ const FLAGS: &[&str] = &[
     "--quiet",
     "-v",
     "--verbose",
+    "--strict",
     "-h",
     "--help",
     "-V",
@@ -442,4 +443,43 @@ fn sigterm_on_an_open_live_stream_flushes_and_exits() {
         .find(|e| ev_type(e) == "tool-create")
         .expect("the open tool was closed");
     assert_eq!(tool["body"]["level"], "WARNING");
+}
+
+#[test]
+fn a_file_that_is_not_omp_output_costs_one_line_of_stderr() {
+    let lock = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock");
+    let out = dry_run(&lock, &[]);
+    assert_eq!(code(&out), 1, "its lines are skipped");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 2, "one warning and the summary: {err}");
+    assert!(
+        err.contains("does not look like omp output (10 of the first 10 lines are not JSON"),
+        "{err}"
+    );
+    assert!(err.contains("(not omp output)"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unknown_event_types_are_named_once_and_fail_only_with_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer-omp.jsonl");
+    let mut text = std::fs::read_to_string(fixtures_dir().join("live-auto-retry.jsonl")).unwrap();
+    for ty in ["frobnicate", "frobnicate", "session_teleported"] {
+        text.push_str(&format!("{{\"type\":\"{ty}\"}}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let out = dry_run(&path, &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_eq!(err.lines().count(), 1, "only the summary: {err}");
+    assert!(
+        err.contains(
+            "3 lines of types this version does not know: frobnicate (2), session_teleported (1)"
+        ),
+        "{err}"
+    );
+    let strict = dry_run(&path, &["--strict"]);
+    assert_eq!(code(&strict), 1);
+    assert_eq!(strict.stdout, out.stdout);
 }

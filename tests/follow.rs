@@ -988,3 +988,118 @@ fn a_sampled_out_session_is_sent_by_a_later_backfill_at_a_higher_rate() {
     );
     assert_once(&mock);
 }
+
+/// Every span of OTLP dry-run output, as JSON text, sorted (batching may differ).
+fn raw_spans(stdout: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for body in stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        for rs in body["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for sp in ss["spans"].as_array().into_iter().flatten() {
+                    out.push(sp.to_string());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn warnings(stderr: &str) -> Vec<String> {
+    let mut w: Vec<String> = stderr
+        .lines()
+        .filter(|l| l.starts_with("omp-langfuse: warning:"))
+        .map(str::to_string)
+        .collect();
+    w.sort();
+    w
+}
+
+/// One front half: a session file with a bad line and an unknown entry, watched, gives the
+/// same warnings and the same observations as the same file read with `--dry-run FILE`.
+#[test]
+fn watch_and_pipe_read_a_file_the_same_way() {
+    let fixture = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/log-goal-retry-compaction.jsonl"),
+    )
+    .unwrap();
+    let mut lines: Vec<&str> = fixture.lines().collect();
+    lines.insert(4, "this line is not JSON");
+    lines.insert(6, r#"{"type":"frobnicate"}"#);
+    let text = lines.join("\n") + "\n";
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-home-mara-src-tidepool");
+    fs::create_dir(&project).unwrap();
+    let path = project.join(file_name(
+        1_789_568_400_096,
+        "0199b02a-4c5d-7e6f-8091-a2b3c4d5e606",
+    ));
+    fs::write(&path, &text).unwrap();
+
+    let piped = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"))
+        .env_clear()
+        .args(["--dry-run=otlp"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let piped_err = String::from_utf8_lossy(&piped.stderr).to_string();
+    let expected = raw_spans(&String::from_utf8_lossy(&piped.stdout));
+    assert!(expected.len() > 5, "{piped_err}");
+    // The bad line is warned about; the unknown type only named in the summary.
+    assert_eq!(warnings(&piped_err).len(), 1, "{piped_err}");
+    assert!(
+        piped_err.contains("does not know: frobnicate (1)"),
+        "{piped_err}"
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"))
+        .env_clear()
+        .args(["--dry-run=otlp", "--state-dir"])
+        .arg(state.path())
+        .args(["watch", "--flush-ms", "100ms"])
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Collect stdout as it comes; stop the watcher once every span is there.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = String::new();
+    let until = Instant::now() + WAIT_LIMIT;
+    while raw_spans(&got).len() < expected.len() && Instant::now() < until {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            got.push_str(&line);
+            got.push('\n');
+        }
+    }
+    terminate(&child);
+    let out = wait_bounded(child, Duration::from_secs(15));
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        got.push_str(&line);
+        got.push('\n');
+    }
+    let watch_err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(raw_spans(&got), expected, "{watch_err}");
+    assert_eq!(warnings(&watch_err), warnings(&piped_err), "{watch_err}");
+    assert!(
+        watch_err.contains("does not know: frobnicate (1)"),
+        "{watch_err}"
+    );
+}

@@ -114,6 +114,8 @@ pub struct Lines<R> {
     number: u64,
     /// [`MAX_LINE_BYTES`] (smaller in tests).
     max: usize,
+    /// Bytes handed out so far, terminators included.
+    consumed: u64,
 }
 
 impl<R: Read> Lines<R> {
@@ -130,7 +132,23 @@ impl<R: Read> Lines<R> {
             eof: false,
             number: 0,
             max,
+            consumed: 0,
         }
+    }
+
+    /// Go on reading a source after its first `lines` lines (`watch` reads a file from
+    /// where it stopped): numbering continues, and no BOM is looked for.
+    pub fn resume(inner: R, lines: u64) -> Self {
+        Lines {
+            number: lines,
+            ..Self::new(inner)
+        }
+    }
+
+    /// Bytes of the lines handed out so far, terminators included (a reader that stopped
+    /// before a line's end resumes at this offset).
+    pub fn consumed(&self) -> u64 {
+        self.consumed
     }
 
     /// Read more input after `buf[..end]`, making room first (moving the unconsumed tail to
@@ -197,6 +215,7 @@ impl<R: Read> Lines<R> {
             }
         };
         self.number += 1;
+        self.consumed += len as u64;
         if len > self.max + 2 {
             self.start += len;
             return Ok(Next::TooLong {
@@ -229,8 +248,10 @@ impl<R: Read> Lines<R> {
         loop {
             if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
                 self.start += i + 1;
+                self.consumed += (i + 1) as u64;
                 break;
             }
+            self.consumed += (self.end - self.start) as u64;
             self.start = 0;
             self.end = 0;
             self.buf.truncate(READ_BUFFER_BYTES);
@@ -282,6 +303,37 @@ mod tests {
                 (4, b"{\"c\"".to_vec(), false),
             ]
         );
+    }
+
+    #[test]
+    fn resumes_where_a_reader_stopped_before_a_cut_off_line() {
+        let text = b"{\"a\":1}\r\n{\"b\":2}\n{\"c\"";
+        let mut r = Lines::new(&text[..]);
+        let offset;
+        let mut lines = 0;
+        loop {
+            let before = r.consumed();
+            match r.next_line().unwrap() {
+                Next::Line(l) if !l.terminated => {
+                    offset = before;
+                    break;
+                }
+                Next::Line(l) => lines = l.number,
+                Next::TooLong { .. } | Next::Eof => {
+                    offset = r.consumed();
+                    break;
+                }
+            }
+        }
+        assert_eq!((offset, lines), (17, 2));
+        // The rest of the cut-off line arrives; reading on from the offset numbers it 3.
+        let more = b"{\"c\":3}\n";
+        let mut r = Lines::resume(&more[..], lines);
+        match r.next_line().unwrap() {
+            Next::Line(l) => assert_eq!((l.number, l.bytes, l.terminated), (3, &more[..7], true)),
+            _ => panic!("a line"),
+        }
+        assert_eq!(r.consumed(), 8);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::input::signals::Stop;
 use crate::map::nesting::{self, ParentInfo};
 use crate::map::{MapConfig, Mapper, Nest};
 use crate::messages;
-use crate::run::flow::{self, Downstream, Summary};
+use crate::run::flow::{self, Downstream, Front, Summary};
 use crate::run::progress::{Progress, Style};
 use crate::sanitize::Sanitizer;
 
@@ -93,20 +93,21 @@ pub fn run(
             Some(p) => group.nest(p, f, &inert, cfg, map_cfg, (down.encoder, down.sanitizer)),
             None => None,
         };
-        let mut mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
+        let mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
         if let Some(d) = delivery {
             d.start_tracking();
         }
         let source = Source::File(f.path.clone());
-        match flow::read_into(&source, &inert, cfg, &mut mapper, down, summary) {
-            Ok(()) => {
+        let front = Front::new(source.display(), cfg.format, mapper);
+        match flow::read_into(&source, &inert, front, down, summary) {
+            Ok(front) => {
                 if let Some(d) = delivery {
                     let tracked = d.take_tracked();
                     if cfg.sampled_in(&f.root_session) {
                         d.complete_when_delivered(&f.root_session, &f.mark, f.len, tracked);
                     }
                 }
-                group.remember(&f.path, &mapper, nest.as_ref());
+                group.remember(&f.path, front.mapper(), nest.as_ref());
             }
             Err(e) => {
                 messages::error(&format!("{e:#}"));
@@ -195,12 +196,13 @@ pub fn read_parent(
         ),
         None => None,
     };
-    let mut mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
+    let mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
     let mut down = Downstream::new(encoder, &Discard, sanitizer, 1.0);
     let mut quiet = Summary::default();
     let source = Source::File(path.to_path_buf());
-    flow::read_into(&source, stop, cfg, &mut mapper, &mut down, &mut quiet).ok()?;
-    parent_info(&mapper, nest.as_ref())
+    let front = Front::new(source.display(), cfg.format, mapper);
+    let front = flow::read_into(&source, stop, front, &mut down, &mut quiet).ok()?;
+    parent_info(front.mapper(), nest.as_ref())
 }
 
 /// An outlet that drops everything (a parent read only for its structure).

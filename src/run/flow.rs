@@ -4,7 +4,7 @@
 //! Bad input is reported as `source:line: reason` (never with line content), counted, and
 //! skipped; the run goes on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::deliver::Outlet;
 use crate::deliver::sender::Report;
 use crate::encode::Encoder;
 use crate::input::signals::{Blocking, Stop};
-use crate::input::{Lines, Next, Source, is_blank};
+use crate::input::{Line, Lines, Next, Source, is_blank};
 use crate::map::{MapConfig, Mapper};
 use crate::messages::{human_bytes, plural};
 use crate::model::{ObsKind, Record, sample_point};
@@ -46,15 +46,36 @@ pub struct Summary {
     pub off_branch: u64,
     /// Lines for a session after its end marker (dropped; its root was already sent).
     pub after_end: u64,
+    /// Sources whose first lines were all unusable (not omp output at all).
+    pub not_omp: u64,
+    /// Lines of types this version does not know, by type (names that are safe to print;
+    /// others under one placeholder).
+    pub unknown: BTreeMap<String, u64>,
     pub observations: [u64; ObsKind::ALL.len()],
     /// Redactions per kind, truncations, replaced blobs, shrunk records.
     pub sanitize: SanitizeStats,
 }
 
+/// Unknown type names listed in the summary; the rest are counted in "… more".
+const UNKNOWN_NAMES_SHOWN: usize = 5;
+
 impl Summary {
-    /// Did anything get lost on the way in? (Exit status 1.)
-    pub fn lost_input(&self) -> bool {
-        self.skipped > 0
+    /// Did anything get lost on the way in? (Exit status 1.) Unknown types count only
+    /// when `strict`.
+    pub fn lost_input(&self, strict: bool) -> bool {
+        self.skipped > 0 || (strict && !self.unknown.is_empty())
+    }
+
+    /// Count a line of a type this version does not know.
+    pub fn unknown_type(&mut self, ty: &str) {
+        // A type name is an identifier, but it is still input: keep only a safe one.
+        let safe = !ty.is_empty()
+            && ty.len() <= 40
+            && ty
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        let name = if safe { ty } else { "(no usable type)" };
+        *self.unknown.entry(name.to_string()).or_default() += 1;
     }
 
     fn count(&mut self, rec: &Record) {
@@ -83,7 +104,9 @@ impl fmt::Display for SummaryLine<'_> {
             f,
             "{} ({}), {}, {}",
             plural(s.sources, "source"),
-            if formats.is_empty() {
+            if formats.is_empty() && s.not_omp > 0 {
+                "not omp output".to_string()
+            } else if formats.is_empty() {
                 "empty".to_string()
             } else {
                 formats.join(", ")
@@ -117,6 +140,28 @@ impl fmt::Display for SummaryLine<'_> {
         }
         if s.unterminated > 0 {
             write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
+        }
+        if !s.unknown.is_empty() {
+            let total: u64 = s.unknown.values().sum();
+            let mut names: Vec<String> = s
+                .unknown
+                .iter()
+                .take(UNKNOWN_NAMES_SHOWN)
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect();
+            if s.unknown.len() > UNKNOWN_NAMES_SHOWN {
+                names.push(format!("{} more", s.unknown.len() - UNKNOWN_NAMES_SHOWN));
+            }
+            let lines = if total == 1 {
+                "1 line of a type".to_string()
+            } else {
+                format!("{total} lines of types")
+            };
+            write!(
+                f,
+                ", {lines} this version does not know: {}",
+                names.join(", ")
+            )?;
         }
         write!(f, ", {}", s.sanitize.summary())?;
         write!(
@@ -377,26 +422,19 @@ pub fn read_source(
     down: &mut Downstream<'_>,
     summary: &mut Summary,
 ) -> Result<()> {
-    read_into(
-        source,
-        stop,
-        cfg,
-        &mut Mapper::new(map_cfg.clone()),
-        down,
-        summary,
-    )
+    let front = Front::new(source.display(), cfg.format, Mapper::new(map_cfg.clone()));
+    read_into(source, stop, front, down, summary).map(drop)
 }
 
-/// Read one source to its end through a given mapper (`backfill` nests subagent files and
-/// reads what their parents spawned from it afterwards).
+/// Read one source to its end through `front`, and hand the front back (`backfill` reads
+/// what a parent file's mapper learned for its subagents).
 pub fn read_into(
     source: &Source,
     stop: &Stop,
-    cfg: &RunConfig,
-    mapper: &mut Mapper,
+    mut front: Front,
     down: &mut Downstream<'_>,
     summary: &mut Summary,
-) -> Result<()> {
+) -> Result<Front> {
     let name = source.display();
     let reader = source
         .open()
@@ -409,268 +447,295 @@ pub fn read_into(
     let reader = stop.guard(reader, blocking);
     summary.sources += 1;
     let mut lines = Lines::new(reader);
-    let mut detector = Detector::default();
-    // Lines held back until the format is known.
-    let mut pending: Vec<(u64, Value)> = Vec::new();
-    let mut decoder: Option<Decoder> = cfg.format.map(|f| new_decoder(f, summary));
-    let mut flow = Flow::new(&name);
-    let mut bridge = BridgeFilter::default();
-
     loop {
-        let next = lines
+        match lines
             .next_line()
-            .with_context(|| format!("reading {name}"))?;
-        let (number, value) = match next {
+            .with_context(|| format!("reading {name}"))?
+        {
             Next::Eof => break,
-            Next::TooLong { number } => {
-                summary.lines += 1;
-                summary.skipped += 1;
-                warn(&name, number, "line longer than 64 MiB, skipped");
-                continue;
-            }
-            Next::Line(line) => {
-                summary.lines += 1;
-                if is_blank(line.bytes)
-                    || UNPARSED_PREFIXES.iter().any(|p| line.bytes.starts_with(p))
-                {
-                    continue;
-                }
-                // Only what the decoders read is built (see `jsonline`).
-                let rules = match &decoder {
-                    Some(Decoder::Log(log)) if log.buffers() => session_log::light_fields,
-                    _ => omp::stream_fields,
-                };
-                match jsonline::parse(line.bytes, rules) {
-                    Ok(v) if v.is_object() => {
-                        if let Some(Decoder::Log(log)) = &mut decoder
-                            && log.buffers()
-                        {
-                            if !bridge.keep(&v) {
-                                continue;
-                            }
-                            // Held as raw bytes until its session ends; parsed then.
-                            log.push_raw(line.number, line.bytes, v, &mut flow.events);
-                            flow.emit(Some(log), line.number, mapper, summary, down)?;
-                            continue;
-                        }
-                        (line.number, v)
-                    }
-                    Ok(_) => {
-                        summary.skipped += 1;
-                        warn(&name, line.number, "not a JSON object, skipped");
-                        continue;
-                    }
-                    Err(_) if !line.terminated => {
-                        summary.truncated += 1;
-                        warn(
-                            &name,
-                            line.number,
-                            "last line is cut off (no newline at the end; omp crashed or is still \
-                             writing?), ignored",
-                        );
-                        continue;
-                    }
-                    Err(e) => {
-                        summary.skipped += 1;
-                        warn(
-                            &name,
-                            line.number,
-                            &format!(
-                                "not JSON ({:?} error at column {}), skipped",
-                                e.classify(),
-                                e.column()
-                            ),
-                        );
-                        continue;
-                    }
-                }
-            }
-        };
-        if !bridge.keep(&value) {
-            continue;
+            Next::TooLong { number } => front.too_long(number, summary),
+            Next::Line(line) => front.line(&line, down, summary)?,
         }
-        match &mut decoder {
-            Some(d) => flow.step(d, number, value, mapper, summary, down)?,
-            None => {
-                let decided = detector.push(&value);
-                pending.push((number, value));
-                if let Some(f) = decided {
-                    let mut d = new_decoder(f, summary);
-                    for (n, v) in pending.drain(..) {
-                        flow.step(&mut d, n, v, mapper, summary, down)?;
-                    }
-                    decoder = Some(d);
-                }
-            }
-        }
-        down.take(&mut flow.records, summary)?;
     }
-
-    // End of input: decide with what we have, then drain everything.
-    let mut d = match decoder {
-        Some(d) => d,
-        None if pending.is_empty() => {
-            summary.sessions += mapper.stats.sessions;
-            return down.sync();
-        }
-        None => new_decoder(detector.finish(), summary),
-    };
-    for (n, v) in pending.drain(..) {
-        flow.step(&mut d, n, v, mapper, summary, down)?;
-    }
-    if let Decoder::Log(log) = &mut d {
-        log.finish(&mut flow.events);
-        flow.emit(Some(log), 0, mapper, summary, down)?;
-        summary.off_branch += log.off_branch;
-    }
-    mapper.finish(&mut flow.records);
-    down.take(&mut flow.records, summary)?;
-    summary.sessions += mapper.stats.sessions;
-    summary.unterminated += mapper.stats.unterminated;
-    summary.after_end += mapper.stats.after_end;
+    front.finish(down, summary)?;
     // Everything this source produced is in the outlet when it has been read (backfill
     // tracks what each file delivered).
-    down.sync()
+    down.sync()?;
+    Ok(front)
 }
 
-fn new_decoder(f: Format, summary: &mut Summary) -> Decoder {
-    summary.formats.insert(f.as_str());
-    match f {
-        Format::Live | Format::Extension => Decoder::Stream,
-        Format::SessionLog => Decoder::Log(LogDecoder::default()),
-    }
-}
+/// Lines of a source held back, with what was wrong with them, until the source shows
+/// whether it is omp output at all.
+const PROBE_LINES: usize = 10;
 
-/// One source's events and records between the decoder, the mapper and downstream, and
-/// the unknown event types already reported.
-struct Flow<'n> {
-    name: &'n str,
+/// The front half of the pipeline for one source: raw lines → JSON → format detection →
+/// decoder → mapper → downstream. Pipe, `backfill` and `watch` all feed lines through one
+/// of these, so the same input gives the same warnings, counts and observations whichever
+/// way it is read.
+pub struct Front {
+    name: String,
+    mapper: Mapper,
+    detector: Detector,
+    /// Lines held back until the format is known.
+    pending: Vec<Value>,
+    decoder: Option<Decoder>,
+    bridge: BridgeFilter,
     events: Vec<Event>,
     records: Vec<Record>,
-    warned: BTreeSet<String>,
+    /// Problems with the first lines, reported once the source is known to be omp output
+    /// (or folded into one message when it is not).
+    probe: Probe,
+    /// The format, when given rather than detected (named in the summary at the end).
+    given: Option<Format>,
 }
 
-impl<'n> Flow<'n> {
-    fn new(name: &'n str) -> Self {
-        Flow {
+/// Whether a source has shown a JSON object yet.
+enum Probe {
+    /// Not yet: the first lines' problems (line, reason) are held.
+    Open(Vec<(u64, String)>),
+    /// It has: problems are reported as they come.
+    Omp,
+    /// Its first lines were all unusable: further bad lines are counted, not reported (its
+    /// lines are still read: omp output that starts late is still used).
+    NotOmp,
+}
+
+impl Front {
+    /// A source whose format is detected from its first lines (or given).
+    pub fn new(name: String, format: Option<Format>, mapper: Mapper) -> Front {
+        Front {
             name,
+            mapper,
+            detector: Detector::default(),
+            pending: Vec::new(),
+            decoder: format.map(|f| match f {
+                Format::Live | Format::Extension => Decoder::Stream,
+                Format::SessionLog => Decoder::Log(LogDecoder::default()),
+            }),
+            bridge: BridgeFilter::default(),
             events: Vec::new(),
             records: Vec::new(),
-            warned: BTreeSet::new(),
+            probe: Probe::Open(Vec::new()),
+            given: format,
         }
+    }
+
+    /// A session file still being written (`watch`): entries are emitted as they come.
+    pub fn appended_log(name: String, mapper: Mapper) -> Front {
+        Front {
+            decoder: Some(Decoder::Log(LogDecoder::as_appended())),
+            ..Front::new(name, Some(Format::SessionLog), mapper)
+        }
+    }
+
+    pub fn mapper(&self) -> &Mapper {
+        &self.mapper
+    }
+
+    /// A line over the length limit.
+    pub fn too_long(&mut self, number: u64, summary: &mut Summary) {
+        summary.lines += 1;
+        self.skip(number, "line longer than 64 MiB, skipped".into(), summary);
+    }
+
+    /// A line that cannot be used: counted, and reported unless the source turned out not
+    /// to be omp output.
+    fn skip(&mut self, number: u64, reason: String, summary: &mut Summary) {
+        summary.skipped += 1;
+        match &mut self.probe {
+            Probe::Open(held) => {
+                held.push((number, reason));
+                if held.len() >= PROBE_LINES {
+                    self.not_omp(summary);
+                }
+            }
+            Probe::Omp => warn(&self.name, number, &reason),
+            Probe::NotOmp => {}
+        }
+    }
+
+    /// Every line so far was unusable: one message instead of one per line.
+    fn not_omp(&mut self, summary: &mut Summary) {
+        if let Probe::Open(held) = &self.probe {
+            warn(
+                &self.name,
+                0,
+                &format!(
+                    "does not look like omp output ({} of the first {} lines are not JSON \
+                     objects); skipped",
+                    held.len(),
+                    held.len()
+                ),
+            );
+            summary.not_omp += 1;
+        }
+        self.probe = Probe::NotOmp;
+    }
+
+    /// A JSON object arrived: the held problems are reported after all.
+    fn seen_object(&mut self) {
+        if let Probe::Open(held) = std::mem::replace(&mut self.probe, Probe::Omp) {
+            for (number, reason) in held {
+                warn(&self.name, number, &reason);
+            }
+        }
+    }
+
+    /// One raw line of the source.
+    pub fn line(
+        &mut self,
+        line: &Line<'_>,
+        down: &mut Downstream<'_>,
+        summary: &mut Summary,
+    ) -> Result<()> {
+        summary.lines += 1;
+        if is_blank(line.bytes) || UNPARSED_PREFIXES.iter().any(|p| line.bytes.starts_with(p)) {
+            return Ok(());
+        }
+        // Only what the decoders read is built (see `jsonline`).
+        let buffering = matches!(&self.decoder, Some(Decoder::Log(log)) if log.buffers());
+        let rules = if buffering {
+            session_log::light_fields
+        } else {
+            omp::stream_fields
+        };
+        let value = match jsonline::parse(line.bytes, rules) {
+            Ok(v) if v.is_object() => v,
+            Ok(_) => {
+                self.skip(line.number, "not a JSON object, skipped".into(), summary);
+                return Ok(());
+            }
+            Err(_) if !line.terminated => {
+                summary.truncated += 1;
+                warn(
+                    &self.name,
+                    line.number,
+                    "last line is cut off (no newline at the end; omp crashed or is still \
+                     writing?), ignored",
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                let reason = format!(
+                    "not JSON ({:?} error at column {}), skipped",
+                    e.classify(),
+                    e.column()
+                );
+                self.skip(line.number, reason, summary);
+                return Ok(());
+            }
+        };
+        self.seen_object();
+        if !self.bridge.keep(&value) {
+            return Ok(());
+        }
+        if buffering && let Some(Decoder::Log(log)) = &mut self.decoder {
+            // Held as raw bytes until its session ends; parsed then.
+            log.push_raw(line.number, line.bytes, value, &mut self.events);
+            return self.emit(summary, down);
+        }
+        if self.decoder.is_some() {
+            self.step(value, summary, down)?;
+        } else {
+            let decided = self.detector.push(&value);
+            self.pending.push(value);
+            if let Some(f) = decided {
+                self.decide(f, summary);
+                for v in std::mem::take(&mut self.pending) {
+                    self.step(v, summary, down)?;
+                }
+            }
+        }
+        down.take(&mut self.records, summary)
+    }
+
+    /// The end of the source: decide with what there is, then close everything.
+    pub fn finish(&mut self, down: &mut Downstream<'_>, summary: &mut Summary) -> Result<()> {
+        if let Probe::Open(held) = &self.probe
+            && held.len() > 1
+        {
+            self.not_omp(summary);
+        }
+        self.seen_object();
+        if self.decoder.is_none() && !self.pending.is_empty() {
+            let f = self.detector.finish();
+            self.decide(f, summary);
+        }
+        for v in std::mem::take(&mut self.pending) {
+            self.step(v, summary, down)?;
+        }
+        if let Some(Decoder::Log(log)) = &mut self.decoder {
+            log.finish(&mut self.events);
+            summary.off_branch += log.off_branch;
+            log.off_branch = 0;
+        }
+        self.emit(summary, down)?;
+        if let Some(f) = self.given {
+            summary.formats.insert(f.as_str());
+        }
+        self.mapper.finish(&mut self.records);
+        down.take(&mut self.records, summary)?;
+        summary.sessions += self.mapper.stats.sessions;
+        summary.unterminated += self.mapper.stats.unterminated;
+        summary.after_end += self.mapper.stats.after_end;
+        Ok(())
+    }
+
+    fn decide(&mut self, f: Format, summary: &mut Summary) {
+        summary.formats.insert(f.as_str());
+        self.decoder = Some(match f {
+            Format::Live | Format::Extension => Decoder::Stream,
+            Format::SessionLog => Decoder::Log(LogDecoder::default()),
+        });
     }
 
     /// Decode one parsed line and pass what it yields on.
-    fn step(
-        &mut self,
-        d: &mut Decoder,
-        line: u64,
-        v: Value,
-        mapper: &mut Mapper,
-        summary: &mut Summary,
-        down: &mut Downstream<'_>,
-    ) -> Result<()> {
-        decode(d, v, &mut self.events);
-        let log = match d {
-            Decoder::Log(log) => Some(log),
-            Decoder::Stream => None,
-        };
-        self.emit(log, line, mapper, summary, down)
-    }
-
-    /// Hand decoded events to the mapper, reporting unknown types once per type.
-    fn feed(&mut self, line: u64, mapper: &mut Mapper, summary: &mut Summary) {
-        feed(
-            self.name,
-            line,
-            &mut self.events,
-            mapper,
-            &mut self.records,
-            summary,
-            &mut self.warned,
-        );
+    fn step(&mut self, v: Value, summary: &mut Summary, down: &mut Downstream<'_>) -> Result<()> {
+        match &mut self.decoder {
+            Some(Decoder::Log(log)) => log.push(v, &mut self.events),
+            _ => self.events.push(decode_stream(v)),
+        }
+        self.emit(summary, down)
     }
 
     /// Feed decoded events to the mapper; for a session file, also decode its finished
     /// session's entries one at a time, each straight through the mapper and downstream, so
     /// a long session is never held parsed (see `LogDecoder::drain`).
-    fn emit(
-        &mut self,
-        log: Option<&mut LogDecoder>,
-        line: u64,
-        mapper: &mut Mapper,
-        summary: &mut Summary,
-        down: &mut Downstream<'_>,
-    ) -> Result<()> {
-        self.feed(line, mapper, summary);
-        if let Some(log) = log {
-            down.take(&mut self.records, summary)?;
-            while log.drain(&mut self.events) {
-                report_bad(self.name, log, summary);
-                self.feed(line, mapper, summary);
-                down.take(&mut self.records, summary)?;
+    fn emit(&mut self, summary: &mut Summary, down: &mut Downstream<'_>) -> Result<()> {
+        self.feed(summary);
+        if !matches!(self.decoder, Some(Decoder::Log(_))) {
+            return Ok(());
+        }
+        down.take(&mut self.records, summary)?;
+        while let Some(Decoder::Log(log)) = &mut self.decoder {
+            if !log.drain(&mut self.events) {
+                break;
             }
+            for (n, e) in std::mem::take(&mut log.bad) {
+                let reason = format!(
+                    "not JSON ({:?} error at column {}), skipped",
+                    e.classify(),
+                    e.column()
+                );
+                summary.skipped += 1;
+                warn(&self.name, n, &reason);
+            }
+            self.feed(summary);
+            down.take(&mut self.records, summary)?;
         }
         Ok(())
     }
-}
 
-/// Session-file entries that failed their full parse when emitted.
-fn report_bad(name: &str, log: &mut LogDecoder, summary: &mut Summary) {
-    for (line, e) in log.bad.drain(..) {
-        summary.skipped += 1;
-        warn(
-            name,
-            line,
-            &format!(
-                "not JSON ({:?} error at column {}), skipped",
-                e.classify(),
-                e.column()
-            ),
-        );
-    }
-}
-
-fn decode(d: &mut Decoder, v: Value, events: &mut Vec<Event>) {
-    match d {
-        Decoder::Stream => events.push(decode_stream(v)),
-        Decoder::Log(log) => log.push(v, events),
-    }
-}
-
-/// Hand decoded events to the mapper, reporting unknown types once per type.
-fn feed(
-    name: &str,
-    line: u64,
-    events: &mut Vec<Event>,
-    mapper: &mut Mapper,
-    records: &mut Vec<Record>,
-    summary: &mut Summary,
-    warned: &mut BTreeSet<String>,
-) {
-    for ev in events.drain(..) {
-        if let Ev::Unknown(ty) = &ev.ev {
-            summary.skipped += 1;
-            if warned.insert(ty.clone()) {
-                // A type name is an identifier, but it is still input: print only a safe one.
-                let shown = if !ty.is_empty()
-                    && ty.len() <= 40
-                    && ty
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-                {
-                    format!("unknown event type \"{ty}\"")
-                } else {
-                    "line without a recognised event type".to_string()
-                };
-                warn(
-                    name,
-                    line,
-                    &format!("{shown}, skipped (further ones counted only)"),
-                );
+    /// Hand decoded events to the mapper. Unknown types (a newer omp or pi) are counted by
+    /// name for the summary, never warned about line by line: everything known is still
+    /// delivered, so they do not fail the run (unless `--strict`).
+    fn feed(&mut self, summary: &mut Summary) {
+        for ev in self.events.drain(..) {
+            if let Ev::Unknown(ty) = &ev.ev {
+                summary.unknown_type(ty);
             }
+            self.mapper.push(ev, &mut self.records);
         }
-        mapper.push(ev, records);
     }
 }
 

@@ -20,25 +20,21 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, anyhow};
-use serde_json::Value;
 
 use crate::config::{RunConfig, WatchConfig};
-use crate::decode::omp::{Ev, Event, Format};
-use crate::decode::session_log::LogDecoder;
 use crate::deliver::{Delivery, Tracked};
 use crate::input::sessions::{self, SessionFile};
 use crate::input::signals::Stop;
-use crate::input::{MAX_LINE_BYTES, is_blank};
+use crate::input::{Lines, Next};
 use crate::map::{MapConfig, Mapper};
-use crate::model::Record;
 use crate::run::backfill;
-use crate::run::flow::{Downstream, Summary, warn};
+use crate::run::flow::{Downstream, Front, Summary, warn};
 
 /// How often followed files are looked at.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -62,8 +58,8 @@ struct Tail {
     /// Bytes read, up to the end of the last complete line.
     offset: u64,
     lines: u64,
-    decoder: LogDecoder,
-    mapper: Mapper,
+    /// The same front half as pipe and backfill: same warnings, same observations.
+    front: Front,
     nest: Option<crate::map::Nest>,
     /// Keys of everything it offered (for its completion mark).
     tracked: Tracked,
@@ -96,11 +92,8 @@ struct Watcher<'a, 'b> {
     known: HashMap<PathBuf, Seen>,
     /// Directories and their last seen modification times.
     dirs: HashMap<PathBuf, SystemTime>,
-    warned_types: BTreeSet<String>,
     /// Paths reported as unreadable (once each).
     unreadable: HashSet<PathBuf>,
-    events: Vec<Event>,
-    records: Vec<Record>,
 }
 
 /// Follow `w.dir` until a stop is asked for.
@@ -126,7 +119,6 @@ pub fn run(
     if let Some(d) = delivery {
         d.start_tracking();
     }
-    summary.formats.insert(Format::SessionLog.as_str());
     if !cfg.quiet() {
         crate::messages::info(&format!(
             "watching {} (sessions close after {} s without writes; interrupt to stop)",
@@ -145,10 +137,7 @@ pub fn run(
         tails: BTreeMap::new(),
         known: HashMap::new(),
         dirs: HashMap::new(),
-        warned_types: BTreeSet::new(),
         unreadable: HashSet::new(),
-        events: Vec::new(),
-        records: Vec::new(),
     };
     let mut last_full = None::<Instant>;
     loop {
@@ -303,7 +292,8 @@ impl Watcher<'_, '_> {
             .duration_since(latest)
             .is_ok_and(|age| age >= self.w.idle_close);
         let ended = self.tails.get(path).is_some_and(|t| {
-            t.mapper.stats.sessions > 0 && t.mapper.idle() && t.offset == seen.len
+            let m = t.front.mapper();
+            m.stats.sessions > 0 && m.idle() && t.offset == seen.len
         });
         if ended {
             self.end(path, Ending::Ended)?;
@@ -324,7 +314,7 @@ impl Watcher<'_, '_> {
         let nest = match &file.parent {
             Some(p) => {
                 let info = match self.tails.get(p) {
-                    Some(t) => backfill::parent_info(&t.mapper, t.nest.as_ref()),
+                    Some(t) => backfill::parent_info(t.front.mapper(), t.nest.as_ref()),
                     None => backfill::read_parent(
                         p,
                         &self.inert,
@@ -346,8 +336,10 @@ impl Watcher<'_, '_> {
                 inode: inode(&meta),
                 offset: 0,
                 lines: 0,
-                decoder: LogDecoder::as_appended(),
-                mapper: Mapper::with_nest(self.map_cfg.clone(), nest.clone()),
+                front: Front::appended_log(
+                    path.display().to_string(),
+                    Mapper::with_nest(self.map_cfg.clone(), nest.clone()),
+                ),
                 nest,
                 tracked: tracked.unwrap_or_default(),
                 written: meta.modified().unwrap_or(SystemTime::now()),
@@ -356,12 +348,12 @@ impl Watcher<'_, '_> {
         Ok(())
     }
 
-    /// Read the complete lines appended since the last read.
+    /// Read the complete lines appended since the last read, through the front half (a
+    /// last line still being written waits for its newline).
     fn read(&mut self, path: &Path) -> Result<()> {
         let Some(t) = self.tails.get_mut(path) else {
             return Ok(());
         };
-        let name = path.display().to_string();
         let mut file = match File::open(path) {
             Ok(f) => f,
             Err(_) => return Ok(()),
@@ -369,67 +361,27 @@ impl Watcher<'_, '_> {
         if file.seek(SeekFrom::Start(t.offset)).is_err() {
             return Ok(());
         }
-        let mut reader = BufReader::new(file);
-        let mut line = Vec::new();
+        let start = t.offset;
+        let mut lines = Lines::resume(file, t.lines);
         loop {
-            line.clear();
-            let n = (&mut reader)
-                .take(MAX_LINE_BYTES as u64 + 2)
-                .read_until(b'\n', &mut line)?;
-            if n == 0 || line.last() != Some(&b'\n') {
-                if n > MAX_LINE_BYTES {
-                    // Overlong: skip to the end of it (when its end is written).
-                    let mut rest = Vec::new();
-                    let m = reader.read_until(b'\n', &mut rest)?;
-                    if rest.last() == Some(&b'\n') {
-                        t.offset += (n + m) as u64;
-                        t.lines += 1;
-                        self.summary.lines += 1;
-                        self.summary.skipped += 1;
-                        warn(&name, t.lines, "line longer than 64 MiB, skipped");
-                        continue;
-                    }
+            let before = lines.consumed();
+            match lines.next_line()? {
+                Next::Eof => break,
+                // Not complete yet: read again from its start once its newline is there.
+                Next::Line(line) if !line.terminated => {
+                    t.offset = start + before;
+                    break;
                 }
-                // End of file, or a last line still being written: wait for its newline.
-                break;
-            }
-            t.offset += n as u64;
-            t.lines += 1;
-            self.summary.lines += 1;
-            let mut bytes = &line[..line.len() - 1];
-            if let Some(b) = bytes.strip_suffix(b"\r") {
-                bytes = b;
-            }
-            if t.lines == 1
-                && let Some(b) = bytes.strip_prefix(b"\xEF\xBB\xBF")
-            {
-                bytes = b;
-            }
-            if is_blank(bytes) {
-                continue;
-            }
-            match serde_json::from_slice::<Value>(bytes) {
-                Ok(v) if v.is_object() => t.decoder.push(v, &mut self.events),
-                _ => {
-                    self.summary.skipped += 1;
-                    warn(&name, t.lines, "not a JSON object, skipped");
-                    continue;
+                Next::Line(line) => {
+                    t.lines = line.number;
+                    t.front.line(&line, self.down, self.summary)?;
+                }
+                Next::TooLong { number } => {
+                    t.lines = number;
+                    t.front.too_long(number, self.summary);
                 }
             }
-            for ev in self.events.drain(..) {
-                if let Ev::Unknown(ty) = &ev.ev {
-                    self.summary.skipped += 1;
-                    if self.warned_types.insert(ty.clone()) {
-                        warn(
-                            &name,
-                            t.lines,
-                            "an entry of an unknown type, skipped (further ones counted only)",
-                        );
-                    }
-                }
-                t.mapper.push(ev, &mut self.records);
-            }
-            self.down.take(&mut self.records, self.summary)?;
+            t.offset = start + lines.consumed();
         }
         if let Some(d) = self.delivery {
             let more = d.take_tracked();
@@ -444,15 +396,7 @@ impl Watcher<'_, '_> {
         let Some(mut t) = self.tails.remove(path) else {
             return Ok(());
         };
-        t.decoder.finish(&mut self.events);
-        for ev in self.events.drain(..) {
-            t.mapper.push(ev, &mut self.records);
-        }
-        t.mapper.finish(&mut self.records);
-        self.down.take(&mut self.records, self.summary)?;
-        self.summary.sessions += t.mapper.stats.sessions;
-        self.summary.unterminated += t.mapper.stats.unterminated;
-        self.summary.after_end += t.mapper.stats.after_end;
+        t.front.finish(self.down, self.summary)?;
         if let Some(d) = self.delivery {
             let more = d.take_tracked();
             t.tracked.keys.extend(more.keys);
