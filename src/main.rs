@@ -95,6 +95,13 @@ fn run(cfg: &Config) -> Result<Status> {
         };
         match &cfg.run.mode {
             Mode::Pipe => {
+                if cfg.run.sources == [input::Source::Stdin] && input::stdin_is_terminal() {
+                    messages::info(
+                        "reading omp's output from the terminal: pipe it in instead \
+                         (omp --mode json \"…\" | omp-langfuse), or name session files; \
+                         Ctrl-D ends, --help for more",
+                    );
+                }
                 for source in &cfg.run.sources {
                     if stop.requested() {
                         break;
@@ -126,6 +133,7 @@ fn run(cfg: &Config) -> Result<Status> {
                 if outcome.unreadable > 0 {
                     read_error = Some(anyhow!("{} files could not be read", outcome.unreadable));
                 }
+                summary.unmatched += outcome.unmatched;
             }
             Mode::Watch(w) => {
                 run::watch::run(

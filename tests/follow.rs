@@ -1103,3 +1103,52 @@ fn watch_and_pipe_read_a_file_the_same_way() {
         "{watch_err}"
     );
 }
+
+#[test]
+fn watch_shows_its_catch_up_and_an_unmatched_session_id_exits_1() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("-p");
+    fs::create_dir(&project).unwrap();
+    let id = "01900000-0000-7000-8000-0000000000bb";
+    let mut log = Log::new(id, 1_790_000_000_000, None);
+    log.user("hi");
+    log.assistant("hello", None);
+    log.exit(json!([]));
+    fs::write(project.join(file_name(1_790_000_000_000, id)), log.text()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"))
+        .env_clear()
+        .args(["--dry-run", "backfill", "--session", "deadbeef"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no session file under the given paths matches \"deadbeef\""),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // The backlog read when watch starts is shown like a backfill's progress.
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"))
+        .env_clear()
+        .args(["--dry-run", "--state-dir"])
+        .arg(state.path())
+        .args(["watch", "--flush-ms", "100ms"])
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The ended session is printed once read: the catch-up is over by then.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("batch"), "{first}");
+    terminate(&child);
+    let out = wait_bounded(child, Duration::from_secs(15));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("catch-up: 1/1 sessions"), "{err}");
+}

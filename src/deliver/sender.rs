@@ -397,7 +397,9 @@ impl<W: Write + Send> Sink for DryRun<W> {
         }
         let mut body = encoder.body(&items);
         body.push(b'\n');
-        match self.out.write_all(&body) {
+        // Flushed per body: a followed directory or a live stream prints each batch as it
+        // is made, not at exit (one write per batch of up to 500 items costs nothing).
+        match self.out.write_all(&body).and_then(|()| self.out.flush()) {
             Ok(()) => report.delivered += items.len() as u64,
             // A reader that went away is a clean stop, not an error (like `rg … | head`).
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.closed = true,

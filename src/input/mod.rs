@@ -61,6 +61,12 @@ impl Source {
     }
 }
 
+/// Whether stdin is a terminal (nobody piped anything in).
+pub fn stdin_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    io::stdin().is_terminal()
+}
+
 #[cfg(unix)]
 fn stdin_is_regular_file() -> bool {
     use std::os::fd::AsFd;

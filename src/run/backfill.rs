@@ -29,6 +29,8 @@ use crate::sanitize::Sanitizer;
 pub struct Outcome {
     /// Files that could not be read (reported as they happened).
     pub unreadable: u64,
+    /// `--session` ids that matched no session file (reported).
+    pub unmatched: u64,
 }
 
 /// Run a backfill into `down`; `delivery` is `None` for a dry run (no ledger: all is read).
@@ -55,6 +57,19 @@ pub fn run(
         flow::warn(&p.display().to_string(), 0, &format!("cannot read: {e}"));
         outcome.unreadable += 1;
     });
+    for wanted in &b.sessions {
+        if !files
+            .iter()
+            .any(|f| f.root_session.starts_with(wanted.as_str()))
+        {
+            flow::warn(
+                "--session",
+                0,
+                &format!("no session file under the given paths matches {wanted:?}"),
+            );
+            outcome.unmatched += 1;
+        }
+    }
     let found = files.len();
     if let Some(d) = delivery {
         files.retain(|f| d.done_len(&f.root_session, &f.mark) != Some(f.len));

@@ -48,6 +48,8 @@ pub struct Summary {
     pub after_end: u64,
     /// Sources whose first lines were all unusable (not omp output at all).
     pub not_omp: u64,
+    /// `--session` ids that matched nothing (the run read less than was asked).
+    pub unmatched: u64,
     /// Lines of types this version does not know, by type (names that are safe to print;
     /// others under one placeholder).
     pub unknown: BTreeMap<String, u64>,
@@ -63,7 +65,7 @@ impl Summary {
     /// Did anything get lost on the way in? (Exit status 1.) Unknown types count only
     /// when `strict`.
     pub fn lost_input(&self, strict: bool) -> bool {
-        self.skipped > 0 || (strict && !self.unknown.is_empty())
+        self.skipped > 0 || self.unmatched > 0 || (strict && !self.unknown.is_empty())
     }
 
     /// Count a line of a type this version does not know.

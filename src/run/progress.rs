@@ -66,7 +66,8 @@ impl Progress {
             bytes: 0,
             observations: 0,
             started: Instant::now(),
-            last: None,
+            // Plain lines: the first after PLAIN_EVERY (a short run gets only the last line).
+            last: (style == Style::Lines).then(Instant::now),
         }
     }
 

@@ -35,6 +35,7 @@ use crate::input::{Lines, Next};
 use crate::map::{MapConfig, Mapper};
 use crate::run::backfill;
 use crate::run::flow::{Downstream, Front, Summary, warn};
+use crate::run::progress::{Progress, Style};
 
 /// How often followed files are looked at.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -94,6 +95,8 @@ struct Watcher<'a, 'b> {
     dirs: HashMap<PathBuf, SystemTime>,
     /// Paths reported as unreadable (once each).
     unreadable: HashSet<PathBuf>,
+    /// When the first poll (the backlog) was done.
+    caught_up: Option<Instant>,
 }
 
 /// Follow `w.dir` until a stop is asked for.
@@ -121,9 +124,9 @@ pub fn run(
     }
     if !cfg.quiet() {
         crate::messages::info(&format!(
-            "watching {} (sessions close after {} s without writes; interrupt to stop)",
+            "watching {} (sessions close after {} without writes; interrupt to stop)",
             w.dir.display(),
-            w.idle_close.as_secs()
+            humantime::format_duration(w.idle_close)
         ));
     }
     let mut watcher = Watcher {
@@ -138,6 +141,7 @@ pub fn run(
         known: HashMap::new(),
         dirs: HashMap::new(),
         unreadable: HashSet::new(),
+        caught_up: None,
     };
     let mut last_full = None::<Instant>;
     loop {
@@ -183,13 +187,29 @@ impl Watcher<'_, '_> {
         // is read before the subagent it spawned. (Plain path order puts `X/` first.)
         let mut ordered: Vec<PathBuf> = candidates.into_iter().collect();
         ordered.sort_by_cached_key(|p| p.with_extension(""));
+        // The first poll reads the backlog (sessions not completely delivered yet): show
+        // its progress as backfill does.
+        let mut progress = (self.caught_up.is_none() && !ordered.is_empty()).then(|| {
+            let sizes = ordered.iter().filter_map(|p| std::fs::metadata(p).ok());
+            let bytes = sizes.map(|m| m.len()).sum();
+            let style = Style::auto(self.cfg.quiet());
+            Progress::new(style, "catch-up", ordered.len() as u64, bytes)
+        });
         for path in ordered {
             // The first poll may read a long backlog: a stop must not wait for all of it.
             if stop.requested() {
                 break;
             }
             self.look_at(&path)?;
+            if let Some(p) = &mut progress {
+                let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+                p.advance(len, self.summary.observations.iter().sum());
+            }
         }
+        if let Some(mut p) = progress {
+            p.finish();
+        }
+        self.caught_up.get_or_insert_with(Instant::now);
         Ok(())
     }
 
