@@ -190,6 +190,9 @@ pub struct Event {
     /// `{tokens, contextWindow, percent}` when the line carries the extension context's usage.
     pub context: Option<Value>,
     pub ev: Ev,
+    /// Which agent wrote this line, when a type only one of them writes shows it
+    /// (`omp` or `pi`).
+    pub producer: Option<&'static str>,
 }
 
 /// The vocabulary the mapper understands. Payloads stay JSON: the mapper picks fields.
@@ -257,6 +260,9 @@ pub enum Ev {
     BranchSummary(Value),
     /// The session ended: `session_exit` data, or `{}` for `session_shutdown`.
     SessionEnd(Value),
+    /// A side model call outside the conversation (omp's `model_usage` entry: the
+    /// auto-thinking classifier, a judge…): the whole entry.
+    ModelUsage(Value),
     /// A known type that produces nothing (streaming deltas, UI notices, RPC frames…).
     Ignored,
     /// A type this tool does not know.
@@ -350,6 +356,25 @@ const STREAM_IGNORED: &[&str] = &[
     "session_info_update",
     "config_update",
     "rpc_chunk",
+    // omp 18.2.3–18.3.4. `tool_stream_update`: the edit tool's arguments are streaming
+    // (modes/print-mode.ts `printableEvent`, only ids); `config_warnings_changed`,
+    // `advisor_yielded`: UI notices (session/agent-session-events.ts); the rest are RPC
+    // frames of `omp --mode rpc` (modes/rpc): subagent progress is traced from the
+    // subagent's own session file.
+    "tool_stream_update",
+    "config_warnings_changed",
+    "advisor_yielded",
+    "session_settled",
+    "subagent_lifecycle",
+    "subagent_progress",
+    "subagent_event",
+    // pi 0.73 (@mariozechner/pi-coding-agent core/agent-session.js, extensions/runner.js):
+    // queue and selector notices, and extension-only hooks.
+    "queue_update",
+    "model_select",
+    "thinking_level_select",
+    "session_before_fork",
+    "resources_discover",
 ];
 
 /// Top-level fields every stream line may be read for: its time, session and context usage
@@ -448,10 +473,12 @@ pub fn decode_stream(mut v: Value) -> Event {
         }),
         "agent_start" => Ev::RunStart,
         "agent_end" => {
-            // json mode says `isTerminal:false`, extensions say `willContinue:true`;
-            // a missing flag means terminal (older runtimes).
+            // json mode says `isTerminal:false`, extensions say `willContinue:true`; omp
+            // 18.3 adds `awaitingAsyncWork:true` (only a background job's result can resume
+            // it): none of these is the end of the work. A missing flag means terminal.
             let cont = v.get("isTerminal").and_then(Value::as_bool) == Some(false)
-                || v.get("willContinue").and_then(Value::as_bool) == Some(true);
+                || v.get("willContinue").and_then(Value::as_bool) == Some(true)
+                || v.get("awaitingAsyncWork").and_then(Value::as_bool) == Some(true);
             Ev::RunEnd { terminal: !cont }
         }
         "turn_start" => Ev::TurnStart,
@@ -484,6 +511,18 @@ pub fn decode_stream(mut v: Value) -> Event {
             action: str_field(&v, "action"),
         },
         "auto_compaction_end" => Ev::CompactionEnd(v.clone()),
+        // pi's names for the same (core/agent-session.js): `reason` is manual, threshold
+        // or overflow; the end carries `result`, `aborted`, `willRetry`, `errorMessage`.
+        "compaction_start" => Ev::CompactionStart {
+            reason: str_field(&v, "reason"),
+            action: None,
+        },
+        "compaction_end" => Ev::CompactionEnd(v.clone()),
+        // pi: `/name` renamed the session.
+        "session_info_changed" => match str_field(&v, "name").filter(|n| !n.trim().is_empty()) {
+            Some(n) => Ev::Title(n),
+            None => Ev::Ignored,
+        },
         "session_compact" => Ev::Compaction(take(&mut v, "compactionEntry")),
         "auto_retry_start" => Ev::RetryStart(v.clone()),
         "auto_retry_end" => Ev::RetryEnd(v.clone()),
@@ -500,6 +539,28 @@ pub fn decode_stream(mut v: Value) -> Event {
         session,
         context,
         ev,
+        producer: stream_producer(&ty),
+    }
+}
+
+/// The agent a stream line's type is unique to: pi renamed omp's compaction events and
+/// has a few of its own; omp prints `advisor_cost_changed` after its header and has TTSR.
+fn stream_producer(ty: &str) -> Option<&'static str> {
+    match ty {
+        "compaction_start"
+        | "compaction_end"
+        | "session_info_changed"
+        | "queue_update"
+        | "model_select"
+        | "thinking_level_select"
+        | "resources_discover" => Some("pi"),
+        "auto_compaction_start"
+        | "auto_compaction_end"
+        | "advisor_cost_changed"
+        | "ttsr_triggered"
+        | "tool_stream_update"
+        | "goal_updated" => Some("omp"),
+        _ => None,
     }
 }
 

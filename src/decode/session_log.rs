@@ -40,7 +40,16 @@ pub fn light_fields(ty: &str) -> Keep {
 struct Entry {
     id: Option<String>,
     parent: Option<String>,
+    /// Recorded beside the branch, not on it (omp's `model_usage`: "record usage on its
+    /// initiating branch without moving a successor branch", session-manager.ts): always
+    /// emitted, and never the leaf the active branch is traced back from.
+    side: bool,
     body: Body,
+}
+
+/// Entry types recorded beside the conversation rather than on it.
+fn is_side(ty: &str) -> bool {
+    ty == "model_usage"
 }
 
 #[derive(Debug)]
@@ -174,6 +183,7 @@ impl LogDecoder {
             self.entries.push(Entry {
                 id: str_field(&v, "id"),
                 parent: str_field(&v, "parentId"),
+                side: is_side(ty),
                 body: Body::Parsed(v),
             });
         }
@@ -206,6 +216,7 @@ impl LogDecoder {
             self.entries.push(Entry {
                 id: str_field(&v, "id"),
                 parent: str_field(&v, "parentId"),
+                side: is_side(ty),
                 body: Body::Raw {
                     line,
                     at,
@@ -300,15 +311,22 @@ impl LogDecoder {
             out.push(event(None, Ev::Session(Header::from_value(h))));
         }
         for t in &titles {
-            if let Some(title) = str_field(t, "title").filter(|t| !t.is_empty()) {
-                out.push(event(None, Ev::Title(title)));
-            }
+            // Only omp writes a title slot.
+            let ev = match str_field(t, "title").filter(|t| !t.is_empty()) {
+                Some(title) => Ev::Title(title),
+                None => Ev::Ignored,
+            };
+            out.push(Event {
+                producer: Some("omp"),
+                ..event(None, ev)
+            });
         }
         let on_path: Vec<bool> = {
             let path = active_path(&entries);
             entries
                 .iter()
                 .map(|e| match &e.id {
+                    _ if e.side => true,
                     Some(id) => path.contains(id.as_str()),
                     None => true,
                 })
@@ -334,7 +352,11 @@ fn active_path(entries: &[Entry]) -> HashSet<&str> {
         .filter_map(|e| Some((e.id.as_deref()?, e.parent.as_deref())))
         .collect();
     let mut path = HashSet::new();
-    let mut cur = entries.iter().rev().find_map(|e| e.id.as_deref());
+    let mut cur = entries
+        .iter()
+        .rev()
+        .filter(|e| !e.side)
+        .find_map(|e| e.id.as_deref());
     // A malformed file could hold a parent cycle: stop at the first repeat.
     while let Some(id) = cur {
         if !path.insert(id) {
@@ -351,6 +373,7 @@ fn event(at: Option<i64>, ev: Ev) -> Event {
         session: None,
         context: None,
         ev,
+        producer: None,
     }
 }
 
@@ -436,6 +459,23 @@ fn decode_entry(mut e: Value, out: &mut Vec<Event>) {
                 _ => out.push(event(at, Ev::Ignored)),
             }
         }
+        // omp 18.3: usage of a side model call (session/session-entries.ts ModelUsageEntry:
+        // purpose, role, api, provider, model, usage, stopReason, errorMessage).
+        "model_usage" => out.push(Event {
+            producer: Some("omp"),
+            ..event(at, Ev::ModelUsage(e))
+        }),
+        // pi's session name (session-manager.js `appendSessionInfo`): its title.
+        "session_info" => {
+            let ev = match str_field(&e, "name").filter(|n| !n.trim().is_empty()) {
+                Some(n) => Ev::Title(n),
+                None => Ev::Ignored,
+            };
+            out.push(Event {
+                producer: Some("pi"),
+                ..event(at, ev)
+            });
+        }
         "thinking_level_change"
         | "service_tier_change"
         | "label"
@@ -507,7 +547,13 @@ mod tests {
                 _ => "other",
             })
             .collect();
-        assert_eq!(kinds, vec!["s1", "title", "msg", "s2"]);
+        // An empty title slot still says omp wrote the file.
+        assert_eq!(kinds, vec!["s1", "title", "msg", "s2", "other"]);
+        assert!(
+            events.iter().all(|e| {
+                !matches!(e.ev, Ev::Title(_) | Ev::Ignored) || e.producer == Some("omp")
+            })
+        );
     }
 
     #[test]

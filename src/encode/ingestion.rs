@@ -103,7 +103,10 @@ impl IngestionEncoder {
                 .iter()
                 .map(|(k, v)| ((*k).into(), json!(v)))
                 .collect();
-            body.insert("costDetails".into(), Value::Object(cost));
+            // No cost from omp: Langfuse prices the call itself.
+            if !cost.is_empty() {
+                body.insert("costDetails".into(), Value::Object(cost));
+            }
             if let Some(c) = g.completion_start {
                 body.insert("completionStartTime".into(), rfc3339(c).into());
             }

@@ -9,6 +9,7 @@
 //! turn or root that is (or will be) emitted.
 
 pub mod nesting;
+pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -389,6 +390,7 @@ struct Totals {
     output: u64,
     cache_read: u64,
     cache_write: u64,
+    total_tokens: u64,
     cost: f64,
     generations: u64,
     tool_calls: u64,
@@ -396,6 +398,19 @@ struct Totals {
     turns: u64,
     compactions: u64,
     events: u64,
+}
+
+impl Totals {
+    /// One more LLM call (or side call) with these buckets.
+    fn add(&mut self, u: &usage::Usage) {
+        self.generations += 1;
+        self.input = self.input.saturating_add(u.input);
+        self.output = self.output.saturating_add(u.output);
+        self.cache_read = self.cache_read.saturating_add(u.cache_read);
+        self.cache_write = self.cache_write.saturating_add(u.cache_write);
+        self.total_tokens = self.total_tokens.saturating_add(u.total_tokens);
+        self.cost += u.cost_total;
+    }
 }
 
 /// One trace in progress (a session, or one prompt of it).
@@ -503,6 +518,12 @@ struct Session {
     end: Option<(String, Option<String>)>,
     /// Counts per key prefix, so repeated keys stay unique.
     keys: HashMap<&'static str, u64>,
+    /// A generation whose end the input did not give, until a later time does.
+    pending_gen: Option<Observation>,
+    /// The agent that wrote the input, when a line showed it.
+    producer: Option<&'static str>,
+    /// An LLM call without a recorded duration: pi, unless a line says omp.
+    weak_pi: bool,
 }
 
 impl Session {
@@ -545,7 +566,83 @@ impl Session {
             context_usage: None,
             end: None,
             keys: HashMap::new(),
+            pending_gen: None,
+            producer: None,
+            weak_pi: false,
         }
+    }
+
+    /// The agent that wrote this session: what a line showed (omp's word wins: omp also
+    /// reads pi's formats), else pi when an LLM call had no duration, else omp.
+    fn producer(&self) -> &'static str {
+        match (self.producer, self.weak_pi) {
+            (Some(p), _) => p,
+            (None, true) => "pi",
+            (None, false) => "omp",
+        }
+    }
+
+    /// Emit a generation still waiting for its end: at `at` when that is later than its
+    /// start, else as it is.
+    fn settle(&mut self, at: Option<Millis>, out: &mut Vec<Record>) {
+        let Some(mut g) = self.pending_gen.take() else {
+            return;
+        };
+        match at {
+            Some(at) if at <= g.start => {
+                // Not later: keep waiting.
+                self.pending_gen = Some(g);
+                return;
+            }
+            Some(at) => {
+                g.end = at;
+                if self
+                    .turn
+                    .as_ref()
+                    .is_some_and(|t| Some(&t.id) == g.parent_id.as_ref())
+                {
+                    self.turn_extend(at);
+                }
+            }
+            None => {}
+        }
+        self.emit(g, out);
+    }
+
+    /// A side model call (omp's `model_usage`): a generation named after its purpose, under
+    /// the open turn (else the root), with its usage and cost.
+    fn side_call(&mut self, e: Value, at: Option<Millis>, out: &mut Vec<Record>) {
+        let at = at.unwrap_or_else(|| self.now());
+        self.touch(at);
+        let u = usage::read(e.get("usage"));
+        let parent = self.parent_now();
+        let key = self.next_key("side");
+        let name = str_field(&e, "purpose")
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "side call".into());
+        let mut obs =
+            self.observation(out, &key, Some(parent), ObsKind::Generation, name, (at, at));
+        copy_fields(&e, &mut obs.metadata, &["provider", "api", "role"]);
+        let stop = str_field(&e, "stopReason").unwrap_or_default();
+        obs.metadata
+            .insert("stop_reason".into(), stop.clone().into());
+        obs.metadata.insert("side_call".into(), true.into());
+        if let Some(err) = str_field(&e, "errorMessage").filter(|m| !m.is_empty()) {
+            obs.level = Level::Error;
+            obs.status_message = Some(short_line(&err, 200));
+        } else if matches!(stop.as_str(), "error" | "aborted") {
+            obs.level = Level::Error;
+            obs.status_message = Some(format!("LLM call {stop}"));
+        }
+        obs.generation = Some(GenerationInfo {
+            model: str_field(&e, "model"),
+            model_parameters: Map::new(),
+            usage: u.usage.clone(),
+            cost: u.cost.clone(),
+            completion_start: None,
+        });
+        self.emit(obs, out);
+        self.trace().totals.add(&u);
     }
 
     /// Advance the clock with a time from the input.
@@ -778,6 +875,18 @@ impl Session {
 
     fn handle(&mut self, event: Event, out: &mut Vec<Record>) {
         let before = self.clock;
+        match (event.producer, self.producer) {
+            (Some("omp"), _) | (Some(_), None) => self.producer = event.producer,
+            _ => {}
+        }
+        // A generation waiting for its end ends at the first later time.
+        let line_time = match &event.ev {
+            Ev::Message(m) => m.get("timestamp").and_then(as_millis).or(event.at),
+            _ => event.at,
+        };
+        if line_time.is_some() {
+            self.settle(line_time, out);
+        }
         // A turn ends where the next turn or a compaction begins: close it before this
         // line's time stretches it (session files have no turn-end marker).
         if matches!(
@@ -797,6 +906,7 @@ impl Session {
         }
         match event.ev {
             Ev::Session(_) | Ev::Ignored | Ev::Unknown(_) => {}
+            Ev::ModelUsage(e) => self.side_call(e, event.at, out),
             Ev::Title(t) => {
                 self.title = Some(t);
                 self.refresh_ctx();
@@ -1052,6 +1162,7 @@ impl Session {
     }
 
     fn close_turn(&mut self, out: &mut Vec<Record>) {
+        self.settle(None, out);
         let Some(turn) = self.turn.take() else {
             return;
         };
@@ -1173,11 +1284,14 @@ impl Session {
             .and_then(as_millis)
             .unwrap_or_else(|| self.now());
         let duration = m.get("duration").and_then(as_millis);
-        let end = m
+        let known_end = m
             .get("completedAt")
             .and_then(as_millis)
-            .or(duration.map(|d| start + d))
-            .unwrap_or_else(|| self.now());
+            .or(duration.map(|d| start + d));
+        let end_known = known_end.is_some();
+        let end = known_end.unwrap_or_else(|| self.now());
+        // omp always records how long a call took; pi does not.
+        self.weak_pi |= !end_known;
         self.touch(start);
         self.touch(end);
         self.turn_extend(start);
@@ -1186,21 +1300,8 @@ impl Session {
         let stop = str_field(&m, "stopReason").unwrap_or_default();
         let model = str_field(&m, "model");
         let usage = m.get("usage").cloned().unwrap_or(Value::Null);
-        let u = |k: &str| usage.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let c = |k: &str| {
-            usage
-                .pointer(&format!("/cost/{k}"))
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0)
-        };
-        let (input, output, cache_read, cache_write) =
-            (u("input"), u("output"), u("cacheRead"), u("cacheWrite"));
-        // Saturating: a corrupt line with absurd counts must not panic or wrap.
-        let tokens = input
-            .saturating_add(output)
-            .saturating_add(cache_read)
-            .saturating_add(cache_write);
-        let cost_total = c("total");
+        let u = usage::read(Some(&usage));
+        let (input, cache_read, cache_write) = (u.input, u.cache_read, u.cache_write);
 
         // Input: the provider request when the input has it (extension stream), else the
         // messages added since the previous call; a retry re-sends the previous input.
@@ -1282,30 +1383,22 @@ impl Session {
             obs.level = Level::Error;
             obs.status_message = Some(error.clone().unwrap_or_else(|| format!("LLM call {stop}")));
         }
-        let mut usage_buckets = vec![
-            ("input", input),
-            ("output", output),
-            ("input_cache_read", cache_read),
-            ("input_cache_creation", cache_write),
-        ];
-        usage_buckets.retain(|(_, v)| *v > 0);
-        usage_buckets.push(("total", tokens));
-        let mut cost_buckets = vec![
-            ("input", c("input")),
-            ("output", c("output")),
-            ("input_cache_read", c("cacheRead")),
-            ("input_cache_creation", c("cacheWrite")),
-        ];
-        cost_buckets.retain(|(_, v)| *v > 0.0);
-        cost_buckets.push(("total", cost_total));
+        if let Some(credits) = usage.get("credits").filter(|c| !c.is_null()) {
+            obs.metadata.insert("credits".into(), credits.clone());
+        }
         obs.generation = Some(GenerationInfo {
             model,
             model_parameters: model_parameters(obs.input.as_ref()),
-            usage: usage_buckets,
-            cost: cost_buckets,
+            usage: u.usage.clone(),
+            cost: u.cost.clone(),
             completion_start: ttft.map(|t| start + t),
         });
-        self.emit(obs, out);
+        if end_known {
+            self.emit(obs, out);
+        } else {
+            // pi's live stream gives no end (no `duration`): the next later time does.
+            self.pending_gen = Some(obs);
+        }
 
         // Tool calls it asked for, keyed by id (their starts may have been seen already).
         let mut spawn_requests = Vec::new();
@@ -1344,16 +1437,10 @@ impl Session {
             self.spawn_requested(&id, args.as_ref());
         }
 
-        let t = self.trace();
-        t.totals.generations += 1;
-        t.totals.input = t.totals.input.saturating_add(input);
-        t.totals.output = t.totals.output.saturating_add(output);
-        t.totals.cache_read = t.totals.cache_read.saturating_add(cache_read);
-        t.totals.cache_write = t.totals.cache_write.saturating_add(cache_write);
-        t.totals.cost += cost_total;
+        self.trace().totals.add(&u);
         let text = message_text(&m);
         if !text.is_empty() {
-            t.output = Some(Value::String(text));
+            self.trace().output = Some(Value::String(text));
         }
     }
 
@@ -1795,7 +1882,7 @@ impl Session {
                 "output": tot.output,
                 "input_cache_read": tot.cache_read,
                 "input_cache_creation": tot.cache_write,
-                "total": tot.input.saturating_add(tot.output).saturating_add(tot.cache_read).saturating_add(tot.cache_write),
+                "total": tot.total_tokens,
             }),
         );
         meta.insert("cost_usd".into(), json!(round_usd(tot.cost)));
@@ -1809,8 +1896,9 @@ impl Session {
                 }
                 (Some(n.parent_id.clone()), n.name.clone())
             }
-            None => (None, "omp".to_string()),
+            None => (None, self.producer().to_string()),
         };
+        meta.insert("producer".into(), self.producer().into());
         self.last_anchor = Some(Anchor {
             trace: t.ctx.clone(),
             root_id: t.root_id.clone(),
