@@ -230,8 +230,9 @@ pub enum Command {
 /// `backfill` options.
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
-    /// Session files or directories [default: omp's sessions directory, from
-    /// PI_CODING_AGENT_DIR / PI_CONFIG_DIR, else ~/.omp/agent/sessions].
+    /// Session files or directories [default: every sessions directory that exists: omp's
+    /// (PI_CODING_AGENT_DIR / PI_CONFIG_DIR, else ~/.omp/agent/sessions; or a profile's)
+    /// and pi's (PI_CODING_AGENT_SESSION_DIR, settings sessionDir, else ~/.pi/agent/sessions)].
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
@@ -242,12 +243,17 @@ pub struct BackfillArgs {
     /// Only this session (its id, or the start of it); may be repeated.
     #[arg(long = "session", value_name = "ID")]
     pub sessions: Vec<String>,
+
+    /// Without PATHs: read this omp profile's sessions (`all`: the default and every
+    /// profile) besides pi's.
+    #[arg(long, env = "OMP_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 /// `watch` options.
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// The sessions directory to follow [default: as for backfill].
+    /// The sessions directory to follow [default: every one that exists, as for backfill].
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
@@ -259,6 +265,11 @@ pub struct WatchArgs {
     /// Ignore sessions started before DATE (`2026-11-01` or an RFC 3339 time).
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
+
+    /// Without DIR: follow this omp profile's sessions (`all`: the default and every
+    /// profile) besides pi's.
+    #[arg(long, env = "OMP_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 /// `--input-format` values.

@@ -112,7 +112,8 @@ pub struct BackfillConfig {
 /// `watch`, validated.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
-    pub dir: PathBuf,
+    /// The sessions directories followed (one given, or every producer's that exists).
+    pub dirs: Vec<PathBuf>,
     pub idle_close: Duration,
     pub since: Option<Millis>,
 }
@@ -150,7 +151,7 @@ fn run_config(cli: &Cli) -> Result<RunConfig> {
         None => Mode::Pipe,
         Some(Command::Backfill(b)) => Mode::Backfill(BackfillConfig {
             paths: if b.paths.is_empty() {
-                vec![crate::input::sessions::default_dir()?]
+                crate::input::sessions::default_dirs(b.profile.as_deref())?
             } else {
                 b.paths.clone()
             },
@@ -158,9 +159,9 @@ fn run_config(cli: &Cli) -> Result<RunConfig> {
             sessions: b.sessions.iter().map(|s| s.trim().to_string()).collect(),
         }),
         Some(Command::Watch(w)) => Mode::Watch(WatchConfig {
-            dir: match &w.dir {
-                Some(d) => d.clone(),
-                None => crate::input::sessions::default_dir()?,
+            dirs: match &w.dir {
+                Some(d) => vec![d.clone()],
+                None => crate::input::sessions::default_dirs(w.profile.as_deref())?,
             },
             idle_close: duration("--idle-close", &w.idle_close, Unit::Secs)?,
             since: w.since.as_deref().map(parse_date).transpose()?,
@@ -465,7 +466,7 @@ mod tests {
         let c = parse(&["watch", "--dry-run", "--idle-close", "5", "/d"]).unwrap();
         match c.run.mode {
             Mode::Watch(w) => {
-                assert_eq!(w.dir, PathBuf::from("/d"));
+                assert_eq!(w.dirs, vec![PathBuf::from("/d")]);
                 assert_eq!(w.idle_close, Duration::from_secs(5));
             }
             other => panic!("{other:?}"),

@@ -1,6 +1,7 @@
-//! omp's sessions directory on disk: where it is, which files are sessions, what their names
-//! say, and how subagent sessions hang off their parent's file. Metadata only: no session
-//! file is opened here.
+//! omp's and pi's sessions directories on disk: where they are (omp's, each omp profile's,
+//! pi's), which files are sessions, what their names say, and how subagent sessions hang off
+//! their parent's file. Metadata only: no session file is opened here (pi's settings file
+//! aside, for its `sessionDir`).
 //!
 //! Layout (omp 18): `<sessions>/<cwd dir>/<2026-08-23T09-14-02-117Z>_<session id>.jsonl`, and
 //! beside it a directory of the same stem holding artifacts and subagent sessions
@@ -20,6 +21,10 @@ use crate::model::{Millis, parse_iso};
 const SESSION_EXT: &str = "jsonl";
 /// omp's config directory under the home directory, unless `PI_CONFIG_DIR` renames it.
 const DEFAULT_CONFIG_DIR: &str = ".omp";
+/// pi's (`@mariozechner/pi-coding-agent` config.js `CONFIG_DIR_NAME`).
+const PI_CONFIG_DIR: &str = ".pi";
+/// What `--profile` takes to mean every omp profile.
+pub const ALL_PROFILES: &str = "all";
 /// omp's name for its directory under `$XDG_DATA_HOME`.
 const XDG_APP_NAME: &str = "omp";
 /// Deepest directory nesting walked (a guard against pathological trees, not a real limit:
@@ -30,10 +35,6 @@ const MAX_DEPTH: usize = 32;
 /// `PI_CODING_AGENT_DIR/sessions` when set; else `$XDG_DATA_HOME/omp/sessions` when that
 /// `omp` directory exists (omp's opt-in XDG layout); else
 /// `~/<PI_CONFIG_DIR or .omp>/agent/sessions`.
-pub fn default_dir() -> Result<PathBuf> {
-    default_dir_from(&|k| std::env::var_os(k))
-}
-
 fn default_dir_from(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
     let env = |k: &str| var(k).filter(|v| !v.is_empty());
     if let Some(agent) = env("PI_CODING_AGENT_DIR") {
@@ -52,6 +53,109 @@ fn default_dir_from(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<
     };
     let config = env("PI_CONFIG_DIR").unwrap_or_else(|| DEFAULT_CONFIG_DIR.into());
     Ok(home.join(config).join("agent").join("sessions"))
+}
+
+/// Where to look for sessions when no directory is given: omp's (the profile in
+/// `OMP_PROFILE` / `PI_PROFILE`, or `profile`: a name, or `all` for the default and every
+/// profile), then pi's. Only directories that exist, each once; when none does, omp's
+/// default (for `watch` to wait on, and for the error to name).
+pub fn default_dirs(profile: Option<&str>) -> Result<Vec<PathBuf>> {
+    default_dirs_from(profile, &|k| std::env::var_os(k))
+}
+
+type Vars<'a> = &'a dyn Fn(&str) -> Option<std::ffi::OsString>;
+
+fn default_dirs_from(profile: Option<&str>, var: Vars<'_>) -> Result<Vec<PathBuf>> {
+    let env = |k: &str| var(k).filter(|v| !v.is_empty());
+    let profile = profile
+        .map(str::to_string)
+        .or_else(|| {
+            env("OMP_PROFILE")
+                .or_else(|| env("PI_PROFILE"))
+                .map(|p| p.to_string_lossy().into_owned())
+        })
+        .filter(|p| !p.trim().is_empty());
+    let omp_default = default_dir_from(var)?;
+    let mut candidates = Vec::new();
+    match profile.as_deref() {
+        None => candidates.push(omp_default.clone()),
+        Some(ALL_PROFILES) => {
+            candidates.push(omp_default.clone());
+            if let Some(root) = omp_config_root(var) {
+                let mut names: Vec<PathBuf> = fs::read_dir(root.join("profiles"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path().join("agent").join("sessions"))
+                    .collect();
+                names.sort();
+                candidates.extend(names);
+            }
+        }
+        Some(name) => {
+            if name.contains(['/', '\\']) || name == ".." || name == "." {
+                bail!("--profile / OMP_PROFILE: not a profile name: {name:?}");
+            }
+            if let Some(root) = omp_config_root(var) {
+                candidates.push(
+                    root.join("profiles")
+                        .join(name)
+                        .join("agent")
+                        .join("sessions"),
+                );
+            }
+        }
+    }
+    candidates.extend(pi_dir_from(var));
+    let mut seen = HashSet::new();
+    let found: Vec<PathBuf> = candidates
+        .into_iter()
+        .filter(|d| d.is_dir() && seen.insert(d.clone()))
+        .collect();
+    Ok(if found.is_empty() {
+        vec![omp_default]
+    } else {
+        found
+    })
+}
+
+/// `~/<PI_CONFIG_DIR or .omp>`, where omp keeps its profiles.
+fn omp_config_root(var: Vars<'_>) -> Option<PathBuf> {
+    let env = |k: &str| var(k).filter(|v| !v.is_empty());
+    let home = env("HOME").map(PathBuf::from)?;
+    let config = env("PI_CONFIG_DIR").unwrap_or_else(|| DEFAULT_CONFIG_DIR.into());
+    Some(home.join(config))
+}
+
+/// pi's sessions directory, resolved as pi 0.73 does (main.js, config.js):
+/// `PI_CODING_AGENT_SESSION_DIR`, else `sessionDir` in its `settings.json`, else
+/// `<agent dir>/sessions`; the agent dir is `PI_CODING_AGENT_DIR` or `~/.pi/agent`.
+fn pi_dir_from(var: Vars<'_>) -> Option<PathBuf> {
+    let env = |k: &str| var(k).filter(|v| !v.is_empty());
+    let home = env("HOME").map(PathBuf::from);
+    let tilde = |p: &str| -> PathBuf {
+        match (p.strip_prefix("~/"), &home) {
+            (Some(rest), Some(h)) => h.join(rest),
+            _ if p == "~" => home.clone().unwrap_or_default(),
+            _ => PathBuf::from(p),
+        }
+    };
+    if let Some(d) = env("PI_CODING_AGENT_SESSION_DIR") {
+        return Some(tilde(&d.to_string_lossy()));
+    }
+    let agent = match env("PI_CODING_AGENT_DIR") {
+        Some(d) => tilde(&d.to_string_lossy()),
+        None => home.as_ref()?.join(PI_CONFIG_DIR).join("agent"),
+    };
+    let from_settings = fs::read(agent.join("settings.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("sessionDir")?.as_str().map(str::to_string))
+        .filter(|d| !d.trim().is_empty());
+    Some(match from_settings {
+        Some(d) => tilde(&d),
+        None => agent.join("sessions"),
+    })
 }
 
 /// `<2026-08-23T09-14-02-117Z>_<session id>.jsonl` → (start time, session id).
@@ -436,5 +540,58 @@ mod tests {
             xdg.path().join("omp/sessions")
         );
         assert!(resolve(&[]).is_err());
+    }
+
+    #[test]
+    fn default_dirs_find_every_producer_that_exists() {
+        let home = tempfile::tempdir().unwrap();
+        let h = home.path();
+        let vars_of = |extra: &[(&str, String)]| {
+            let mut v: Vec<(String, String)> = vec![("HOME".into(), h.display().to_string())];
+            v.extend(extra.iter().map(|(k, x)| (k.to_string(), x.clone())));
+            v
+        };
+        let dirs = |profile: Option<&str>, vars: &[(String, String)]| {
+            default_dirs_from(profile, &|k| {
+                vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.into())
+            })
+            .unwrap()
+        };
+        let omp = h.join(".omp/agent/sessions");
+        let pi = h.join(".pi/agent/sessions");
+        // Nothing exists yet: omp's default, to wait on.
+        assert_eq!(dirs(None, &vars_of(&[])), vec![omp.clone()]);
+        // A pi-only user.
+        fs::create_dir_all(&pi).unwrap();
+        assert_eq!(dirs(None, &vars_of(&[])), vec![pi.clone()]);
+        // Both, omp first.
+        fs::create_dir_all(&omp).unwrap();
+        assert_eq!(dirs(None, &vars_of(&[])), vec![omp.clone(), pi.clone()]);
+        // An omp profile from the environment, or every profile when asked.
+        let work = h.join(".omp/profiles/work/agent/sessions");
+        let play = h.join(".omp/profiles/play/agent/sessions");
+        fs::create_dir_all(&work).unwrap();
+        fs::create_dir_all(&play).unwrap();
+        let with_profile = vars_of(&[("OMP_PROFILE", "work".into())]);
+        assert_eq!(dirs(None, &with_profile), vec![work.clone(), pi.clone()]);
+        assert_eq!(
+            dirs(Some(ALL_PROFILES), &vars_of(&[])),
+            vec![omp.clone(), play, work, pi.clone()]
+        );
+        // pi's own variables and its settings' sessionDir.
+        let elsewhere = h.join("pi-sessions");
+        fs::create_dir_all(&elsewhere).unwrap();
+        fs::write(
+            h.join(".pi/agent/settings.json"),
+            r#"{"sessionDir": "~/pi-sessions"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            dirs(None, &vars_of(&[])),
+            vec![omp.clone(), elsewhere.clone()]
+        );
+        let env_dir = vars_of(&[("PI_CODING_AGENT_SESSION_DIR", pi.display().to_string())]);
+        assert_eq!(dirs(None, &env_dir), vec![omp, pi]);
+        assert!(default_dirs_from(Some("../x"), &|k| (k == "HOME").then(|| h.into())).is_err());
     }
 }

@@ -520,6 +520,8 @@ struct Session {
     keys: HashMap<&'static str, u64>,
     /// A generation whose end the input did not give, until a later time does.
     pending_gen: Option<Observation>,
+    /// Compactions started while another was running, oldest first.
+    compactions_waiting: Vec<Compaction>,
     /// The agent that wrote the input, when a line showed it.
     producer: Option<&'static str>,
     /// An LLM call without a recorded duration: pi, unless a line says omp.
@@ -567,6 +569,7 @@ impl Session {
             end: None,
             keys: HashMap::new(),
             pending_gen: None,
+            compactions_waiting: Vec::new(),
             producer: None,
             weak_pi: false,
         }
@@ -985,13 +988,20 @@ impl Session {
                 tool.end = Some(at);
             }
             Ev::CompactionStart { reason, action } => {
-                self.close_compaction(None, Level::Warning, out);
-                self.compaction = Some(Compaction {
+                let next = Compaction {
                     start: event.at.unwrap_or_else(|| self.now()),
                     reason,
                     action,
                     entry: None,
-                });
+                };
+                if self.compaction.as_ref().is_some_and(|c| c.entry.is_none()) {
+                    // A second start before the first ended (pi 0.73 starts two at once
+                    // after a long turn): ends pair with starts in order.
+                    self.compactions_waiting.push(next);
+                } else {
+                    self.close_compaction(None, Level::Warning, out);
+                    self.compaction = Some(next);
+                }
             }
             Ev::Compaction(entry) => {
                 if let Some(at) = entry.get("timestamp").and_then(as_millis) {
@@ -1037,6 +1047,9 @@ impl Session {
                     || v.get("errorMessage").is_some_and(|e| !e.is_null());
                 let level = if failed { Level::Error } else { Level::Default };
                 self.close_compaction(Some(v), level, out);
+                if !self.compactions_waiting.is_empty() {
+                    self.compaction = Some(self.compactions_waiting.remove(0));
+                }
             }
             Ev::RetryStart(v) => {
                 let mut meta = Map::new();
@@ -1783,6 +1796,10 @@ impl Session {
             Some("signal" | "fatal" | "process_exit")
         );
         if self.compaction.is_some() {
+            self.close_compaction(None, Level::Warning, out);
+        }
+        for c in std::mem::take(&mut self.compactions_waiting) {
+            self.compaction = Some(c);
             self.close_compaction(None, Level::Warning, out);
         }
         let tools = std::mem::take(&mut self.tools);

@@ -99,7 +99,7 @@ struct Watcher<'a, 'b> {
     caught_up: Option<Instant>,
 }
 
-/// Follow `w.dir` until a stop is asked for.
+/// Follow `w.dirs` until a stop is asked for.
 pub fn run(
     w: &WatchConfig,
     stop: &Stop,
@@ -109,26 +109,27 @@ pub fn run(
     summary: &mut Summary,
     delivery: Option<&Delivery>,
 ) -> Result<()> {
-    if w.dir.exists() && !w.dir.is_dir() {
-        return Err(anyhow!("{}: not a directory", w.dir.display()));
-    }
-    if !w.dir.exists() && !cfg.quiet() {
-        // A service may start before omp ever ran: wait for omp to create it.
-        crate::messages::info(&format!(
-            "{} does not exist yet; waiting for omp to create it",
-            w.dir.display()
-        ));
+    for dir in &w.dirs {
+        if dir.exists() && !dir.is_dir() {
+            return Err(anyhow!("{}: not a directory", dir.display()));
+        }
+        if !dir.exists() {
+            // A service may start before omp ever ran: wait for omp to create it.
+            crate::messages::info(&format!(
+                "{} does not exist yet; waiting for it to be created",
+                dir.display()
+            ));
+        }
     }
     if let Some(d) = delivery {
         d.start_tracking();
     }
-    if !cfg.quiet() {
-        crate::messages::info(&format!(
-            "watching {} (sessions close after {} without writes; interrupt to stop)",
-            w.dir.display(),
-            humantime::format_duration(w.idle_close)
-        ));
-    }
+    let shown: Vec<String> = w.dirs.iter().map(|d| d.display().to_string()).collect();
+    crate::messages::info(&format!(
+        "watching {} (sessions close after {} without writes; interrupt to stop)",
+        shown.join(", "),
+        humantime::format_duration(w.idle_close)
+    ));
     let mut watcher = Watcher {
         w,
         cfg,
@@ -170,8 +171,10 @@ impl Watcher<'_, '_> {
         let mut candidates = BTreeSet::new();
         if full {
             let mut errors = Vec::new();
-            for p in sessions::walk(&self.w.dir, &mut |p, e| errors.push((p.to_path_buf(), e))) {
-                candidates.insert(p);
+            for root in &self.w.dirs {
+                for p in sessions::walk(root, &mut |p, e| errors.push((p.to_path_buf(), e))) {
+                    candidates.insert(p);
+                }
             }
             for (p, e) in errors {
                 // Once per path: the walk repeats every few seconds for days.
@@ -216,14 +219,16 @@ impl Watcher<'_, '_> {
     /// New files in directories that changed since the last look: the top directory, its
     /// project directories, and the subagent directories of followed sessions.
     fn changed_dirs(&mut self, out: &mut BTreeSet<PathBuf>) {
-        let mut dirs = vec![self.w.dir.clone()];
-        if let Ok(entries) = std::fs::read_dir(&self.w.dir) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
+        let mut dirs = self.w.dirs.clone();
+        for root in &self.w.dirs {
+            if let Ok(entries) = std::fs::read_dir(root) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
         }
         dirs.extend(self.tails.keys().map(|p| p.with_extension("")));
         for dir in dirs {

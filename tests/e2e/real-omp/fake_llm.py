@@ -50,6 +50,11 @@ SCRIPTS = {
     "retry": [
         ("Answered after the provider recovered.", []),
     ],
+    # pi: one 529 (pi's SDK retries are turned off in its settings), so pi's own
+    # auto-retry shows.
+    "retry1": [
+        ("Answered after the provider recovered.", []),
+    ],
     # The parent asks the task tool for a subagent; the subagent (its task carries the
     # `sub` marker) answers and yields its result.
     "subagent": [
@@ -70,7 +75,7 @@ SCRIPTS = {
 # Scenarios whose first N requests fail with HTTP 529 (Anthropic-style "overloaded"). omp's
 # OpenAI transport retries 5xx itself (6 attempts, twice), so it takes 12 failures before
 # omp's own auto-retry (auto_retry_start/end) becomes visible.
-FAILURES = {"retry": 12}
+FAILURES = {"retry": 12, "retry1": 1}
 
 MARKER = re.compile(r"\[fake:([a-z0-9-]+)\]")
 
