@@ -42,6 +42,7 @@ const SCENARIOS: &[&str] = &[
     "compact",
     "subagent",
     "combined",
+    "edit",
 ];
 
 /// One way omp's output reaches omp-langfuse.
@@ -298,7 +299,10 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
 
 fn dry_run(input: &Path, way: Way, extra: &[&str]) -> Vec<SpanView> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"));
-    cmd.env_clear().args(["--dry-run=otlp", "-q"]).args(extra);
+    // --strict: every type the real omp writes is known (no unknown-type count).
+    cmd.env_clear()
+        .args(["--dry-run=otlp", "-q", "--strict"])
+        .args(extra);
     if way == Way::Backfill {
         cmd.arg("backfill");
     }

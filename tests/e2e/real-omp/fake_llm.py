@@ -65,6 +65,13 @@ SCRIPTS = {
         ("Hello from the subagent.", [("yield", {"data": {"greeting": "hello"}})]),
         ("Done.", []),
     ],
+    # omp's edit tool (replace mode, set in the scenario's config): its arguments stream, so
+    # omp prints `tool_stream_update` lines in --mode json.
+    "edit": [
+        ("I'll change the greeting.", [("edit", {"i": "greet the world", "path": "main.py",
+                                                 "old_string": "hello", "new_string": "hello, world"})]),
+        ("main.py now prints hello, world.", []),
+    ],
     "compact": [
         ("Counting first.", [("bash", {"i": "count", "command": "seq 1 3000"})]),
         ("Listing next.", [("bash", {"i": "list files", "command": "ls"})]),

@@ -18,6 +18,7 @@
 #   OMP_E2E_CACHE    install directory (default: $XDG_CACHE_HOME or ~/.cache, /omp-langfuse/real-omp-<versions>)
 #   OMP_E2E_TIMEOUT  seconds one omp run may take (default 120)
 #   OMP_E2E_REQUIRE  1 = fail instead of skipping
+#   OMP_E2E_SCENARIOS  the scenarios to run (default: all)
 set -euo pipefail
 
 OMP_VERSION=18.2.3
@@ -25,7 +26,7 @@ BUN_VERSION=1.3.14
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
 RUN_TIMEOUT=${OMP_E2E_TIMEOUT:-120}
-SCENARIOS=(tools two-prompts retry killed compact subagent combined)
+SCENARIOS=(${OMP_E2E_SCENARIOS:-tools two-prompts retry killed compact subagent combined edit})
 # Neutral paths that replace machine-specific ones in everything captured.
 NEUTRAL_HOME=/home/dev
 NEUTRAL_REPO=/home/dev/omp-langfuse
@@ -303,6 +304,12 @@ for scenario in "${SCENARIOS[@]}"; do
 		run_scenario subagent "Delegate a greeting. [fake:subagent]"
 		AGENT_CONFIG=
 		;;
+	edit)
+		# The edit tool in replace mode: its arguments stream (tool_stream_update lines).
+		AGENT_CONFIG=$'edit:\n  mode: replace\n'
+		run_scenario edit "Make main.py greet the world. [fake:edit]"
+		AGENT_CONFIG=
+		;;
 	combined)
 		# The bridge on omp's stdout, beside omp's own json lines: one stream.
 		EVENTS_TO=-
@@ -318,7 +325,7 @@ SERVER_PID=
 # --------------------------------------------------------------------------------------
 # Scrub machine-specific paths, then check the captures make sense.
 # --------------------------------------------------------------------------------------
-python3 "$HERE/scrub_and_check.py" "$OUT" \
+python3 "$HERE/scrub_and_check.py" "$OUT" --scenarios "${SCENARIOS[*]}" \
 	--replace "$WORK/tools/home=$NEUTRAL_HOME" \
 	--replace "$WORK/two-prompts/home=$NEUTRAL_HOME" \
 	--replace "$WORK/retry/home=$NEUTRAL_HOME" \
@@ -326,6 +333,7 @@ python3 "$HERE/scrub_and_check.py" "$OUT" \
 	--replace "$WORK/compact/home=$NEUTRAL_HOME" \
 	--replace "$WORK/subagent/home=$NEUTRAL_HOME" \
 	--replace "$WORK/combined/home=$NEUTRAL_HOME" \
+	--replace "$WORK/edit/home=$NEUTRAL_HOME" \
 	--replace "$REPO=$NEUTRAL_REPO" \
 	--replace "$CACHE=$NEUTRAL_CACHE" \
 	--replace "$BUN_DIR=$NEUTRAL_CACHE/bin" \

@@ -8,7 +8,7 @@ import pathlib
 import re
 import sys
 
-SCENARIOS = ["tools", "two-prompts", "retry", "killed", "compact", "subagent", "combined"]
+SCENARIOS = ["tools", "two-prompts", "retry", "killed", "compact", "subagent", "combined", "edit"]
 
 # omp puts a <workstation> block about the machine into its system prompt (seen in the
 # --events lines before_agent_start and before_provider_request). Neutralise the parts that
@@ -134,6 +134,11 @@ def check(d, scenario):
                    any(e.get("sessionId") in sub_ids for e in events),
                    "the subagent's bridge lines are not in the events file")
             expect(all("sessionId" not in l for l in stdout), "bridge lines on omp's stdout")
+    elif scenario == "edit":
+        expect(rc == 0, f"rc {rc}")
+        expect("tool_stream_update" in types(stdout), "no tool_stream_update on stdout")
+        expect(any(l.get("type") == "tool_execution_end" and l.get("toolName") == "edit"
+                   and not l.get("isError") for l in stdout), "the edit did not succeed")
     elif scenario == "combined":
         expect(rc == 0, f"rc {rc}")
         expect(ev and ev[0] == "session_start", "the bridge's session_start is not first")
@@ -152,6 +157,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
     ap.add_argument("--replace", action="append", default=[], metavar="OLD=NEW")
+    ap.add_argument("--scenarios", default=" ".join(SCENARIOS), help="the scenarios run")
     args = ap.parse_args()
     out = pathlib.Path(args.outdir)
     pairs = [r.rsplit("=", 1) for r in args.replace]
@@ -171,7 +177,7 @@ def main():
 
     failed = False
     print(f"{'scenario':<12} {'rc':>4} {'stdout':>7} {'events':>7} {'session':>8} {'llm req':>8}", file=sys.stderr)
-    for scenario in SCENARIOS:
+    for scenario in args.scenarios.split():
         d = out / scenario
         try:
             counts, problems = check(d, scenario)
