@@ -483,3 +483,86 @@ fn unknown_event_types_are_named_once_and_fail_only_with_strict() {
     assert_eq!(code(&strict), 1);
     assert_eq!(strict.stdout, out.stdout);
 }
+
+/// omp 18.3's `model_usage` entry (a side call, recorded beside the branch, here the last
+/// line of the file) is a generation named after its purpose with its cost, and does not
+/// hide the real branch; pi's `session_info` names the trace.
+#[test]
+fn side_calls_are_traced_and_never_taken_for_the_leaf() {
+    let usage = |input: u64, cost: f64| {
+        json!({"input": input, "output": 10, "cacheRead": 0, "cacheWrite": 0,
+               "totalTokens": input + 10,
+               "cost": {"input": cost, "output": 0.0, "cacheRead": 0.0, "cacheWrite": 0.0, "total": cost}})
+    };
+    let msg = |id: &str, parent: Option<&str>, ts: &str, m: Value| json!({"type": "message", "id": id, "parentId": parent, "timestamp": ts, "message": m});
+    let lines = [
+        json!({"type": "session", "version": 3, "id": "0190aaaa-0000-7000-8000-000000000001",
+               "timestamp": "2026-12-01T10:00:00.000Z", "cwd": "/p"}),
+        msg(
+            "a",
+            None,
+            "2026-12-01T10:00:01.000Z",
+            json!({"role": "user", "content": "hi", "timestamp": 1_796_119_201_000u64}),
+        ),
+        msg(
+            "b",
+            Some("a"),
+            "2026-12-01T10:00:03.000Z",
+            json!({"role": "assistant", "content": [{"type": "text", "text": "hello"}],
+                   "model": "m", "stopReason": "stop", "usage": usage(100, 0.5),
+                   "timestamp": 1_796_119_202_000u64, "duration": 1000}),
+        ),
+        json!({"type": "session_info", "id": "n", "parentId": "b",
+               "timestamp": "2026-12-01T10:00:04.000Z", "name": "Greeting"}),
+        msg(
+            "d",
+            Some("n"),
+            "2026-12-01T10:00:05.000Z",
+            json!({"role": "user", "content": "again", "timestamp": 1_796_119_205_000u64}),
+        ),
+        msg(
+            "e",
+            Some("d"),
+            "2026-12-01T10:00:07.000Z",
+            json!({"role": "assistant", "content": [{"type": "text", "text": "hello again"}],
+                   "model": "m", "stopReason": "stop", "usage": usage(200, 0.25),
+                   "timestamp": 1_796_119_206_000u64, "duration": 1000}),
+        ),
+        json!({"type": "model_usage", "id": "c", "parentId": "a",
+               "timestamp": "2026-12-01T10:00:08.000Z", "purpose": "auto-thinking",
+               "role": "tiny", "api": "x", "provider": "p", "model": "small",
+               "usage": usage(50, 0.01), "stopReason": "stop"}),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.jsonl");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let out = dry_run(&path, &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(!err.contains("off-branch"), "{err}");
+    let evs = events(&out.stdout);
+    let gens: Vec<&Value> = evs
+        .iter()
+        .filter(|e| ev_type(e) == "generation-create")
+        .collect();
+    assert_eq!(gens.len(), 3, "two LLM calls and the side call: {err}");
+    let side = gens
+        .iter()
+        .find(|g| body_str(g, "name") == Some("auto-thinking"))
+        .expect("the side call, named after its purpose");
+    assert_eq!(side["body"]["costDetails"]["total"], json!(0.01));
+    assert_eq!(side["body"]["model"], json!("small"));
+    let root = evs
+        .iter()
+        .find(|e| ev_type(e) == "agent-create")
+        .expect("root");
+    // Totals equal the sum of every call, side calls included.
+    assert_eq!(root["body"]["metadata"]["cost_usd"], json!(0.76));
+    assert_eq!(root["body"]["metadata"]["generations"], json!(3));
+    let named = evs
+        .iter()
+        .filter(|e| ev_type(e) == "trace-create")
+        .any(|t| body_str(t, "name") == Some("Greeting"));
+    assert!(named, "pi's session name titles the trace");
+}
