@@ -86,9 +86,21 @@ pub fn find_spawn<'a>(
     }
 }
 
-/// Where subagent `agent_id` goes in its parent's trace.
+/// An advisor transcript's file stem: `__advisor` or `__advisor.<slug>` (omp 18.3 keeps the
+/// advisor model's conversation beside the subagents, `advisor/` in its source).
+const ADVISOR_STEM: &str = "__advisor";
+
+/// Where subagent `agent_id` goes in its parent's trace. An advisor transcript is no `task`
+/// spawn: it goes under the parent's root, named `advisor` (with its slug).
 pub fn nest_for(parent: &ParentInfo, agent_id: &str, init_task: Option<&str>) -> Nest {
-    let found = find_spawn(&parent.spawns, agent_id, init_task);
+    let advisor = agent_id
+        .strip_prefix(ADVISOR_STEM)
+        .filter(|rest| rest.is_empty() || rest.starts_with('.'))
+        .map(|rest| rest.trim_start_matches('.'));
+    let found = match advisor {
+        Some(_) => None,
+        None => find_spawn(&parent.spawns, agent_id, init_task),
+    };
     let (trace, parent_id, link) = match found {
         Some((s, link)) => (s.trace.clone(), s.obs_id.clone(), link),
         None => (
@@ -107,7 +119,11 @@ pub fn nest_for(parent: &ParentInfo, agent_id: &str, init_task: Option<&str>) ->
         trace,
         parent_id,
         key_prefix: format!("{}agent/{agent_id}/", parent.key_prefix),
-        name: format!("subagent {agent_id}"),
+        name: match advisor {
+            Some("") => "advisor".to_string(),
+            Some(slug) => format!("advisor {slug}"),
+            None => format!("subagent {agent_id}"),
+        },
         metadata,
     }
 }
@@ -273,5 +289,54 @@ mod tests {
         .unwrap();
         assert_eq!(read_init_task(&p).as_deref(), Some("Do it."));
         assert_eq!(read_init_task(&dir.path().join("missing.jsonl")), None);
+    }
+}
+
+#[cfg(test)]
+mod advisor_tests {
+    use super::*;
+    use crate::model::TraceCtx;
+    use std::sync::Arc;
+
+    #[test]
+    fn an_advisor_transcript_goes_under_the_root_named_advisor() {
+        let trace = Arc::new(TraceCtx {
+            id: "t".repeat(32),
+            name: "parent".into(),
+            session_id: "p".into(),
+            user_id: None,
+            tags: Vec::new(),
+            environment: None,
+            release: None,
+            timestamp: 0,
+            metadata: Map::new(),
+        });
+        // Even a spawn whose assignment matches does not take an advisor.
+        let parent = ParentInfo {
+            anchor: Anchor {
+                trace: trace.clone(),
+                root_id: "root".into(),
+            },
+            spawns: vec![Spawn {
+                tool_call_id: "c1".into(),
+                obs_id: "obs-c1".into(),
+                trace,
+                agent_ids: vec!["__advisor".into()],
+                names: Vec::new(),
+                tasks: Vec::new(),
+            }],
+            key_prefix: String::new(),
+        };
+        let plain = nest_for(&parent, "__advisor", None);
+        assert_eq!(
+            (plain.name.as_str(), plain.parent_id.as_str()),
+            ("advisor", "root")
+        );
+        let slug = nest_for(&parent, "__advisor.review", None);
+        assert_eq!(slug.name, "advisor review");
+        assert_eq!(
+            nest_for(&parent, "__advisors", None).name,
+            "subagent __advisors"
+        );
     }
 }
