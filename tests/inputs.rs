@@ -1162,3 +1162,136 @@ impl Schema {
         out
     }
 }
+
+/// One chat message as Langfuse's `BaseChatMlMessageSchema` reads it (langfuse/langfuse,
+/// packages/shared/src/utils/IORepresentation/chatML/types.ts) after its OpenAI adapter:
+/// only the keys it knows (nothing lands in the passthrough JSON), string content, tool
+/// calls with an id, a name and JSON text arguments, tool results with their call id,
+/// thinking as `{type: "thinking", content}`.
+fn chat_message_problems(m: &Value, at: &str, problems: &mut Vec<String>) {
+    const KNOWN: &[&str] = &[
+        "role",
+        "name",
+        "content",
+        "tool_calls",
+        "tool_call_id",
+        "thinking",
+        "redacted_thinking",
+    ];
+    let Some(o) = m.as_object() else {
+        problems.push(format!("{at}: not a message object"));
+        return;
+    };
+    for k in o.keys() {
+        if !KNOWN.contains(&k.as_str()) {
+            problems.push(format!(
+                "{at}: key {k:?} would land in the passthrough JSON"
+            ));
+        }
+    }
+    let role = o.get("role").and_then(Value::as_str).unwrap_or("");
+    if !["system", "user", "assistant", "tool"].contains(&role) {
+        problems.push(format!("{at}: role {role:?}"));
+    }
+    if !o.get("content").is_some_and(Value::is_string) {
+        problems.push(format!("{at}: content is not text"));
+    }
+    if role == "tool"
+        && o.get("tool_call_id")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        problems.push(format!("{at}: a tool result without its call id"));
+    }
+    for call in o
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ok = call["id"].as_str().is_some_and(|i| !i.is_empty())
+            && call["type"] == "function"
+            && call["function"]["name"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+            && call["function"]["arguments"]
+                .as_str()
+                .is_some_and(|a| serde_json::from_str::<Value>(a).is_ok());
+        if !ok {
+            problems.push(format!("{at}: tool call {call}"));
+        }
+    }
+    for t in o
+        .get("thinking")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if t["type"] != "thinking" || !t["content"].is_string() {
+            problems.push(format!("{at}: thinking part {t}"));
+        }
+    }
+}
+
+/// Every generation reads as a conversation in Langfuse, and every tool call the traces
+/// hold (a `tool` observation) is among the `tool_calls` Langfuse extracts from the
+/// generations (extractToolsBackend.ts), so its "Tool Calls" column is complete.
+#[test]
+fn generations_are_chat_messages_with_every_tool_call() {
+    for_each_case(|_, evs, problems| {
+        let mut requested = BTreeSet::new();
+        for (i, g) in evs
+            .iter()
+            .filter(|e| ev_type(e) == "generation-create")
+            .enumerate()
+        {
+            let b = &g["body"];
+            let output = &b["output"];
+            chat_message_problems(output, &format!("generation {i} output"), problems);
+            if output["role"] != "assistant" {
+                problems.push(format!("generation {i}: output role {}", output["role"]));
+            }
+            for c in output["tool_calls"].as_array().into_iter().flatten() {
+                requested.insert(c["id"].as_str().unwrap_or_default().to_string());
+            }
+            let messages = match &b["input"] {
+                Value::Array(a) => a.clone(),
+                Value::Object(o) => {
+                    for t in o
+                        .get("tools")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        if t["type"] != "function"
+                            || !t["function"]["name"].is_string()
+                            || t["function"].get("input_schema").is_some()
+                        {
+                            problems.push(format!("generation {i}: tool definition {t}"));
+                        }
+                    }
+                    o.get("messages")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                }
+                Value::Null => Vec::new(),
+                other => {
+                    problems.push(format!("generation {i}: input {other}"));
+                    Vec::new()
+                }
+            };
+            for (j, m) in messages.iter().enumerate() {
+                chat_message_problems(m, &format!("generation {i} input {j}"), problems);
+            }
+        }
+        for t in evs.iter().filter(|e| ev_type(e) == "tool-create") {
+            let id = t["body"]["metadata"]["tool_call_id"]
+                .as_str()
+                .unwrap_or_default();
+            if !requested.contains(id) {
+                problems.push(format!("tool call {id:?} is in no generation's tool_calls"));
+            }
+        }
+    });
+}

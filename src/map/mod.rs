@@ -8,6 +8,7 @@
 //! is closed at the last time seen with WARNING level. No orphans: a parent is always a
 //! turn or root that is (or will be) emitted.
 
+pub mod chat;
 pub mod nesting;
 pub mod usage;
 
@@ -1228,7 +1229,7 @@ impl Session {
         match role.as_str() {
             "assistant" => self.llm_call(m, out),
             "toolResult" => {
-                self.context_msgs.push(input_message(&m));
+                self.context_msgs.push(chat::omp_message(&m));
                 self.tool_result(m, at, out);
             }
             "user" => {
@@ -1241,9 +1242,9 @@ impl Session {
                 if !steering {
                     self.prompt(&m, out);
                 }
-                self.context_msgs.push(input_message(&m));
+                self.context_msgs.push(chat::omp_message(&m));
             }
-            _ => self.context_msgs.push(input_message(&m)),
+            _ => self.context_msgs.push(chat::omp_message(&m)),
         }
     }
 
@@ -1319,8 +1320,11 @@ impl Session {
         // Input: the provider request when the input has it (extension stream), else the
         // messages added since the previous call; a retry re-sends the previous input.
         let delta = std::mem::take(&mut self.context_msgs);
-        let gen_input = match self.provider_request.take() {
-            Some(p) if !p.is_null() => Some(p),
+        // The provider request's own parameters, before it becomes chat messages.
+        let request = self.provider_request.take().filter(|p| !p.is_null());
+        let params = model_parameters(request.as_ref());
+        let gen_input = match request {
+            Some(p) => Some(chat::provider_request(&p)),
             _ if !delta.is_empty() => Some(Value::Array(delta)),
             _ => self.last_input.clone(),
         };
@@ -1358,7 +1362,7 @@ impl Session {
             (start, end),
         );
         obs.input = gen_input;
-        obs.output = Some(assistant_output(&m));
+        obs.output = Some(chat::omp_message(&m));
         let mut meta = Map::new();
         copy_fields(
             &m,
@@ -1401,7 +1405,7 @@ impl Session {
         }
         obs.generation = Some(GenerationInfo {
             model,
-            model_parameters: model_parameters(obs.input.as_ref()),
+            model_parameters: params,
             usage: u.usage.clone(),
             cost: u.cost.clone(),
             completion_start: ttft.map(|t| start + t),
@@ -2031,51 +2035,6 @@ fn strip_intent(args: &Value) -> Value {
     }
 }
 
-/// A generation's output: the assistant message's content blocks.
-fn assistant_output(m: &Value) -> Value {
-    let content = m
-        .get("content")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(clean_block).collect())
-        .unwrap_or_default();
-    json!({ "role": "assistant", "content": Value::Array(content) })
-}
-
-/// A message as part of a generation's input.
-fn input_message(m: &Value) -> Value {
-    let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-    let mut o = Map::new();
-    match role {
-        "toolResult" => {
-            o.insert("role".into(), "tool".into());
-            copy_fields(m, &mut o, &["toolCallId", "toolName", "isError"]);
-        }
-        _ => {
-            o.insert("role".into(), role.into());
-            copy_fields(
-                m,
-                &mut o,
-                &[
-                    "customType",
-                    "command",
-                    "code",
-                    "output",
-                    "summary",
-                    "files",
-                ],
-            );
-        }
-    }
-    if let Some(c) = m.get("content") {
-        let content = match c {
-            Value::Array(a) => Value::Array(a.iter().map(clean_block).collect()),
-            other => other.clone(),
-        };
-        o.insert("content".into(), content);
-    }
-    Value::Object(o)
-}
-
 /// A tool's output: its text (joined) when the result is text only, else the blocks; plus
 /// `details` (exit code, wall time, diff, …) when present.
 fn tool_output(content: Option<&Value>, details: Option<&Value>) -> Option<Value> {
@@ -2293,10 +2252,8 @@ mod tests {
             (g.start, g.end, info.completion_start),
             (2000, 2100, Some(2020))
         );
-        assert_eq!(
-            g.input,
-            Some(json!([{"role":"user","content":[{"type":"text","text":"go"}]}]))
-        );
+        // In the chat shape Langfuse reads (see `chat`).
+        assert_eq!(g.input, Some(json!([{"role":"user","content":"go"}])));
         // The root and the final trace record carry the first prompt and last answer.
         let last = traces.last().unwrap();
         assert_eq!(

@@ -82,7 +82,10 @@ pub fn jsonl_inputs(dir: &Path) -> Vec<PathBuf> {
 pub fn all_inputs() -> Vec<PathBuf> {
     let mut out = jsonl_inputs(&fixtures_dir());
     out.extend(jsonl_inputs(&real_dir()));
-    if let Ok(entries) = std::fs::read_dir(real_dir()) {
+    for dir in [real_dir(), fixtures_dir().join("real-pi")] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
         let mut subdirs: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_dir())
