@@ -25,7 +25,6 @@ use crate::config::{Config, DeliverConfig, Mode, Output};
 use crate::deliver::sender::{Report, TimeCap};
 use crate::deliver::{Backpressure, Delivery, Outlet};
 use crate::encode::{Encoder, Wire};
-use crate::map::MapConfig;
 use crate::run::flow::{Delivered, Downstream, Summary, SummaryLine};
 use anyhow::{Result, anyhow};
 
@@ -73,7 +72,7 @@ fn run(cfg: &Config) -> Result<Status> {
         messages::set_scrubber(move |t| s.text(t).into_owned());
     }
     let stop = input::signals::Stop::install()?;
-    let out = Destination::start(&cfg.deliver, &cfg.map, time_cap, live)?;
+    let out = Destination::start(&cfg.deliver, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
@@ -193,19 +192,11 @@ enum Destination {
 }
 
 impl Destination {
-    fn start(
-        cfg: &DeliverConfig,
-        map: &MapConfig,
-        time_cap: TimeCap,
-        live: bool,
-    ) -> Result<Destination> {
+    fn start(cfg: &DeliverConfig, time_cap: TimeCap, live: bool) -> Result<Destination> {
         let encoder_for = |wire: Wire| -> Arc<dyn Encoder> {
             match wire {
                 Wire::Ingestion => Arc::new(encode::ingestion::IngestionEncoder),
-                Wire::Otlp => Arc::new(encode::otlp::OtlpEncoder::new(
-                    map.environment.as_deref(),
-                    map.release.as_deref(),
-                )),
+                Wire::Otlp => Arc::new(encode::otlp::OtlpEncoder::new()),
             }
         };
         // The configured caps, never above what the chosen transport accepts per request.

@@ -808,7 +808,7 @@ mod tests {
 
     #[test]
     fn gzipped_bodies_inflate_to_the_framed_body() {
-        let enc = crate::encode::otlp::OtlpEncoder::new(None, None);
+        let enc = crate::encode::otlp::OtlpEncoder::new();
         let items: Vec<Item> = (0..3)
             .map(|n| Item {
                 session_id: "s".into(),

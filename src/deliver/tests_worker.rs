@@ -134,7 +134,7 @@ fn items(enc: &dyn Encoder, obs: &[Observation]) -> Vec<Item> {
 }
 
 fn otlp() -> Arc<dyn Encoder> {
-    Arc::new(OtlpEncoder::new(Some("test"), None))
+    Arc::new(OtlpEncoder::new())
 }
 
 /// Run one delivery of `items` and return its report.
@@ -166,7 +166,7 @@ fn assert_exactly_once(mock: &MockLangfuse, items: &[Item]) {
 
 #[test]
 fn every_body_passes_the_strict_check_and_the_official_schema() {
-    let enc = OtlpEncoder::new(Some("test"), Some("r1"));
+    let enc = OtlpEncoder::new();
     let obs = observations("s-strict", 40);
     let body: Value = serde_json::from_slice(&enc.body(&items(&enc, &obs))).unwrap();
     let ids = otlp_strict::check_body(&body).unwrap();

@@ -15,9 +15,15 @@ use crate::deliver::batch::OTLP_MAX_BODY_BYTES;
 use crate::encode::{Encoder, Item, Wire};
 use crate::model::{Level, Millis, ObsKind, Observation, Record, TraceCtx, rfc3339};
 
-/// `service.name` on the resource and the instrumentation scope name. Deliberately not
-/// `langfuse-sdk…` (that would hide our attributes) and not `python`/`javascript`.
+/// `service.name` on the resource.
 pub const SERVICE_NAME: &str = "omp-langfuse";
+/// The instrumentation scope. Langfuse copies every span attribute into an observation's
+/// metadata unless the scope name starts with `langfuse-sdk` (langfuse/langfuse,
+/// `OtelIngestionProcessor.ts`: `isLangfuseSDKSpans`), which would repeat the trace name,
+/// session id, usage and cost in every metadata panel. Every attribute this encoder writes
+/// is a `langfuse.*` one that Langfuse maps to a field or to `metadata.*`, as its SDKs' are,
+/// so the scope says it speaks the SDKs' conventions, and names this tool after the dot.
+pub const SCOPE_NAME: &str = "langfuse-sdk.omp-langfuse";
 /// This tool's version, for the scope and the SDK headers.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -39,20 +45,15 @@ pub struct OtlpEncoder {
 }
 
 impl OtlpEncoder {
-    /// `environment` and `release` go on the resource (they also ride on every span, from
-    /// the trace context, which wins on the server). `service.version` is left out on
+    /// The resource holds `service.name` only: environment and release ride on every span
+    /// (from the trace context), and a resource copy would only be repeated in every
+    /// observation's metadata (`resourceAttributes`). `service.version` is left out on
     /// purpose: Langfuse would take it as every observation's `version`.
-    pub fn new(environment: Option<&str>, release: Option<&str>) -> OtlpEncoder {
-        let mut attributes = vec![kv("service.name", string(SERVICE_NAME))];
-        if let Some(env) = environment {
-            attributes.push(kv("langfuse.environment", string(env)));
-        }
-        if let Some(rel) = release {
-            attributes.push(kv("langfuse.release", string(rel)));
-        }
+    pub fn new() -> OtlpEncoder {
+        let attributes = vec![kv("service.name", string(SERVICE_NAME))];
         let resource = serde_json::to_string(&Resource { attributes }).expect("resource json");
         let scope = serde_json::to_string(&Scope {
-            name: SERVICE_NAME,
+            name: SCOPE_NAME,
             version: TOOL_VERSION,
         })
         .expect("scope json");
@@ -378,7 +379,7 @@ mod tests {
 
     #[test]
     fn root_span_exact_json() {
-        let enc = OtlpEncoder::new(Some("dev"), Some("a1b2c3d"));
+        let enc = OtlpEncoder::new();
         let item = enc.encode(&Record::Observation(root())).unwrap();
         assert_eq!(item.key, "dcbdfbce3acd469f");
         assert_eq!(&*item.session_id, "01a02de5-fc05-7c3a-9b2e-5d4c3b2a1f00");
@@ -456,7 +457,7 @@ mod tests {
     }
 
     fn enc() -> OtlpEncoder {
-        OtlpEncoder::new(Some("dev"), Some("a1b2c3d"))
+        OtlpEncoder::new()
     }
 
     #[test]
@@ -501,18 +502,18 @@ mod tests {
 
     #[test]
     fn body_frames_resource_scope_and_spans() {
-        let enc = OtlpEncoder::new(Some("dev"), None);
+        let enc = OtlpEncoder::new();
         let v = body_of(&enc, vec![root(), root()]);
         assert_eq!(
             v["resourceSpans"][0]["resource"],
             json!({"attributes": [
                 {"key": "service.name", "value": {"stringValue": "omp-langfuse"}},
-                {"key": "langfuse.environment", "value": {"stringValue": "dev"}},
             ]})
         );
+        // The SDKs' scope prefix: Langfuse copies no span attribute into the metadata.
         assert_eq!(
             v["resourceSpans"][0]["scopeSpans"][0]["scope"],
-            json!({"name": "omp-langfuse", "version": TOOL_VERSION})
+            json!({"name": "langfuse-sdk.omp-langfuse", "version": TOOL_VERSION})
         );
         assert_eq!(
             v["resourceSpans"][0]["scopeSpans"][0]["spans"]

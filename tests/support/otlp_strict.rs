@@ -67,7 +67,9 @@ pub fn check_body(body: &Value) -> Result<Vec<String>, String> {
                 .get("name")
                 .and_then(Value::as_str)
                 .ok_or(format!("{at}: scope without a name"))?;
-            if name.is_empty() || name.starts_with("langfuse-sdk") {
+            // Only the SDKs' scope prefix keeps Langfuse from copying every span attribute
+            // into the metadata; ours says whose it is after the dot. No bare SDK name.
+            if name.is_empty() || (name.starts_with("langfuse-sdk") && !name.contains('.')) {
                 return Err(format!("{at}: scope name {name:?} not allowed"));
             }
             for (k, span) in arr(ss.get("spans"), &format!("{at}.spans"))?
