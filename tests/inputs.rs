@@ -1295,3 +1295,24 @@ fn generations_are_chat_messages_with_every_tool_call() {
         }
     });
 }
+
+/// A session file is read whole before it is mapped, so every row of a trace carries the
+/// name the trace ends with (a goal set after the first LLM call included): no trace is
+/// split across names in Langfuse's trace-name filters.
+#[test]
+fn a_session_files_trace_has_one_name() {
+    for_each_case(|case, evs, problems| {
+        if !String::from_utf8_lossy(&case.first.stderr).contains("(session log)") {
+            return;
+        }
+        let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for t in evs.iter().filter(|e| ev_type(e) == "trace-create") {
+            let id = t["body"]["id"].as_str().unwrap_or_default().to_string();
+            let name = t["body"]["name"].as_str().unwrap_or_default().to_string();
+            names.entry(id).or_default().insert(name);
+        }
+        for (id, n) in names.iter().filter(|(_, n)| n.len() > 1) {
+            problems.push(format!("trace {id} has names {n:?}"));
+        }
+    });
+}

@@ -202,6 +202,9 @@ pub enum Ev {
     Session(Header),
     /// The session got a (new) title.
     Title(String),
+    /// The name the session's trace ends with, known up front because the whole session
+    /// was read before it is mapped (session files): every row of the trace carries it.
+    TraceName(String),
     /// The model was switched (`provider/model`).
     ModelChange(String),
     /// `agent_start`: an agent-loop run begins (a prompt, or a continuation).

@@ -44,7 +44,63 @@ struct Entry {
     /// initiating branch without moving a successor branch", session-manager.ts): always
     /// emitted, and never the leaf the active branch is traced back from.
     side: bool,
+    /// What this entry says about the trace's name.
+    name: Option<NameHint>,
     body: Body,
+}
+
+/// An entry's say in the trace's final name (the mapper's rule for one trace per session:
+/// the last goal's objective, else the last title, else the first prompt).
+#[derive(Debug, Clone)]
+enum NameHint {
+    Goal(String),
+    Title(String),
+    Prompt(String),
+}
+
+/// The name hint of an entry whose type can carry one; `parsed` is the whole entry (a
+/// light parse keeps too little, so a candidate is parsed from its raw bytes).
+fn name_hint(ty: &str, parsed: &Value) -> Option<NameHint> {
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+    };
+    match ty {
+        "title_change" => text(parsed.get("title")).map(NameHint::Title),
+        "session_info" => text(parsed.get("name")).map(NameHint::Title),
+        "mode_change" => text(parsed.pointer("/data/goal/objective")).map(NameHint::Goal),
+        "message" => {
+            let m = parsed.get("message")?;
+            let steering = m.get("steering").and_then(Value::as_bool) == Some(true)
+                || m.get("synthetic").and_then(Value::as_bool) == Some(true)
+                || m.get("attribution").and_then(Value::as_str) == Some("agent");
+            if m.get("role").and_then(Value::as_str) != Some("user") || steering {
+                return None;
+            }
+            let t = match m.get("content") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            };
+            (!t.is_empty()).then_some(NameHint::Prompt(t))
+        }
+        _ => None,
+    }
+}
+
+/// Entry types that can carry a name hint (the rest are never parsed for one).
+fn may_name(ty: &str) -> bool {
+    matches!(
+        ty,
+        "title_change" | "session_info" | "mode_change" | "message"
+    )
 }
 
 /// Entry types recorded beside the conversation rather than on it.
@@ -154,6 +210,9 @@ pub struct LogDecoder {
     pub off_branch: u64,
     /// Entries that passed the light parse but not the full one: (line, error).
     pub bad: Vec<(u64, serde_json::Error)>,
+    /// The current session's first prompt was found (later user messages are not parsed
+    /// for the name).
+    prompt_seen: bool,
 }
 
 impl LogDecoder {
@@ -180,10 +239,12 @@ impl LogDecoder {
         if ty == "title" || ty == "session" {
             self.head.push(v);
         } else {
+            let name = self.hint_of(ty, || Some(v.clone()));
             self.entries.push(Entry {
                 id: str_field(&v, "id"),
                 parent: str_field(&v, "parentId"),
                 side: is_side(ty),
+                name,
                 body: Body::Parsed(v),
             });
         }
@@ -212,11 +273,13 @@ impl LogDecoder {
         if ty == "title" || ty == "session" {
             self.head.push(v);
         } else {
+            let name = self.hint_of(ty, || serde_json::from_slice(raw).ok());
             let at = self.store.push(raw);
             self.entries.push(Entry {
                 id: str_field(&v, "id"),
                 parent: str_field(&v, "parentId"),
                 side: is_side(ty),
+                name,
                 body: Body::Raw {
                     line,
                     at,
@@ -224,6 +287,19 @@ impl LogDecoder {
                 },
             });
         }
+    }
+
+    /// The name hint of an entry of type `ty`, parsing it (`full`) only when the type can
+    /// carry one; user messages only until the session's first prompt is found.
+    fn hint_of(&mut self, ty: &str, full: impl FnOnce() -> Option<Value>) -> Option<NameHint> {
+        if !may_name(ty) || (ty == "message" && self.prompt_seen) {
+            return None;
+        }
+        let hint = name_hint(ty, &full()?);
+        if matches!(hint, Some(NameHint::Prompt(_))) {
+            self.prompt_seen = true;
+        }
+        hint
     }
 
     fn starts_session(&self, ty: &str) -> bool {
@@ -310,6 +386,10 @@ impl LogDecoder {
         for h in &headers {
             out.push(event(None, Ev::Session(Header::from_value(h))));
         }
+        let slot_title = titles
+            .iter()
+            .filter_map(|t| str_field(t, "title"))
+            .rfind(|t| !t.trim().is_empty());
         for t in &titles {
             // Only omp writes a title slot.
             let ev = match str_field(t, "title").filter(|t| !t.is_empty()) {
@@ -332,6 +412,12 @@ impl LogDecoder {
                 })
                 .collect()
         };
+        // The whole session is here: name its trace now, so every row of it carries the
+        // name it ends with.
+        if let Some(name) = final_name(&entries, &on_path, slot_title) {
+            out.push(event(None, Ev::TraceName(name)));
+        }
+        self.prompt_seen = false;
         for (entry, on_path) in entries.into_iter().zip(on_path) {
             if on_path {
                 self.emitting.push_back(entry);
@@ -343,6 +429,27 @@ impl LogDecoder {
             self.store.clear();
         }
     }
+}
+
+/// The trace name a whole session ends with: its last goal's objective on the traced
+/// entries, else its last title, else its first prompt.
+fn final_name(entries: &[Entry], traced: &[bool], slot_title: Option<String>) -> Option<String> {
+    let hints = entries
+        .iter()
+        .zip(traced)
+        .filter(|(_, t)| **t)
+        .filter_map(|(e, _)| e.name.as_ref());
+    let (mut goal, mut title, mut prompt) = (None, slot_title, None);
+    for h in hints {
+        match h {
+            NameHint::Goal(g) => goal = Some(g),
+            NameHint::Title(t) => title = Some(t.clone()),
+            NameHint::Prompt(p) => {
+                prompt.get_or_insert(p);
+            }
+        }
+    }
+    goal.cloned().or(title).or(prompt.cloned())
 }
 
 /// Ids on the path from the last entry back to the root.
@@ -548,7 +655,9 @@ mod tests {
             })
             .collect();
         // An empty title slot still says omp wrote the file.
-        assert_eq!(kinds, vec!["s1", "title", "msg", "s2", "other"]);
+        assert_eq!(kinds, vec!["s1", "title", "other", "msg", "s2", "other"]);
+        // The whole first session was read: its trace is named up front.
+        assert!(matches!(&events[2].ev, Ev::TraceName(n) if n == "Fix it"));
         assert!(
             events.iter().all(|e| {
                 !matches!(e.ev, Ev::Title(_) | Ev::Ignored) || e.producer == Some("omp")

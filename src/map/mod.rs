@@ -527,6 +527,8 @@ struct Session {
     producer: Option<&'static str>,
     /// An LLM call without a recorded duration: pi, unless a line says omp.
     weak_pi: bool,
+    /// The name the whole session's trace ends with, when known up front.
+    final_name: Option<String>,
 }
 
 impl Session {
@@ -573,6 +575,7 @@ impl Session {
             compactions_waiting: Vec::new(),
             producer: None,
             weak_pi: false,
+            final_name: None,
         }
     }
 
@@ -718,7 +721,10 @@ impl Session {
         let goal = t.and_then(|t| t.goal.as_deref());
         let prompt = t.and_then(|t| t.prompt.as_deref());
         let raw = match self.cfg.trace_per {
-            TracePer::Session => goal
+            TracePer::Session => self
+                .final_name
+                .as_deref()
+                .or(goal)
                 .or(self.title.as_deref())
                 .or(self.first_prompt.as_deref()),
             TracePer::Prompt => goal.or(prompt).or(self.title.as_deref()),
@@ -913,6 +919,10 @@ impl Session {
             Ev::ModelUsage(e) => self.side_call(e, event.at, out),
             Ev::Title(t) => {
                 self.title = Some(t);
+                self.refresh_ctx();
+            }
+            Ev::TraceName(n) => {
+                self.final_name = Some(n);
                 self.refresh_ctx();
             }
             Ev::ModelChange(m) => {

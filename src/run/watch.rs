@@ -61,6 +61,8 @@ struct Tail {
     lines: u64,
     /// The same front half as pipe and backfill: same warnings, same observations.
     front: Front,
+    /// It had ended when following began: read whole, ended once read.
+    complete: bool,
     nest: Option<crate::map::Nest>,
     /// Keys of everything it offered (for its completion mark).
     tracked: Tracked,
@@ -318,7 +320,7 @@ impl Watcher<'_, '_> {
             .is_ok_and(|age| age >= self.w.idle_close);
         let ended = self.tails.get(path).is_some_and(|t| {
             let m = t.front.mapper();
-            m.stats.sessions > 0 && m.idle() && t.offset == seen.len
+            t.offset == seen.len && (t.complete || (m.stats.sessions > 0 && m.idle()))
         });
         if ended {
             self.end(path, Ending::Ended)?;
@@ -354,6 +356,17 @@ impl Watcher<'_, '_> {
         };
         self.summary.sources += 1;
         self.known.remove(path);
+        // A session that has ended already (its last line is `session_exit`) is read whole,
+        // as pipe and backfill read it: the same observations, and one trace name on all
+        // of them. One still being written is read entry by entry as it grows.
+        let complete = ends_with_exit(path);
+        let mapper = Mapper::with_nest(self.map_cfg.clone(), nest.clone());
+        let name = path.display().to_string();
+        let front = if complete {
+            Front::new(name, Some(crate::decode::omp::Format::SessionLog), mapper)
+        } else {
+            Front::appended_log(name, mapper)
+        };
         self.tails.insert(
             path.to_path_buf(),
             Tail {
@@ -361,10 +374,8 @@ impl Watcher<'_, '_> {
                 inode: inode(&meta),
                 offset: 0,
                 lines: 0,
-                front: Front::appended_log(
-                    path.display().to_string(),
-                    Mapper::with_nest(self.map_cfg.clone(), nest.clone()),
-                ),
+                front,
+                complete,
                 nest,
                 tracked: tracked.unwrap_or_default(),
                 written: meta.modified().unwrap_or(SystemTime::now()),
@@ -448,6 +459,28 @@ impl Watcher<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// Bytes read from a file's end to find its last line.
+const TAIL_PROBE_BYTES: u64 = 64 * 1024;
+
+/// Whether a session file's last complete line is omp's `session_exit` entry.
+fn ends_with_exit(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let from = len.saturating_sub(TAIL_PROBE_BYTES);
+    let mut tail = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut tail).is_err() {
+        return false;
+    }
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        return false;
+    };
+    let last = body.rsplit(|b| *b == b'\n').next().unwrap_or_default();
+    memchr::memmem::find(last, br#""customType":"session_exit""#).is_some()
 }
 
 #[cfg(unix)]
