@@ -540,7 +540,7 @@ fn side_calls_are_traced_and_never_taken_for_the_leaf() {
     let out = dry_run(&path, &[]);
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
-    assert!(!err.contains("off-branch"), "{err}");
+    assert!(!err.contains("abandoned"), "{err}");
     let evs = events(&out.stdout);
     let gens: Vec<&Value> = evs
         .iter()

@@ -236,8 +236,8 @@ impl Facts {
         }
     }
 
-    /// Session files: one session per header; only the active branch (the path from the
-    /// last entry back to the root) counts.
+    /// Session files: one session per header; every entry counts, those on branches the
+    /// user left with `/tree` included (omp's own totals, `omp stats`, sum them all).
     fn read_log(&mut self, lines: &[Value]) {
         let mut sessions: Vec<Vec<&Value>> = Vec::new();
         let mut after_title = false;
@@ -254,12 +254,7 @@ impl Facts {
         }
         self.sessions = sessions.len();
         for entries in &sessions {
-            let path = active_path(entries);
-            for e in entries.iter().filter(|e| {
-                e.get("id")
-                    .and_then(Value::as_str)
-                    .is_some_and(|id| path.contains(id))
-            }) {
+            for e in entries {
                 match e.get("type").and_then(Value::as_str) {
                     Some("message") => {
                         if let Some(m) = e.get("message") {
@@ -343,30 +338,6 @@ fn detect(lines: &[Value]) -> Format {
         }
     }
     Format::Live
-}
-
-fn active_path<'a>(entries: &[&'a Value]) -> BTreeSet<&'a str> {
-    let parent: BTreeMap<&str, Option<&str>> = entries
-        .iter()
-        .filter_map(|e| {
-            Some((
-                e.get("id")?.as_str()?,
-                e.get("parentId").and_then(Value::as_str),
-            ))
-        })
-        .collect();
-    let mut path = BTreeSet::new();
-    let mut cur = entries
-        .iter()
-        .rev()
-        .find_map(|e| e.get("id").and_then(Value::as_str));
-    while let Some(id) = cur {
-        if !path.insert(id) {
-            break; // a parent cycle in a damaged file
-        }
-        cur = parent.get(id).copied().flatten();
-    }
-    path
 }
 
 // ---------------------------------------------------------------------------------------

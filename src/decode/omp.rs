@@ -193,6 +193,8 @@ pub struct Event {
     /// Which agent wrote this line, when a type only one of them writes shows it
     /// (`omp` or `pi`).
     pub producer: Option<&'static str>,
+    /// From an entry on a branch the user left with `/tree` (session files).
+    pub abandoned: bool,
 }
 
 /// The vocabulary the mapper understands. Payloads stay JSON: the mapper picks fields.
@@ -543,6 +545,7 @@ pub fn decode_stream(mut v: Value) -> Event {
         context,
         ev,
         producer: stream_producer(&ty),
+        abandoned: false,
     }
 }
 

@@ -46,6 +46,8 @@ struct Entry {
     side: bool,
     /// What this entry says about the trace's name.
     name: Option<NameHint>,
+    /// On a branch the user left with `/tree` (set when the session is complete).
+    abandoned: bool,
     body: Body,
 }
 
@@ -206,7 +208,7 @@ pub struct LogDecoder {
     /// A finished session's entries on the active branch, waiting to be decoded one at a
     /// time by [`LogDecoder::drain`] (so a long session is never all parsed at once).
     emitting: std::collections::VecDeque<Entry>,
-    /// Entries dropped because they were off the active branch, over all sessions.
+    /// Entries on branches the user left with `/tree` (traced, marked), over all sessions.
     pub off_branch: u64,
     /// Entries that passed the light parse but not the full one: (line, error).
     pub bad: Vec<(u64, serde_json::Error)>,
@@ -245,6 +247,7 @@ impl LogDecoder {
                 parent: str_field(&v, "parentId"),
                 side: is_side(ty),
                 name,
+                abandoned: false,
                 body: Body::Parsed(v),
             });
         }
@@ -280,6 +283,7 @@ impl LogDecoder {
                 parent: str_field(&v, "parentId"),
                 side: is_side(ty),
                 name,
+                abandoned: false,
                 body: Body::Raw {
                     line,
                     at,
@@ -341,7 +345,15 @@ impl LogDecoder {
             self.store.clear();
         }
         match value {
-            Ok(v) => decode_entry(v, out),
+            Ok(v) => {
+                let from = out.len();
+                decode_entry(v, out);
+                if entry.abandoned {
+                    for e in &mut out[from..] {
+                        e.abandoned = true;
+                    }
+                }
+            }
             Err(bad) => self.bad.push(bad),
         }
         true
@@ -414,16 +426,18 @@ impl LogDecoder {
         };
         // The whole session is here: name its trace now, so every row of it carries the
         // name it ends with.
-        if let Some(name) = final_name(&entries, &on_path, slot_title) {
+        if let Some(name) = final_name(&entries, slot_title) {
             out.push(event(None, Ev::TraceName(name)));
         }
         self.prompt_seen = false;
-        for (entry, on_path) in entries.into_iter().zip(on_path) {
-            if on_path {
-                self.emitting.push_back(entry);
-            } else {
+        // Every entry is traced, in file order (as `watch` sees them appended), so a
+        // session's totals are omp's own; those on a branch the user left are marked.
+        for (mut entry, on_path) in entries.into_iter().zip(on_path) {
+            if !on_path {
+                entry.abandoned = true;
                 self.off_branch += 1;
             }
+            self.emitting.push_back(entry);
         }
         if self.emitting.is_empty() {
             self.store.clear();
@@ -431,14 +445,10 @@ impl LogDecoder {
     }
 }
 
-/// The trace name a whole session ends with: its last goal's objective on the traced
-/// entries, else its last title, else its first prompt.
-fn final_name(entries: &[Entry], traced: &[bool], slot_title: Option<String>) -> Option<String> {
-    let hints = entries
-        .iter()
-        .zip(traced)
-        .filter(|(_, t)| **t)
-        .filter_map(|(e, _)| e.name.as_ref());
+/// The trace name a whole session ends with: its last goal's objective, else its last
+/// title, else its first prompt (in file order, as the mapper sees the entries).
+fn final_name(entries: &[Entry], slot_title: Option<String>) -> Option<String> {
+    let hints = entries.iter().filter_map(|e| e.name.as_ref());
     let (mut goal, mut title, mut prompt) = (None, slot_title, None);
     for h in hints {
         match h {
@@ -481,6 +491,7 @@ fn event(at: Option<i64>, ev: Ev) -> Event {
         context: None,
         ev,
         producer: None,
+        abandoned: false,
     }
 }
 
@@ -616,7 +627,7 @@ mod tests {
     }
 
     #[test]
-    fn follows_the_branch_of_the_last_leaf() {
+    fn traces_every_branch_and_marks_the_abandoned_one() {
         // a → b → c (abandoned), a → d (active leaf).
         let (events, off) = decode(vec![
             json!({"type":"session","id":"s1","timestamp":"2026-08-23T09:14:02.117Z"}),
@@ -626,14 +637,14 @@ mod tests {
             msg("d", Some("a"), "user", 4),
         ]);
         assert_eq!(off, 2);
-        let ts: Vec<i64> = events
+        let ts: Vec<(i64, bool)> = events
             .iter()
             .filter_map(|e| match &e.ev {
-                Ev::Message(m) => m.get("timestamp").and_then(Value::as_i64),
+                Ev::Message(m) => Some((m.get("timestamp").and_then(Value::as_i64)?, e.abandoned)),
                 _ => None,
             })
             .collect();
-        assert_eq!(ts, vec![1, 4]);
+        assert_eq!(ts, vec![(1, false), (2, true), (3, true), (4, false)]);
     }
 
     #[test]

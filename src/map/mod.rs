@@ -529,6 +529,8 @@ struct Session {
     weak_pi: bool,
     /// The name the whole session's trace ends with, when known up front.
     final_name: Option<String>,
+    /// The event being handled is from an abandoned `/tree` branch.
+    abandoned: bool,
 }
 
 impl Session {
@@ -576,6 +578,7 @@ impl Session {
             producer: None,
             weak_pi: false,
             final_name: None,
+            abandoned: false,
         }
     }
 
@@ -838,7 +841,17 @@ impl Session {
     }
 
     /// Hand a finished observation downstream, noting how far its trace reaches.
-    fn emit(&mut self, obs: Observation, out: &mut Vec<Record>) {
+    fn emit(&mut self, mut obs: Observation, out: &mut Vec<Record>) {
+        // Calls and tool runs of a branch the user left with `/tree`: traced (so the totals
+        // are omp's own) and easy to filter out.
+        if self.abandoned
+            && matches!(
+                obs.kind,
+                ObsKind::Generation | ObsKind::Tool | ObsKind::Event
+            )
+        {
+            obs.metadata.insert("branch".into(), "abandoned".into());
+        }
         if let Some(t) = &mut self.trace
             && t.ctx.id == obs.trace.id
         {
@@ -885,6 +898,7 @@ impl Session {
 
     fn handle(&mut self, event: Event, out: &mut Vec<Record>) {
         let before = self.clock;
+        self.abandoned = event.abandoned;
         match (event.producer, self.producer) {
             (Some("omp"), _) | (Some(_), None) => self.producer = event.producer,
             _ => {}

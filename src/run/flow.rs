@@ -43,6 +43,7 @@ pub struct Summary {
     pub sessions: u64,
     pub sampled_out: u64,
     pub unterminated: u64,
+    /// Session-file entries on branches the user left with `/tree` (traced, marked).
     pub off_branch: u64,
     /// Lines for a session after its end marker (dropped; its root was already sent).
     pub after_end: u64,
@@ -138,7 +139,11 @@ impl fmt::Display for SummaryLine<'_> {
             write!(f, ", {} after session end", plural(s.after_end, "line"))?;
         }
         if s.off_branch > 0 {
-            write!(f, ", {} off-branch", plural(s.off_branch, "entry"))?;
+            write!(
+                f,
+                ", {} on abandoned /tree branches (traced, marked)",
+                plural(s.off_branch, "entry")
+            )?;
         }
         if s.unterminated > 0 {
             write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
