@@ -44,8 +44,9 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     pub input_format: InputFormat,
 
-    /// Print the request bodies (one JSON document per line) instead of sending them:
-    /// legacy ingestion batches (`--dry-run`) or OTLP bodies (`--dry-run=otlp`).
+    /// Print instead of sending: the request bodies, one JSON document per line (legacy
+    /// ingestion batches with `--dry-run`, OTLP bodies with `--dry-run=otlp`), or the traces
+    /// as Langfuse will show them (`--dry-run=tree`).
     #[arg(
         long,
         value_name = "WIRE",
@@ -292,6 +293,9 @@ pub enum DryRunWire {
     Ingestion,
     /// OTLP/HTTP JSON `ExportTraceServiceRequest` bodies.
     Otlp,
+    /// The traces as Langfuse will show them: observation trees with durations, tokens,
+    /// cost and levels (for people, not scripts).
+    Tree,
 }
 
 /// A switch's value (`--debug=off`, `LANGFUSE_DEBUG=1`): the words the Langfuse SDKs

@@ -84,6 +84,8 @@ pub struct DeliverConfig {
 pub enum Output {
     /// Print them on stdout in this wire format.
     DryRun(Wire),
+    /// Print the traces as trees on stdout (`--dry-run=tree`).
+    Tree,
     /// Send them to Langfuse.
     Send(Box<DeliveryConfig>),
 }
@@ -125,6 +127,7 @@ impl Config {
         let output = match cli.dry_run {
             Some(DryRunWire::Ingestion) => Output::DryRun(Wire::Ingestion),
             Some(DryRunWire::Otlp) => Output::DryRun(Wire::Otlp),
+            Some(DryRunWire::Tree) => Output::Tree,
             None => Output::Send(Box::new(delivery_config(&cli, &run.mode)?)),
         };
         if cli.max_queue == 0 {

@@ -155,7 +155,7 @@ fn run(cfg: &Config) -> Result<Status> {
     let report = out.finish()?;
 
     let how = match cfg.deliver.output {
-        Output::DryRun(_) => Delivered::Printed,
+        Output::DryRun(_) | Output::Tree => Delivered::Printed,
         Output::Send(_) => Delivered::Sent,
     };
     messages::info(&SummaryLine(&summary, &report, how).to_string());
@@ -210,6 +210,18 @@ impl Destination {
                 let sink = Box::new(deliver::sender::DryRun::new(std::io::BufWriter::new(
                     std::io::stdout(),
                 )));
+                let (tx, worker) =
+                    deliver::sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
+                Destination::DryRun {
+                    encoder,
+                    tx,
+                    worker,
+                }
+            }
+            Output::Tree => {
+                let encoder: Arc<dyn Encoder> = Arc::new(encode::tree::TreeEncoder);
+                let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+                let sink = Box::new(deliver::tree::TreeSink::new(std::io::stdout(), colour));
                 let (tx, worker) =
                     deliver::sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
                 Destination::DryRun {

@@ -12,6 +12,7 @@ pub mod retry;
 pub mod sender;
 pub mod spool;
 pub mod status;
+pub mod tree;
 
 #[cfg(test)]
 mod tests_worker;

@@ -5,6 +5,7 @@
 
 pub mod ingestion;
 pub mod otlp;
+pub mod tree;
 
 use std::sync::Arc;
 
