@@ -187,11 +187,26 @@ fn scalar(v: &Value) -> Option<AnyValue<'_>> {
 }
 
 /// Input/output as Langfuse expects it: a string as itself, anything else as JSON text.
+/// Input and output as the attribute string Langfuse parses: JSON text for structured
+/// values, the text itself for a string, except a string that is itself valid JSON (`42`,
+/// `null`, `{"a":1}`): Langfuse would show it parsed, so it goes as a JSON string literal.
 fn io_value(v: &Value) -> AnyValue<'_> {
     match v {
+        Value::String(s) if looks_like_json(s) => string(v.to_string()),
         Value::String(s) => string(s.as_str()),
         other => string(other.to_string()),
     }
+}
+
+/// Whether Langfuse's `JSON.parse` of this text would succeed (and so change what it shows).
+fn looks_like_json(s: &str) -> bool {
+    let t = s.trim_start();
+    let first = t.as_bytes().first().copied();
+    let candidate = matches!(
+        first,
+        Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+    );
+    candidate && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
 }
 
 /// Unix nanoseconds as a decimal string (JSON numbers lose precision past 2^53).
@@ -498,6 +513,20 @@ mod tests {
                 r#"{"key":"langfuse.observation.metadata.tool_use_id","value":{"stringValue":"toolu_01"}}"#,
             ]
         );
+    }
+
+    #[test]
+    fn a_string_that_is_valid_json_stays_a_string() {
+        let text = |v: Value| match io_value(&v) {
+            AnyValue::String(s) => s.to_string(),
+            _ => panic!("not a string value"),
+        };
+        assert_eq!(text(json!("Fix the failing test")), "Fix the failing test");
+        assert_eq!(text(json!("42")), "\"42\"");
+        assert_eq!(text(json!("null")), "\"null\"");
+        assert_eq!(text(json!("{\"a\":1}")), "\"{\\\"a\\\":1}\"");
+        assert_eq!(text(json!("not json {")), "not json {");
+        assert_eq!(text(json!({"a": 1})), "{\"a\":1}");
     }
 
     #[test]
