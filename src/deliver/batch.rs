@@ -95,6 +95,7 @@ mod tests {
             session_id: "s".into(),
             key: format!("k{n}"),
             json: vec![b'x'; n],
+            trace_tag: None,
         }
     }
 

@@ -814,6 +814,7 @@ mod tests {
                 session_id: "s".into(),
                 key: format!("k{n}"),
                 json: format!(r#"{{"n":{n}}}"#).into_bytes(),
+                trace_tag: None,
             })
             .collect();
         let gz = gzip_body(&enc, &items);

@@ -361,6 +361,7 @@ mod tests {
             session_id: session.into(),
             key: key.into(),
             json: b"{}".to_vec(),
+            trace_tag: None,
         }
     }
 

@@ -252,6 +252,7 @@ pub fn spawn_with(
                 encoder: &*encoder,
                 sink: &mut *sink,
                 batch: Batch::new(caps, encoder.prefix().len() + encoder.suffix().len()),
+                names: std::collections::HashMap::new(),
                 caps,
                 report: Report::default(),
                 opened_at: None,
@@ -266,6 +267,8 @@ struct Worker<'a> {
     encoder: &'a dyn Encoder,
     sink: &'a mut dyn Sink,
     batch: Batch,
+    /// Trace name per trace of the items in `batch` (hashes, see `Item::trace_tag`).
+    names: std::collections::HashMap<u64, u64>,
     caps: Caps,
     report: Report,
     /// When the oldest item of the current batch arrived.
@@ -322,6 +325,15 @@ impl Worker<'_> {
     }
 
     fn push(&mut self, item: Item) {
+        // A trace renamed while its items wait: the new name goes in a request after the
+        // stale one, never beside it, so the name Langfuse ends with is the new one.
+        if let Some((trace, name)) = item.trace_tag {
+            // (`names` holds the current batch's traces only.)
+            if self.names.get(&trace).is_some_and(|n| *n != name) {
+                self.flush();
+            }
+            self.names.insert(trace, name);
+        }
         self.opened_at.get_or_insert_with(Instant::now);
         let mut next = Some(item);
         while let Some(item) = next.take() {
@@ -364,6 +376,7 @@ impl Worker<'_> {
     fn flush(&mut self) {
         flush(self.encoder, self.sink, &mut self.batch, &mut self.report);
         self.opened_at = None;
+        self.names.clear();
     }
 }
 
@@ -462,6 +475,7 @@ mod tests {
             session_id: "s".into(),
             key: k.into(),
             json: format!("\"{k}\"").into_bytes(),
+            trace_tag: None,
         }
     }
 
@@ -491,6 +505,41 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_trace_never_shares_a_request_with_its_stale_name() {
+        let out = Shared::default();
+        let caps = Caps {
+            max_items: 100,
+            max_bytes: 1000,
+        };
+        let (tx, h) = spawn(
+            Arc::new(Framed),
+            Box::new(DryRun::new(out.clone())),
+            caps,
+            TimeCap::None,
+        );
+        let tagged = |k: &str, trace: u64, name: u64| Item {
+            trace_tag: Some((trace, name)),
+            ..item(k)
+        };
+        // Trace 1 is renamed (name 10 → 11) after two items; trace 2 is not.
+        for it in [
+            tagged("a", 1, 10),
+            tagged("x", 2, 20),
+            tagged("b", 1, 10),
+            tagged("c", 1, 11),
+            tagged("y", 2, 20),
+        ] {
+            tx.send(it).unwrap();
+        }
+        drop(tx);
+        h.join().unwrap();
+        assert_eq!(
+            String::from_utf8(out.0.lock().unwrap().clone()).unwrap(),
+            "[\"a\",\"x\",\"b\"]\n[\"c\",\"y\"]\n"
+        );
+    }
+
+    #[test]
     fn the_queue_is_bounded_by_bytes_too() {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let gauge = Arc::new(Gauge::default());
@@ -499,6 +548,7 @@ mod tests {
             session_id: "s".into(),
             key: k.into(),
             json: vec![b'x'; n],
+            trace_tag: None,
         };
         // An empty queue takes an item of any size; then it is full.
         assert!(q.try_send(big("a", QUEUE_BYTES + 1)).is_ok());

@@ -368,6 +368,7 @@ fn decode_line(line: &str) -> Option<Item> {
         session_id: l.s.into(),
         key: l.k.to_owned(),
         json: l.i.get().as_bytes().to_vec(),
+        trace_tag: None,
     })
 }
 
@@ -447,6 +448,7 @@ mod tests {
             session_id: "s/1".into(),
             key: format!("k{n}"),
             json: format!("{{\"n\":{n},\"text\":\"line\\nbreak\"}}").into_bytes(),
+            trace_tag: None,
         }
     }
 

@@ -138,6 +138,7 @@ impl Encoder for IngestionEncoder {
             session_id: rec.trace().session_id.as_str().into(),
             key,
             json: serde_json::to_vec(&event).ok()?,
+            trace_tag: Item::tag_of(rec.trace()),
         })
     }
 

@@ -21,6 +21,23 @@ pub struct Item {
     pub key: String,
     /// The serialized item (no trailing comma or newline).
     pub json: Vec<u8>,
+    /// Hashes of its trace's id and of the trace name it carries, for a live stream's rule
+    /// that a renamed trace's new name never shares a request with its stale one (`None`
+    /// for items read back from the spool).
+    pub trace_tag: Option<(u64, u64)>,
+}
+
+impl Item {
+    /// The trace tag of a record's trace context.
+    pub fn tag_of(ctx: &crate::model::TraceCtx) -> Option<(u64, u64)> {
+        use std::hash::{Hash, Hasher};
+        let hash = |s: &str| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            s.hash(&mut h);
+            h.finish()
+        };
+        Some((hash(&ctx.id), hash(&ctx.name)))
+    }
 }
 
 /// Which Langfuse wire format an encoder produces.

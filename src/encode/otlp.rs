@@ -81,6 +81,7 @@ impl Encoder for OtlpEncoder {
                 session_id: obs.trace.session_id.as_str().into(),
                 key: obs.id.clone(),
                 json: serde_json::to_vec(&span(obs)).expect("span json"),
+                trace_tag: Item::tag_of(&obs.trace),
             }),
         }
     }

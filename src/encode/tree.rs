@@ -56,6 +56,7 @@ impl Encoder for TreeEncoder {
             session_id: session.as_str().into(),
             key,
             json: v.to_string().into_bytes(),
+            trace_tag: None,
         })
     }
 
