@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::mock_langfuse::{MockConfig, MockLangfuse, SpanView, spans_of};
+use support::read_jsonl;
 
 /// Set (to anything but `0`) where the npm registry is known to work: a skip is a failure.
 const REQUIRE_ENV: &str = "OMP_E2E_REQUIRE";
@@ -57,15 +58,6 @@ enum Way {
 }
 
 const WAYS: [Way; 3] = [Way::Stdout, Way::Events, Way::Backfill];
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .collect()
-}
 
 /// What omp recorded for one session file: the truth the traces are checked against.
 #[derive(Debug, Default, Clone)]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::mock_langfuse::{MockConfig, MockLangfuse};
+use support::read_jsonl;
 
 const REQUIRE_ENV: &str = "PI_E2E_REQUIRE";
 const SKIPPED_PREFIX: &str = "skipped:";
@@ -26,15 +27,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(15 * 60);
 const SCENARIOS: &[&str] = &["tools", "two-prompts", "compact", "retry"];
 /// The three ways pi's output reaches omp-langfuse.
 const WAYS: &[&str] = &["stdout.jsonl", "events.jsonl", "session.jsonl"];
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .collect()
-}
 
 /// What pi recorded in its session file: the truth the traces are checked against.
 #[derive(Debug)]

@@ -264,19 +264,25 @@ fn openai_chat(o: &Map<String, Value>) -> (Vec<Value>, Vec<Value>) {
         .and_then(Value::as_array)
         .map(|a| a.iter().map(openai_message).collect())
         .unwrap_or_default();
-    let tools = o
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| {
-                    let f = t.get("function").unwrap_or(t);
-                    tool_definition(f.get("name"), f.get("description"), f.get("parameters"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    // Chat completions nest each tool under `function`.
+    let tools = tools_of(o, |t| t.get("function").unwrap_or(t), "parameters");
     (messages, tools)
+}
+
+/// A request's `tools` in OpenAI's nested form: `inner` finds a tool's own object, whose
+/// JSON schema is under `schema_key`.
+fn tools_of(
+    o: &Map<String, Value>,
+    inner: impl Fn(&Value) -> &Value,
+    schema_key: &str,
+) -> Vec<Value> {
+    let tools = o.get("tools").and_then(Value::as_array);
+    tools
+        .into_iter()
+        .flatten()
+        .map(inner)
+        .filter_map(|t| tool_definition(t.get("name"), t.get("description"), t.get(schema_key)))
+        .collect()
 }
 
 fn openai_message(m: &Value) -> Value {
@@ -379,18 +385,7 @@ fn anthropic(o: &Map<String, Value>) -> (Vec<Value>, Vec<Value>) {
             other => messages.push(plain("user", text(other))),
         }
     }
-    let tools = o
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| {
-                    tool_definition(t.get("name"), t.get("description"), t.get("input_schema"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (messages, tools)
+    (messages, tools_of(o, |t| t, "input_schema"))
 }
 
 /// OpenAI Responses: `instructions`, and `input` items (messages, function calls and
@@ -437,18 +432,7 @@ fn responses(o: &Map<String, Value>) -> (Vec<Value>, Vec<Value>) {
         }
         _ => {}
     }
-    let tools = o
-        .get("tools")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| {
-                    tool_definition(t.get("name"), t.get("description"), t.get("parameters"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (messages, tools)
+    (messages, tools_of(o, |t| t, "parameters"))
 }
 
 /// Google generateContent: `systemInstruction`, `contents` of `user`/`model` parts

@@ -290,41 +290,16 @@ mod tests {
         assert_eq!(read_init_task(&p).as_deref(), Some("Do it."));
         assert_eq!(read_init_task(&dir.path().join("missing.jsonl")), None);
     }
-}
-
-#[cfg(test)]
-mod advisor_tests {
-    use super::*;
-    use crate::model::TraceCtx;
-    use std::sync::Arc;
 
     #[test]
     fn an_advisor_transcript_goes_under_the_root_named_advisor() {
-        let trace = Arc::new(TraceCtx {
-            id: "t".repeat(32),
-            name: "parent".into(),
-            session_id: "p".into(),
-            user_id: None,
-            tags: Vec::new(),
-            environment: None,
-            release: None,
-            timestamp: 0,
-            metadata: Map::new(),
-        });
-        // Even a spawn whose assignment matches does not take an advisor.
+        // Even a spawn that names it does not take an advisor.
         let parent = ParentInfo {
             anchor: Anchor {
-                trace: trace.clone(),
+                trace: ctx(),
                 root_id: "root".into(),
             },
-            spawns: vec![Spawn {
-                tool_call_id: "c1".into(),
-                obs_id: "obs-c1".into(),
-                trace,
-                agent_ids: vec!["__advisor".into()],
-                names: Vec::new(),
-                tasks: Vec::new(),
-            }],
+            spawns: vec![spawn("c1", &["__advisor"], &[], &[])],
             key_prefix: String::new(),
         };
         let plain = nest_for(&parent, "__advisor", None);
@@ -332,8 +307,10 @@ mod advisor_tests {
             (plain.name.as_str(), plain.parent_id.as_str()),
             ("advisor", "root")
         );
-        let slug = nest_for(&parent, "__advisor.review", None);
-        assert_eq!(slug.name, "advisor review");
+        assert_eq!(
+            nest_for(&parent, "__advisor.review", None).name,
+            "advisor review"
+        );
         assert_eq!(
             nest_for(&parent, "__advisors", None).name,
             "subagent __advisors"
