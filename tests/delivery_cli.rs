@@ -338,3 +338,29 @@ fn a_boolean_variable_with_a_bad_value_is_a_usage_error() {
         "{err}"
     );
 }
+
+/// The spool holds prompts and tool output: the state directory is the user's alone.
+#[cfg(unix)]
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_input(cmd(&refused_url(), dir.path()), &omp_stream(1, 1));
+    assert_eq!(out.status.code(), Some(1), "spooled");
+    let mut seen = (0, 0);
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            if e.file_type().unwrap().is_dir() {
+                assert_eq!(mode, 0o700, "{}", e.path().display());
+                seen.0 += 1;
+                stack.push(e.path());
+            } else {
+                assert_eq!(mode, 0o600, "{}", e.path().display());
+                seen.1 += 1;
+            }
+        }
+    }
+    assert!(seen.0 >= 3 && seen.1 >= 1, "{seen:?}");
+}

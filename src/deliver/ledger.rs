@@ -98,7 +98,7 @@ pub struct Ledger {
 impl Ledger {
     /// Open (and create) the ledger directory; prune session files past `RETENTION`.
     pub fn open(dir: &Path, policy: ResendPolicy) -> io::Result<Ledger> {
-        fs::create_dir_all(dir)?;
+        crate::deliver::private_dir(dir)?;
         prune(dir, SystemTime::now());
         Ok(Ledger {
             dir: dir.to_path_buf(),
@@ -146,7 +146,9 @@ impl Ledger {
                 s.keys.insert(key.into(), Mark::Sent);
             }
             if s.file.is_none() {
-                match OpenOptions::new().create(true).append(true).open(&path) {
+                let mut opts = OpenOptions::new();
+                crate::deliver::private_file(&mut opts);
+                match opts.create(true).append(true).open(&path) {
                     Ok(f) => s.file = Some(f),
                     Err(e) => {
                         result = Err(e);
@@ -249,7 +251,7 @@ impl Ledger {
         for p in done {
             let path = self.dir.join(file_name_ext(&p.session, DONE_EXT));
             // Best effort: without the mark the file is read again, and the keys skip it all.
-            let _ = OpenOptions::new()
+            let _ = crate::deliver::private_file(&mut OpenOptions::new())
                 .create(true)
                 .append(true)
                 .open(path)

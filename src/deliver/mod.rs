@@ -18,7 +18,7 @@ pub mod tree;
 mod tests_worker;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -292,6 +292,8 @@ impl Delivery {
                 .context("no state directory: set --state-dir (or HOME / XDG_STATE_HOME)")?,
         };
         let state_dir = root.join(dest.state_name(cfg.public_key.as_deref()));
+        private_dir(&state_dir)
+            .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
         let ledger = Ledger::open(&state_dir.join("ledger"), cfg.resend)
             .with_context(|| format!("opening the delivery ledger in {}", state_dir.display()))?;
         let spool = Spool::open(&state_dir.join("spool"), dest.wire, cfg.replay)
@@ -602,4 +604,37 @@ mod tests {
             .contains("sk-lf-123")
         );
     }
+}
+
+/// The state directory and everything in it are the user's alone: the spool holds prompts
+/// and tool output. Directories are created 0700 (existing ones of this tool are narrowed
+/// to it); see [`private_file`] for files.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Open options for a state file: created 0600.
+pub fn private_file(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
 }

@@ -97,7 +97,7 @@ impl Spool {
     /// Open the spool directory; with `Replay::Yes`, claim the unlocked segments earlier
     /// runs left for this wire format.
     pub fn open(dir: &Path, wire: Wire, replay: Replay) -> io::Result<Spool> {
-        fs::create_dir_all(dir)?;
+        crate::deliver::private_dir(dir)?;
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -328,7 +328,7 @@ impl Spool {
             wire_name(self.wire),
             self.run_id
         ));
-        let file = OpenOptions::new()
+        let file = crate::deliver::private_file(&mut OpenOptions::new())
             .create(true)
             .truncate(true)
             .write(true)
