@@ -462,24 +462,36 @@ impl HttpSink {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
+                let content_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
                 match resp
                     .body_mut()
                     .with_config()
                     .limit(MAX_RESPONSE_BYTES)
                     .read_to_vec()
                 {
+                    Ok(body) if (200..300).contains(&code) => {
+                        match not_langfuse(code, &content_type, &body, self.dest.wire) {
+                            // Not Langfuse's answer (a login proxy, a captive portal): an
+                            // error, so the items are retried and spooled, never marked.
+                            Some(why) => Reply::Network(why),
+                            None => Reply::Status {
+                                code,
+                                retry_after,
+                                body,
+                            },
+                        }
+                    }
                     Ok(body) => Reply::Status {
                         code,
                         retry_after,
                         body,
                     },
-                    // The status line arrived: the server saw the request. For a success,
-                    // an unreadable body still means "accepted" (re-sending would duplicate).
-                    Err(_) if (200..300).contains(&code) && code != 207 => Reply::Status {
-                        code,
-                        retry_after,
-                        body: Vec::new(),
-                    },
+                    // A success whose answer was cut off is no proof of delivery.
                     Err(e) => Reply::Network(format!("reading the response: {e}")),
                 }
             }
@@ -685,6 +697,34 @@ enum Fate {
     Delivered,
     Rejected,
     Retry,
+}
+
+/// Why a 2xx answer is not Langfuse's (or an OTLP collector's): `None` when it is. Langfuse
+/// answers JSON: `{}` or an export response for OTLP, `{successes, errors}` for ingestion.
+/// An HTML page, a body that is not JSON, or (ingestion) no body at all is something else.
+fn not_langfuse(code: u16, content_type: &str, body: &[u8], wire: Wire) -> Option<String> {
+    let text = body.trim_ascii_start();
+    if content_type.contains("html") || text.starts_with(b"<") {
+        return Some(format!(
+            "the server answered {code} with an HTML page, not Langfuse's JSON: is the URL \
+             behind a login proxy or captive portal?"
+        ));
+    }
+    if text.is_empty() {
+        return match wire {
+            // OTLP collectors may answer an empty 200.
+            Wire::Otlp => None,
+            Wire::Ingestion => Some(format!(
+                "the server answered {code} with an empty body, not Langfuse's JSON"
+            )),
+        };
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v.is_object() => None,
+        _ => Some(format!(
+            "the server answered {code} with something that is not Langfuse's JSON answer"
+        )),
+    }
 }
 
 /// The envelope `id` of a legacy event (what a 207 refers to).

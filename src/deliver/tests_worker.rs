@@ -466,6 +466,31 @@ fn retry_after_is_honoured() {
     assert_exactly_once(&mock, &all);
 }
 
+/// A 200 that is not Langfuse's answer (an HTML login page, a body cut off) stored
+/// nothing: the items are sent again, never marked delivered on its word.
+#[test]
+fn only_langfuses_own_answer_counts_as_delivered() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    mock.script([Scripted::Html, Scripted::CutOff]);
+    let dir = tempfile::tempdir().unwrap();
+    let enc = otlp();
+    let all = items(&*enc, &observations("sess-html", 7));
+    let report = run(&config(&mock.url(), dir.path()), enc.clone(), &all, 100);
+    assert_eq!(report.delivered, 7, "{report:?}");
+    assert_exactly_once(&mock, &all);
+    assert!(mock.posts() >= 3, "two answers were not Langfuse's");
+
+    // Never anything else: the items wait in the spool, and the next run delivers them.
+    mock.script((0..40).map(|_| Scripted::Html));
+    let dir = tempfile::tempdir().unwrap();
+    let more = items(&*enc, &observations("sess-html-2", 3));
+    let report = run(&config(&mock.url(), dir.path()), enc.clone(), &more, 100);
+    assert_eq!((report.delivered, report.spooled), (0, 3), "{report:?}");
+    mock.clear_script();
+    let report = run(&config(&mock.url(), dir.path()), enc, &[], 100);
+    assert_eq!(report.delivered, 3, "{report:?}");
+}
+
 #[test]
 fn a_hung_request_times_out_and_is_retried() {
     let mock = MockLangfuse::start(MockConfig::default());

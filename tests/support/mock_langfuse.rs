@@ -47,6 +47,10 @@ pub enum Scripted {
     Close,
     /// Legacy only: a 207 where the first `n` events get `status` (the rest succeed).
     EventErrors { status: u16, n: usize },
+    /// 200 with an HTML login page (a proxy in front of Langfuse), nothing stored.
+    Html,
+    /// 200 whose body is cut off (fewer bytes than its Content-Length), nothing stored.
+    CutOff,
 }
 
 /// What the mock does.
@@ -593,6 +597,24 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
         }
         Some(Scripted::Close) => {
             record(0);
+            return;
+        }
+        Some(Scripted::Html) => {
+            record(200);
+            respond(
+                &mut write,
+                200,
+                &[],
+                b"<!doctype html><html><body>Sign in</body></html>",
+            );
+            return;
+        }
+        Some(Scripted::CutOff) => {
+            record(200);
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n{\"part";
+            let _ = write.write_all(head.as_bytes());
+            let _ = write.flush();
+            let _ = write.shutdown(Shutdown::Write);
             return;
         }
         Some(Scripted::EventErrors { status, n }) => event_errors = Some((status, n)),
