@@ -144,6 +144,8 @@ fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
     assert_eq!(out.status.code(), Some(1), "spooled is a partial success");
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(summary.contains("spooled for the next run"), "{summary}");
+    // Why, without --debug.
+    assert!(summary.contains("connection refused"), "{summary}");
     let Some(mock) =
         MockLangfuse::start_on(url.trim_start_matches("http://"), MockConfig::default())
     else {

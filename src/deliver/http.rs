@@ -381,6 +381,8 @@ pub struct HttpSink {
     status: Arc<Status>,
     breaker: Breaker,
     seed: u64,
+    /// The cause of the last give-up, for batches spooled while the destination is down.
+    last_cause: Option<String>,
     /// Set by 401/403/404/3xx: nothing more is sent.
     fatal: Option<String>,
     /// Set when a v4 server refused legacy events: the rest is rejected unsent.
@@ -438,6 +440,7 @@ impl HttpSink {
             breaker: Breaker::default(),
             seed,
             fatal: None,
+            last_cause: None,
             wants_otlp: false,
             counts: Counts::default(),
         }
@@ -539,6 +542,7 @@ impl HttpSink {
     }
 
     fn rejected(&mut self, count: usize, reason: &str, report: &mut Report) {
+        report.because(format!("rejected: {}", cause_phrase(reason)), count);
         report.rejected += count as u64;
         self.counts.rejected += count as u64;
         self.status.rejection(count, reason);
@@ -553,6 +557,9 @@ impl HttpSink {
             items.len()
         ));
         self.breaker.trip(self.settings.policy.cap);
+        let cause = format!("{} after {attempts} attempts", cause_phrase(reason));
+        self.last_cause = Some(cause_phrase(reason));
+        report.because(cause, items.len());
         self.spool_items(items, report);
     }
 
@@ -671,6 +678,7 @@ impl HttpSink {
                 }
                 Verdict::Fatal { reason } => {
                     let reason = self.status.scrub(&reason);
+                    report.because(cause_phrase(&reason), items.len());
                     self.fatal = Some(reason.clone());
                     report.fatal.get_or_insert(reason);
                     self.spool_items(&items, report);
@@ -697,6 +705,53 @@ enum Fate {
     Delivered,
     Rejected,
     Retry,
+}
+
+/// A failure reason in one short phrase for the summary: the kind of network failure
+/// (connection refused, DNS, TLS with its cause, timeout, connection closed) or the HTTP
+/// status with its meaning; anything else cut short.
+fn cause_phrase(reason: &str) -> String {
+    let r = reason.to_ascii_lowercase();
+    let has = |k: &[&str]| k.iter().any(|k| r.contains(k));
+    let tls = |what: &str| format!("TLS: {what}");
+    if has(&["unknownissuer", "unknown issuer"]) {
+        tls("certificate of an unknown issuer (a private CA? see --ca-cert)")
+    } else if has(&["expired", "notvalidyet"]) {
+        tls("certificate expired or not yet valid")
+    } else if has(&["notvalidforname", "name mismatch"]) {
+        tls("certificate not valid for this host name")
+    } else if has(&["certificate", "handshake", "tls", "alert"]) {
+        tls("handshake failed")
+    } else if has(&["refused"]) {
+        "connection refused".to_string()
+    } else if has(&[
+        "dns",
+        "resolve",
+        "lookup",
+        "name or service not known",
+        "no such host",
+    ]) {
+        "DNS lookup failed".to_string()
+    } else if has(&["timed out", "timeout"]) && !r.contains("http 408") {
+        "timeout".to_string()
+    } else if has(&[
+        "reset",
+        "broken pipe",
+        "connection closed",
+        "unexpected eof",
+    ]) {
+        "connection closed by the server".to_string()
+    } else if has(&["html page"]) {
+        "an HTML page instead of Langfuse's answer (login proxy?)".to_string()
+    } else if has(&["not langfuse's json", "empty body"]) {
+        "an answer that is not Langfuse's".to_string()
+    } else if has(&["http 429"]) {
+        "rate limited (429)".to_string()
+    } else if let Some(code) = r.split("http ").nth(1).and_then(|t| t.get(..3)) {
+        format!("HTTP {code}")
+    } else {
+        reason.chars().take(60).collect()
+    }
 }
 
 /// Why a 2xx answer is not Langfuse's (or an OTLP collector's): `None` when it is. Langfuse
@@ -739,11 +794,21 @@ fn envelope_id(json: &[u8]) -> Option<String> {
 impl Sink for HttpSink {
     fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report) {
         if self.fatal.is_some() || self.clock.over() {
+            let cause = match &self.fatal {
+                Some(f) => cause_phrase(f),
+                None => "the shutdown timeout ran out".to_string(),
+            };
+            report.because(cause, items.len());
             self.spool_items(&items, report);
         } else if self.wants_otlp {
             self.rejected(items.len(), retry::WANTS_OTLP_MESSAGE, report);
         } else if !self.breaker.probe_due() {
             // Known down and no probe due: straight to the spool, the worker stays free.
+            let cause = self
+                .last_cause
+                .clone()
+                .unwrap_or_else(|| "server down".into());
+            report.because(cause, items.len());
             self.spool_items(&items, report);
         } else {
             let single_attempt = !self.breaker.closed();
@@ -782,6 +847,38 @@ impl Sink for HttpSink {
 
     fn healthy(&self) -> bool {
         self.fatal.is_none() && !self.wants_otlp && self.breaker.probe_due()
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::cause_phrase;
+
+    #[test]
+    fn causes_in_one_phrase() {
+        for (reason, phrase) in [
+            (
+                "network error: io: Connection refused (os error 111)",
+                "connection refused",
+            ),
+            (
+                "network error: dns failed: failed to lookup address",
+                "DNS lookup failed",
+            ),
+            (
+                "network error: rustls: invalid peer certificate: UnknownIssuer",
+                "TLS: certificate of an unknown issuer (a private CA? see --ca-cert)",
+            ),
+            ("network error: timeout: global", "timeout"),
+            ("rate limited (HTTP 429)", "rate limited (429)"),
+            ("server error (HTTP 503): busy", "HTTP 503"),
+            (
+                "network error: the server answered 200 with an HTML page, not Langfuse's JSON",
+                "an HTML page instead of Langfuse's answer (login proxy?)",
+            ),
+        ] {
+            assert_eq!(cause_phrase(reason), phrase, "{reason}");
+        }
     }
 }
 

@@ -286,6 +286,12 @@ impl Delivery {
             encoder.wire() == dest.wire,
             "internal error: encoder and destination disagree on the wire format"
         );
+        if let Some(host) = plaintext_host(&dest.url) {
+            crate::messages::warn(&format!(
+                "the Langfuse keys go to {host} over plain http://: anyone on the network \
+                 between can read them (use https://)"
+            ));
+        }
         let root = match &cfg.state_dir {
             Some(d) => d.clone(),
             None => default_state_dir()
@@ -574,6 +580,29 @@ fn redact_userinfo(url: &str) -> String {
 }
 
 #[cfg(test)]
+mod plaintext_tests {
+    use super::plaintext_host;
+
+    #[test]
+    fn plain_http_to_another_host_is_named() {
+        assert_eq!(
+            plaintext_host("http://langfuse.corp:3000/api"),
+            Some("langfuse.corp".into())
+        );
+        assert_eq!(plaintext_host("http://10.0.0.5"), Some("10.0.0.5".into()));
+        for local in [
+            "http://localhost:3000",
+            "http://127.0.0.1:3000/x",
+            "http://[::1]:8080",
+            "http://user:pw@127.0.0.1",
+            "https://cloud.langfuse.com",
+        ] {
+            assert_eq!(plaintext_host(local), None, "{local}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -604,6 +633,25 @@ mod tests {
             .contains("sk-lf-123")
         );
     }
+}
+
+/// The host of a plain `http://` URL that is not this machine (`None` for https and for
+/// loopback: a local Langfuse or collector is fine in clear text).
+fn plaintext_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_string())
 }
 
 /// The state directory and everything in it are the user's alone: the spool holds prompts

@@ -46,6 +46,17 @@ pub struct Report {
     pub replayed: u64,
     /// A fatal delivery error (e.g. bad credentials): exit status 2.
     pub fatal: Option<String>,
+    /// Why items were spooled or rejected: a short phrase per cause, with its item count.
+    pub causes: std::collections::BTreeMap<String, u64>,
+}
+
+impl Report {
+    /// Count `n` items under `cause`.
+    pub fn because(&mut self, cause: String, n: usize) {
+        if n > 0 {
+            *self.causes.entry(cause).or_default() += n as u64;
+        }
+    }
 }
 
 /// Where request bodies go.

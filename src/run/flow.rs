@@ -189,6 +189,12 @@ impl fmt::Display for SummaryLine<'_> {
                     write!(f, ", {n} {what}")?;
                 }
             }
+            // Why, in a phrase per cause (the details: --debug).
+            if !r.causes.is_empty() {
+                let causes: Vec<String> =
+                    r.causes.iter().map(|(c, n)| format!("{n}: {c}")).collect();
+                write!(f, " ({})", causes.join("; "))?;
+            }
         }
         Ok(())
     }
