@@ -95,6 +95,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub shutdown_timeout: String,
 
+    /// Also trust the certificates of this PEM bundle (a private CA in front of a
+    /// self-hosted Langfuse), besides the platform's store (and SSL_CERT_FILE / SSL_CERT_DIR).
+    #[arg(long, env = "LANGFUSE_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Where the spool and the delivery ledger live [default: $XDG_STATE_HOME/omp-langfuse].
     #[arg(long, env = "OMP_LANGFUSE_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,

@@ -289,6 +289,7 @@ fn delivery_config(cli: &Cli, mode: &Mode) -> Result<DeliveryConfig> {
              to Langfuse (or use --dry-run to print what would be sent)"
         );
     }
+    crate::deliver::http::trust(cli.ca_cert.as_deref().filter(|p| !p.as_os_str().is_empty()))?;
     let otlp_headers = match cli.otlp_headers.as_deref().filter(|h| !h.trim().is_empty()) {
         Some(h) => parse_otlp_headers(h)
             .map_err(|e| anyhow::anyhow!("OTEL_EXPORTER_OTLP_HEADERS / --otlp-headers: {e}"))?,

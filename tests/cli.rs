@@ -50,6 +50,7 @@ const FLAGS: &[&str] = &[
     "-v",
     "--verbose",
     "--strict",
+    "--ca-cert",
     "-h",
     "--help",
     "-V",

@@ -366,3 +366,61 @@ fn state_files_are_private() {
     }
     assert!(seen.0 >= 3 && seen.1 >= 1, "{seen:?}");
 }
+
+/// A self-hosted Langfuse behind a private CA: unknown to the platform's store (the run
+/// says so plainly and spools), trusted with `LANGFUSE_CA_CERT`.
+#[test]
+fn a_private_ca_is_trusted_with_ca_cert() {
+    let work = tempfile::tempdir().unwrap();
+    let (port_file, ca_file) = (work.path().join("port"), work.path().join("ca.pem"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/tls/https_server.py");
+    let Ok(mut server) = Command::new("python3")
+        .arg(&script)
+        .arg("--port-file")
+        .arg(&port_file)
+        .arg("--ca-file")
+        .arg(&ca_file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("python3 is not installed; skipped");
+        return;
+    };
+    let t0 = Instant::now();
+    while !port_file.exists() && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = std::fs::read_to_string(&port_file).unwrap_or_default();
+    if port.is_empty() {
+        let _ = server.kill();
+        panic!("the HTTPS stand-in did not start (openssl missing?)");
+    }
+    let url = format!("https://127.0.0.1:{port}");
+    let input = omp_stream(1, 1);
+
+    let state = tempfile::tempdir().unwrap();
+    let mut c = cmd(&url, state.path());
+    c.args(["--transport", "otlp", "--shutdown-timeout", "2"]);
+    let out = run_with_input(c, &input);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("TLS: certificate of an unknown issuer"),
+        "{err}"
+    );
+
+    let state = tempfile::tempdir().unwrap();
+    let mut c = cmd(&url, state.path());
+    c.env("LANGFUSE_CA_CERT", &ca_file)
+        .args(["--transport", "otlp"]);
+    let out = run_with_input(c, &input);
+    let _ = server.kill();
+    let _ = server.wait();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("{} events delivered", observation_count(1, 1))),
+        "{err}"
+    );
+}

@@ -230,6 +230,46 @@ fn host_of(url: &str) -> &str {
     authority.rsplit_once('@').map_or(authority, |(_, h)| h)
 }
 
+/// The certificates HTTPS trusts, set once at start (see [`trust`]).
+static ROOTS: std::sync::OnceLock<ureq::tls::RootCerts> = std::sync::OnceLock::new();
+
+/// Trust the platform's certificate store (with `SSL_CERT_FILE` / `SSL_CERT_DIR`, which
+/// `rustls-native-certs` honours) plus the PEM bundle `ca_cert` (`--ca-cert`,
+/// `LANGFUSE_CA_CERT`: a private CA in front of a self-hosted Langfuse). Without any of
+/// them (a bare container), the bundled Mozilla roots. Returns how many certificates are
+/// trusted (0: the bundled roots).
+pub fn trust(ca_cert: Option<&std::path::Path>) -> anyhow::Result<usize> {
+    use anyhow::Context;
+    use ureq::tls::{Certificate, PemItem, RootCerts};
+    let mut certs: Vec<Certificate<'static>> = rustls_native_certs::load_native_certs()
+        .certs
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("--ca-cert / LANGFUSE_CA_CERT {}", path.display()))?;
+        let before = certs.len();
+        certs.extend(ureq::tls::parse_pem(&pem).filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c.to_owned()),
+            _ => None,
+        }));
+        anyhow::ensure!(
+            certs.len() > before,
+            "--ca-cert / LANGFUSE_CA_CERT {}: no PEM certificate in it",
+            path.display()
+        );
+    }
+    let n = certs.len();
+    let roots = if certs.is_empty() {
+        RootCerts::WebPki
+    } else {
+        RootCerts::new_with_certs(&certs)
+    };
+    let _ = ROOTS.set(roots);
+    Ok(n)
+}
+
 /// Loopback destinations (local servers, tests) never go through a proxy from the
 /// environment; everything else honours `HTTPS_PROXY` & co.
 fn agent_for(url: &str) -> ureq::Agent {
@@ -247,6 +287,12 @@ fn agent_for(url: &str) -> ureq::Agent {
         // A redirected POST could silently become a GET; a redirect is a config error.
         .max_redirects(0)
         .user_agent(format!("{SERVICE_NAME}/{TOOL_VERSION}"));
+    if let Some(roots) = ROOTS.get() {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(roots.clone())
+            .build();
+        cfg = cfg.tls_config(tls);
+    }
     if loopback {
         cfg = cfg.proxy(None);
     }
