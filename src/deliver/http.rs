@@ -718,6 +718,14 @@ impl HttpSink {
                     let back = items.split_off(items.len() / 2);
                     return Step::Split(items, back);
                 }
+                // A 400 refuses the whole batch for what may be one bad item (a bogus one
+                // read back from the spool): halve it until only the bad ones are left.
+                Verdict::Reject { reason } if reason.contains("(HTTP 400)") && items.len() > 1 => {
+                    self.status
+                        .debug(&format!("HTTP 400 for {} items: halving", items.len()));
+                    let back = items.split_off(items.len() / 2);
+                    return Step::Split(items, back);
+                }
                 Verdict::Reject { reason } => {
                     self.rejected(items.len(), &reason, report);
                     return Step::Done;

@@ -26,6 +26,8 @@ use crate::encode::{Item, Wire};
 const SEGMENT_EXT: &str = "jsonl";
 /// Bytes copied per read when moving leftovers between segments.
 const COPY_CHUNK: usize = 64 * 1024;
+/// Where damaged spool segments are moved, inside the spool directory.
+const QUARANTINE: &str = "quarantine";
 
 /// Whether to send what earlier runs left (`--no-replay` turns this off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -71,6 +73,9 @@ struct OldSegment {
     reader: BufReader<File>,
     /// Whether any line was read (an untouched segment is left as it is).
     touched: bool,
+    /// Lines of it that could not be read back: a damaged segment goes to `quarantine/`
+    /// once read, instead of being deleted.
+    bad: u64,
 }
 
 struct Own {
@@ -128,6 +133,7 @@ impl Spool {
                     path,
                     reader: BufReader::new(file),
                     touched: false,
+                    bad: 0,
                 });
             }
         }
@@ -170,38 +176,43 @@ impl Spool {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut inner = self.lock();
-        let mut line = String::new();
+        // Bytes, not text: a line torn inside a character or random bytes are one bad
+        // line, never an error that would block the destination for every later run.
+        let mut line = Vec::new();
         while out.len() < max_items && bytes < max_bytes {
             let Some(seg) = inner.old.front_mut() else {
                 break;
             };
             line.clear();
-            let n = seg.reader.read_line(&mut line)?;
+            let n = seg.reader.read_until(b'\n', &mut line)?;
             seg.touched = true;
             if n == 0 {
                 let done = inner.old.pop_front().expect("front");
                 inner.done.push(done);
                 continue;
             }
-            match decode_line(&line) {
+            match decode_bytes(&line) {
                 Some(item) => {
                     bytes += item.json.len();
                     out.push((item, Origin::EarlierRun));
                 }
-                None => inner.bad_lines += 1,
+                None => {
+                    seg.bad += 1;
+                    inner.bad_lines += 1;
+                }
             }
         }
         let mut bad = 0;
         if let Some(own) = inner.own.as_mut() {
             while out.len() < max_items && bytes < max_bytes && own.read < own.written {
                 line.clear();
-                let n = own.reader.read_line(&mut line)?;
+                let n = own.reader.read_until(b'\n', &mut line)?;
                 if n == 0 {
                     break;
                 }
                 own.read += n as u64;
                 own.pending = own.pending.saturating_sub(1);
-                match decode_line(&line) {
+                match decode_bytes(&line) {
                     Some(item) => {
                         bytes += item.json.len();
                         out.push((item, Origin::ThisRun));
@@ -218,18 +229,18 @@ impl Spool {
     /// without consuming them (so the caller can claim them before new input arrives).
     pub fn scan_earlier(&self, mut f: impl FnMut(&str, &str)) -> io::Result<()> {
         let paths: Vec<PathBuf> = self.lock().old.iter().map(|s| s.path.clone()).collect();
-        let mut line = String::new();
+        let mut line = Vec::new();
         for path in paths {
             let mut r = BufReader::new(File::open(&path)?);
             loop {
                 line.clear();
-                if r.read_line(&mut line)? == 0 {
+                if r.read_until(b'\n', &mut line)? == 0 {
                     break;
                 }
-                if !line.ends_with('\n') {
+                if !line.ends_with(b"\n") {
                     continue;
                 }
-                if let Ok(l) = serde_json::from_str::<Line<'_>>(line.trim_end()) {
+                if let Ok(l) = serde_json::from_slice::<Line<'_>>(line.trim_ascii_end()) {
                     f(l.s, l.k);
                 }
             }
@@ -287,7 +298,22 @@ impl Spool {
             }
         }
         for seg in partly.into_iter().chain(std::mem::take(&mut inner.done)) {
-            fs::remove_file(&seg.path)?;
+            if seg.bad == 0 {
+                fs::remove_file(&seg.path)?;
+                continue;
+            }
+            // Damaged: its good items were delivered (or moved into ours); keep the file
+            // aside for inspection, out of every later run's way.
+            let aside = self.dir.join(QUARANTINE);
+            crate::deliver::private_dir(&aside)?;
+            let name = seg.path.file_name().unwrap_or_default();
+            fs::rename(&seg.path, aside.join(name))?;
+            crate::messages::warn(&format!(
+                "{}: {} that could not be read back; moved to {}",
+                seg.path.display(),
+                crate::messages::plural(seg.bad, "spool line"),
+                aside.display()
+            ));
         }
         for mut seg in untouched {
             left += count_lines(&mut seg.reader)?;
@@ -356,6 +382,11 @@ fn encode_line(item: &Item, out: &mut Vec<u8>) {
             .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
     );
     out.extend_from_slice(b"}\n");
+}
+
+/// A spool line's item; `None` for bytes that are not one (not UTF-8, torn, bogus).
+fn decode_bytes(line: &[u8]) -> Option<Item> {
+    decode_line(std::str::from_utf8(line).ok()?)
 }
 
 /// A spool line back to an item; `None` for a torn or foreign line.
@@ -587,6 +618,38 @@ mod tests {
         assert_eq!(sp.bad_lines(), 1);
         assert_eq!(sp.finish().unwrap(), 0);
         assert!(dir.path().join("notes.txt").exists());
+    }
+
+    /// Bad bytes never block the destination: invalid UTF-8, a line torn inside a
+    /// character and random bytes are skipped and counted, the good items around them are
+    /// delivered, and the damaged segment is moved into `quarantine/` (reported once).
+    #[test]
+    fn a_damaged_segment_delivers_the_rest_and_goes_to_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        encode_line(&item(1), &mut bytes);
+        bytes.extend_from_slice(b"{\"s\":\"s\",\"k\":\"x\",\"i\":\"caf\xC3");
+        bytes.extend_from_slice(b"\n\xFF\xFE garbage \x00\x01\n");
+        encode_line(&item(2), &mut bytes);
+        let seg = dir.path().join("otlp-0000000000000009-0000000001.jsonl");
+        fs::write(&seg, &bytes).unwrap();
+        let sp = Spool::open(dir.path(), Wire::Otlp, Replay::Yes).unwrap();
+        let got = sp.pull(10, usize::MAX).unwrap();
+        assert_eq!(keys(&got), ["k1", "k2"]);
+        assert_eq!(sp.bad_lines(), 2);
+        assert_eq!(sp.pull(10, usize::MAX).unwrap().len(), 0);
+        assert_eq!(sp.finish().unwrap(), 0);
+        assert!(!seg.exists());
+        assert!(
+            dir.path()
+                .join("quarantine")
+                .join(seg.file_name().unwrap())
+                .exists()
+        );
+        // The next run has nothing to replay and no error.
+        let sp = Spool::open(dir.path(), Wire::Otlp, Replay::Yes).unwrap();
+        assert!(!sp.has_pending());
+        assert_eq!(sp.finish().unwrap(), 0);
     }
 
     #[test]

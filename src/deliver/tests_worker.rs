@@ -466,6 +466,34 @@ fn retry_after_is_honoured() {
     assert_exactly_once(&mock, &all);
 }
 
+/// One bogus item (a spool line that parses but is no span) makes Langfuse refuse the whole
+/// batch with a 400: the batch is halved until only that item is rejected.
+#[test]
+fn a_400_for_a_batch_rejects_only_its_bad_items() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let enc = otlp();
+    let mut all = items(&*enc, &observations("sess-400", 9));
+    let good = all.clone();
+    all.insert(
+        4,
+        Item {
+            session_id: "sess-400".into(),
+            key: "bogus".into(),
+            json: br#"{"not":"a span"}"#.to_vec(),
+            trace_tag: None,
+        },
+    );
+    let report = run(&config(&mock.url(), dir.path()), enc, &all, 100);
+    assert_eq!((report.delivered, report.rejected), (9, 1), "{report:?}");
+    let spans = mock.spans();
+    assert!(good.iter().all(|it| spans.get(&it.key) == Some(&1)));
+    assert_eq!(spans.len(), good.len());
+    // Halving needs a few refused requests: about log2 of the batch.
+    let refused = mock.received().iter().filter(|r| r.status == 400).count();
+    assert!((1..=8).contains(&refused), "{refused}");
+}
+
 /// A 200 that is not Langfuse's answer (an HTML login page, a body cut off) stored
 /// nothing: the items are sent again, never marked delivered on its word.
 #[test]
