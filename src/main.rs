@@ -133,6 +133,7 @@ fn run(cfg: &Config) -> Result<Status> {
                     read_error = Some(anyhow!("{} files could not be read", outcome.unreadable));
                 }
                 summary.unmatched += outcome.unmatched;
+                summary.busy_sessions += outcome.busy;
             }
             Mode::Watch(w) => {
                 run::watch::run(
@@ -170,7 +171,10 @@ fn run(cfg: &Config) -> Result<Status> {
     if read_error.is_some() {
         return Ok(Status::Fatal);
     }
-    let partial = summary.lost_input(cfg.run.strict) || report.rejected > 0 || report.spooled > 0;
+    let partial = summary.lost_input(cfg.run.strict)
+        || report.rejected > 0
+        || report.spooled > 0
+        || report.busy > 0;
     Ok(if partial {
         Status::Partial
     } else {

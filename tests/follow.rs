@@ -1152,3 +1152,40 @@ fn watch_shows_its_catch_up_and_an_unmatched_session_id_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("catch-up: 1/1 sessions"), "{err}");
 }
+
+/// Two backfills of one directory on one state directory, at the same time: every session
+/// is delivered by one of them, each observation once (the other says it left it).
+#[test]
+fn two_backfills_at_once_send_nothing_twice() {
+    let home = tempfile::tempdir().unwrap();
+    let sessions_dir = home.path().join("sessions");
+    let generated = generate(&sessions_dir, 60);
+    let state = tempfile::tempdir().unwrap();
+    let mock = MockLangfuse::start(MockConfig::default());
+    let start = || {
+        let mut c = cmd(&mock.url(), state.path());
+        c.arg("backfill").arg(&sessions_dir);
+        c.spawn().unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (
+        wait_bounded(a, Duration::from_secs(120)),
+        wait_bounded(b, Duration::from_secs(120)),
+    );
+    for out in [&a, &b] {
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(out));
+    }
+    let spans = mock.spans();
+    assert!(spans.values().all(|n| *n == 1), "a span arrived twice");
+    // Whatever one left to the other, a third backfill completes and sends nothing twice.
+    let out = wait_bounded(start(), Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let spans = mock.spans();
+    assert!(spans.values().all(|n| *n == 1), "a span arrived twice");
+    let expected: usize = generated
+        .sessions
+        .values()
+        .map(|(k, _)| expected_observations(*k))
+        .sum();
+    assert_eq!(spans.len(), expected, "every observation arrived");
+}

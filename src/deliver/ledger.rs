@@ -29,6 +29,9 @@ use crate::encode::Item;
 const KEYS_EXT: &str = "keys";
 /// File name extension of a session's list of completely delivered input files.
 const DONE_EXT: &str = "done";
+/// File name extension of a session's lock: held (an OS file lock) by the one process
+/// delivering the session, so two runs on one state directory never both send it.
+const LOCK_EXT: &str = "lock";
 /// Session files not written for this long are deleted at start-up. Re-sending a session
 /// this old re-delivers it; keeping every session forever would grow without bound.
 pub const RETENTION: Duration = Duration::from_secs(180 * 24 * 3600);
@@ -54,6 +57,8 @@ pub enum Claim {
     Delivered,
     /// This run already has it (queued, in flight, delivered or spooled).
     Duplicate,
+    /// Another process is delivering this session (it holds the session's lock).
+    Busy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +98,8 @@ pub struct Ledger {
     pending: Vec<Pending>,
     /// Sessions to drop from memory once nothing of theirs is pending.
     release_later: HashSet<Arc<str>>,
+    /// The locks of the sessions this process delivers.
+    locks: HashMap<Arc<str>, File>,
 }
 
 impl Ledger {
@@ -106,11 +113,49 @@ impl Ledger {
             sessions: HashMap::new(),
             pending: Vec::new(),
             release_later: HashSet::new(),
+            locks: HashMap::new(),
         })
     }
 
-    /// Claim `key` for sending, unless it was delivered before or is already claimed.
+    /// Whether this process delivers `session`: it holds the session's lock, or takes it
+    /// now (without waiting). Held until the session is released or the process ends.
+    pub fn own(&mut self, session: &str) -> bool {
+        if self.locks.contains_key(session) {
+            return true;
+        }
+        let path = self.dir.join(file_name_ext(session, LOCK_EXT));
+        let file = crate::deliver::private_file(&mut OpenOptions::new())
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path);
+        match file {
+            Ok(f) => match f.try_lock() {
+                Ok(()) => {
+                    // Keys another process wrote before letting go are read afresh.
+                    self.sessions.remove(session);
+                    self.locks.insert(session.into(), f);
+                    true
+                }
+                Err(fs::TryLockError::WouldBlock) => false,
+                // A file system without locks: deliver as before.
+                Err(fs::TryLockError::Error(_)) => true,
+            },
+            Err(_) => true,
+        }
+    }
+
+    /// How many session locks this process holds (one open file each).
+    pub fn held(&self) -> usize {
+        self.locks.len()
+    }
+
+    /// Claim `key` for sending, unless it was delivered before, is already claimed, or its
+    /// session is another process's.
     pub fn claim(&mut self, session: &Arc<str>, key: &str) -> Claim {
+        if !self.own(session) {
+            return Claim::Busy;
+        }
         let s = self.session(session);
         match s.keys.get(key) {
             Some(Mark::Earlier) => Claim::Delivered,
@@ -239,6 +284,8 @@ impl Ledger {
             // lost append can only make a later run send an item again.
             self.sessions.remove(session);
             self.release_later.remove(session);
+            // Unlocked: another process may deliver it now.
+            self.locks.remove(&**session);
         }
     }
 
@@ -384,10 +431,13 @@ mod tests {
         // "b" was claimed but never delivered: the next run may send it.
         assert_eq!(l.claim(&s, "b"), Claim::Fresh);
         assert_eq!(l.claim(&"other".into(), "a"), Claim::Fresh);
+        // Another ledger on the same directory (another process) finds the session taken.
+        let mut busy = Ledger::open(dir.path(), ResendPolicy::SendAgain).unwrap();
+        assert_eq!(busy.claim(&s, "a"), Claim::Busy);
+        drop(l);
 
-        let mut l = Ledger::open(dir.path(), ResendPolicy::SendAgain).unwrap();
-        assert_eq!(l.claim(&s, "a"), Claim::Fresh);
-        assert_eq!(l.claim(&s, "a"), Claim::Duplicate);
+        assert_eq!(busy.claim(&s, "a"), Claim::Fresh);
+        assert_eq!(busy.claim(&s, "a"), Claim::Duplicate);
     }
 
     #[test]

@@ -184,14 +184,23 @@ pub enum Offered {
     Duplicate,
     /// Neither queue nor spool could take it (disk error; reported at the end).
     Lost,
+    /// Another process is delivering its session: not sent here.
+    Busy,
 }
 
 #[derive(Default)]
 struct Counters {
     skipped: AtomicU64,
+    busy: AtomicU64,
     replayed: AtomicU64,
     lost: AtomicU64,
 }
+
+/// Sessions with items on their way at once, in `backfill` (see `Delivery::wait_for_room`).
+const MAX_HELD_SESSIONS: usize = 12;
+/// Longest `backfill` waits for room before it goes on anyway (a stuck destination must not
+/// stop the reading: its items are spooled at the end).
+const HOLD_WAIT: Duration = Duration::from_secs(2);
 
 /// The running delivery pipeline.
 pub struct Delivery {
@@ -402,6 +411,15 @@ impl Delivery {
         }
     }
 
+    /// Whether this process delivers `session` (see `Ledger::own`): false while another
+    /// process on the same state directory does.
+    pub fn own(&self, session: &str) -> bool {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .own(session)
+    }
+
     /// The length at which an input file was marked completely delivered (see the ledger).
     pub fn done_len(&self, session: &str, name: &str) -> Option<u64> {
         self.ledger
@@ -419,6 +437,27 @@ impl Delivery {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .complete_when_delivered(&session.into(), name, len, t.keys);
+    }
+
+    /// Wait (a bounded while) until fewer than `MAX_HELD_SESSIONS` sessions still have
+    /// items on their way: each holds its session lock, an open file, until they are
+    /// delivered. Keeps `backfill`'s open files flat over thousands of sessions while
+    /// leaving plenty in flight.
+    pub fn wait_for_room(&self) {
+        let until = Instant::now() + HOLD_WAIT;
+        let mut asked = false;
+        while Instant::now() < until {
+            let held = self.ledger.lock().unwrap_or_else(|e| e.into_inner()).held();
+            if held < MAX_HELD_SESSIONS {
+                return;
+            }
+            // Their items may sit in a batch that is not full yet: send it now.
+            if !asked && let Some(tx) = &self.tx {
+                let _ = tx.send(sender::flush_marker());
+                asked = true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Let the ledger forget a session once its deliveries settle (memory, open files).
@@ -449,6 +488,19 @@ impl Delivery {
             Claim::Delivered => {
                 self.counters.skipped.fetch_add(1, Ordering::Relaxed);
                 return Offered::AlreadyDelivered;
+            }
+            Claim::Busy => {
+                self.counters.busy.fetch_add(1, Ordering::Relaxed);
+                // Not ours to deliver: the file read is not complete on our account.
+                if let Some(t) = self
+                    .tracked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    t.lost = true;
+                }
+                return Offered::Busy;
             }
             Claim::Duplicate => return Offered::Duplicate,
             Claim::Fresh => {}
@@ -528,6 +580,7 @@ impl Delivery {
             }
         };
         report.skipped += self.counters.skipped.load(Ordering::Relaxed);
+        report.busy += self.counters.busy.load(Ordering::Relaxed);
         report.replayed += self.counters.replayed.load(Ordering::Relaxed);
         let lost = self.counters.lost.load(Ordering::Relaxed);
         if lost > 0 {

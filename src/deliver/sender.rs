@@ -44,6 +44,8 @@ pub struct Report {
     pub skipped: u64,
     /// Items an earlier run spooled and this run sent again.
     pub replayed: u64,
+    /// Items of sessions another process was delivering (not sent here).
+    pub busy: u64,
     /// A fatal delivery error (e.g. bad credentials): exit status 2.
     pub fatal: Option<String>,
     /// Why items were spooled or rejected: a short phrase per cause, with its item count.
@@ -274,6 +276,21 @@ pub fn spawn_with(
         .expect("spawning the sender thread")
 }
 
+/// An item that asks the worker to send its partial batch now (no key, no body): `backfill`
+/// waiting for its sessions' items to be delivered must not wait for a batch to fill.
+pub fn flush_marker() -> Item {
+    Item {
+        session_id: "".into(),
+        key: String::new(),
+        json: Vec::new(),
+        trace_tag: None,
+    }
+}
+
+fn is_flush_marker(item: &Item) -> bool {
+    item.key.is_empty() && item.json.is_empty()
+}
+
 struct Worker<'a> {
     encoder: &'a dyn Encoder,
     sink: &'a mut dyn Sink,
@@ -312,6 +329,7 @@ impl Worker<'_> {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match received {
+                Ok(item) if is_flush_marker(&item) => self.flush(),
                 Ok(item) => {
                     extras.gauge.release(item.json.len());
                     self.push(item);

@@ -583,6 +583,55 @@ fn a_full_queue_spills_to_disk_without_blocking_and_nothing_is_lost() {
     assert_exactly_once(&mock, &all);
 }
 
+/// One deliverer per session across processes: while one run delivers a session, a second
+/// run on the same state directory leaves that session alone (no duplicate in Langfuse),
+/// and runs of other sessions go on side by side.
+#[test]
+fn a_session_another_run_is_delivering_is_left_to_it() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&mock.url(), dir.path());
+    let enc = otlp();
+    let shared = items(&*enc, &observations("sess-shared", 6));
+    let other = items(&*enc, &observations("sess-other", 4));
+    let start = || {
+        Delivery::start(
+            &cfg,
+            cfg.resolve(),
+            enc.clone(),
+            caps(100),
+            TimeCap::None,
+            Backpressure::Wait,
+        )
+        .unwrap()
+    };
+    let first = start();
+    for it in &shared {
+        first.offer(it.clone());
+    }
+    // The first run still holds the session (it has not finished) when the second reads it.
+    let second = start();
+    for it in shared.iter().chain(&other) {
+        let o = second.offer(it.clone());
+        if it.session_id.as_ref() == "sess-shared" {
+            assert_eq!(o, Offered::Busy);
+        }
+    }
+    let (a, b) = (first.finish(), second.finish());
+    assert_eq!((a.delivered, a.busy), (6, 0), "{a:?}");
+    assert_eq!((b.delivered, b.busy), (4, 6), "{b:?}");
+    let mut all = shared.clone();
+    all.extend(other);
+    assert_exactly_once(&mock, &all);
+    // Once the first is done, a third run owns the session and sends nothing again.
+    let report = run(&cfg, enc.clone(), &shared, 100);
+    assert_eq!(
+        (report.delivered, report.skipped, report.busy),
+        (0, 6, 0),
+        "{report:?}"
+    );
+}
+
 #[test]
 fn concurrent_runs_share_a_state_dir_without_losing_or_doubling() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,8 @@ pub struct Outcome {
     pub unreadable: u64,
     /// `--session` ids that matched no session file (reported).
     pub unmatched: u64,
+    /// Sessions skipped because another process was delivering them (reported).
+    pub busy: u64,
 }
 
 /// Run a backfill into `down`; `delivery` is `None` for a dry run (no ledger: all is read).
@@ -102,7 +104,18 @@ pub fn run(
         }
         if group.root_session.as_deref() != Some(f.root_session.as_str()) {
             group.end(delivery);
+            if let Some(d) = delivery {
+                d.wait_for_room();
+            }
             group.root_session = Some(f.root_session.clone());
+            // Another process (a watch, a second backfill) delivering this session has it;
+            // sending it here too would store every observation twice.
+            group.busy = delivery.is_some_and(|d| !d.own(&f.root_session));
+            outcome.busy += u64::from(group.busy);
+        }
+        if group.busy {
+            progress.advance(f.len, summary.observations.iter().sum());
+            continue;
         }
         let nest = match &f.parent {
             Some(p) => group.nest(p, f, &inert, cfg, map_cfg, (down.encoder, down.sanitizer)),
@@ -133,6 +146,17 @@ pub fn run(
     }
     group.end(delivery);
     progress.finish();
+    if outcome.busy > 0 {
+        flow::warn(
+            "backfill",
+            0,
+            &format!(
+                "{} being delivered by another process on the same state directory; skipped \
+                 (a later backfill sends what it did not)",
+                messages::plural(outcome.busy, "session")
+            ),
+        );
+    }
     Ok(outcome)
 }
 
@@ -141,6 +165,8 @@ pub fn run(
 #[derive(Default)]
 struct Group {
     root_session: Option<String>,
+    /// Another process delivers this session: its files are skipped.
+    busy: bool,
     parents: HashMap<PathBuf, ParentInfo>,
 }
 

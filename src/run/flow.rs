@@ -51,6 +51,8 @@ pub struct Summary {
     pub not_omp: u64,
     /// `--session` ids that matched nothing (the run read less than was asked).
     pub unmatched: u64,
+    /// Sessions skipped because another process was delivering them.
+    pub busy_sessions: u64,
     /// Lines of types this version does not know, by type (names that are safe to print;
     /// others under one placeholder).
     pub unknown: BTreeMap<String, u64>,
@@ -66,7 +68,10 @@ impl Summary {
     /// Did anything get lost on the way in? (Exit status 1.) Unknown types count only
     /// when `strict`.
     pub fn lost_input(&self, strict: bool) -> bool {
-        self.skipped > 0 || self.unmatched > 0 || (strict && !self.unknown.is_empty())
+        self.skipped > 0
+            || self.unmatched > 0
+            || self.busy_sessions > 0
+            || (strict && !self.unknown.is_empty())
     }
 
     /// Count a line of a type this version does not know.
@@ -184,6 +189,7 @@ impl fmt::Display for SummaryLine<'_> {
                 (r.spooled, "spooled for the next run"),
                 (r.skipped, "already delivered earlier"),
                 (r.replayed, "replayed from the spool"),
+                (r.busy, "left to another process delivering their session"),
             ] {
                 if n > 0 {
                     write!(f, ", {n} {what}")?;

@@ -294,6 +294,11 @@ impl Watcher<'_, '_> {
             {
                 return Ok(());
             }
+            // Another process delivers this session now: look again at the next poll.
+            if self.delivery.is_some_and(|d| !d.own(&f.root_session)) {
+                self.known.remove(path);
+                return Ok(());
+            }
             self.start(path, None)?;
         }
         if !self.tails.contains_key(path) {
