@@ -567,3 +567,44 @@ fn side_calls_are_traced_and_never_taken_for_the_leaf() {
         .any(|t| body_str(t, "name") == Some("Greeting"));
     assert!(named, "pi's session name titles the trace");
 }
+
+/// Every type omp 18.2.3–18.3.4 and pi 0.73 write that maps to nothing is known by name:
+/// with `--strict`, a stream holding one line of each still exits 0.
+#[test]
+fn every_type_omp_and_pi_write_is_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(fixtures_dir().join("live-auto-retry.jsonl")).unwrap();
+    for ty in [
+        "tool_stream_update",
+        "config_warnings_changed",
+        "advisor_yielded",
+        "session_settled",
+        "subagent_lifecycle",
+        "subagent_progress",
+        "subagent_event",
+        "queue_update",
+        "model_select",
+        "thinking_level_select",
+        "session_before_fork",
+        "resources_discover",
+        "retry_fallback_applied",
+    ] {
+        text.push_str(&format!("{{\"type\":\"{ty}\"}}\n"));
+    }
+    text.push_str("{\"type\":\"agent_end\",\"isTerminal\":false,\"awaitingAsyncWork\":true,\"yielded\":true}\n");
+    text.push_str("{\"type\":\"session_info_changed\",\"name\":\"Renamed\"}\n");
+    text.push_str("{\"type\":\"compaction_start\",\"reason\":\"threshold\"}\n");
+    text.push_str("{\"type\":\"compaction_end\",\"reason\":\"threshold\",\"result\":{\"summary\":\"s\"},\"aborted\":false,\"willRetry\":false}\n");
+    let path = dir.path().join("all-types.jsonl");
+    std::fs::write(&path, text).unwrap();
+    let out = dry_run(&path, &["--strict"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(!err.contains("does not know"), "{err}");
+    let evs = events(&out.stdout);
+    assert!(
+        evs.iter()
+            .any(|e| ev_type(e) == "span-create" && body_str(e, "name") == Some("compaction")),
+        "pi's compaction is traced"
+    );
+}
