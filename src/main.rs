@@ -174,7 +174,8 @@ fn run(cfg: &Config) -> Result<Status> {
     let partial = summary.lost_input(cfg.run.strict)
         || report.rejected > 0
         || report.spooled > 0
-        || report.busy > 0;
+        || report.busy > 0
+        || report.unrecorded > 0;
     Ok(if partial {
         Status::Partial
     } else {

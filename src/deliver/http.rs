@@ -582,8 +582,14 @@ impl HttpSink {
             .unwrap_or_else(|e| e.into_inner())
             .record(items);
         if let Err(e) = result {
-            self.status
-                .warn(&format!("could not update the delivery ledger: {e}"));
+            // Delivered but not remembered: a later run may send these again. Said, and
+            // the run exits 1.
+            report.unrecorded += items.len() as u64;
+            self.status.warn(&format!(
+                "could not update the delivery ledger ({e}): these {} observations may be \
+                 sent again by a later run",
+                items.len()
+            ));
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Report {
     pub replayed: u64,
     /// Items of sessions another process was delivering (not sent here).
     pub busy: u64,
+    /// Items delivered that the ledger could not record (a later run may send them again).
+    pub unrecorded: u64,
     /// A fatal delivery error (e.g. bad credentials): exit status 2.
     pub fatal: Option<String>,
     /// Why items were spooled or rejected: a short phrase per cause, with its item count.

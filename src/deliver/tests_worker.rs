@@ -494,6 +494,23 @@ fn a_400_for_a_batch_rejects_only_its_bad_items() {
     assert!((1..=8).contains(&refused), "{refused}");
 }
 
+/// Delivered but not recorded (the ledger cannot be written): said, counted, exit 1.
+#[test]
+fn a_ledger_that_cannot_be_written_is_said() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&mock.url(), dir.path());
+    // The session's key file is a directory: no append can succeed (even as root).
+    let state = dir
+        .path()
+        .join(cfg.resolve().state_name(cfg.public_key.as_deref()));
+    std::fs::create_dir_all(state.join("ledger").join("sess-ro.keys")).unwrap();
+    let enc = otlp();
+    let all = items(&*enc, &observations("sess-ro", 4));
+    let report = run(&cfg, enc, &all, 100);
+    assert_eq!((report.delivered, report.unrecorded), (4, 4), "{report:?}");
+}
+
 /// A 200 that is not Langfuse's answer (an HTML login page, a body cut off) stored
 /// nothing: the items are sent again, never marked delivered on its word.
 #[test]

@@ -190,6 +190,10 @@ impl fmt::Display for SummaryLine<'_> {
                 (r.skipped, "already delivered earlier"),
                 (r.replayed, "replayed from the spool"),
                 (r.busy, "left to another process delivering their session"),
+                (
+                    r.unrecorded,
+                    "not recorded in the ledger (may be sent again)",
+                ),
             ] {
                 if n > 0 {
                     write!(f, ", {n} {what}")?;
