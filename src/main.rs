@@ -92,6 +92,12 @@ fn run(cfg: &Config) -> Result<Status> {
                 cfg.run.sample_rate,
             ),
         };
+        let ctx = run::Ctx {
+            stop: &stop,
+            cfg: &cfg.run,
+            map_cfg: &map_cfg,
+            delivery: out.delivery(),
+        };
         match &cfg.run.mode {
             Mode::Pipe => {
                 if cfg.run.sources == [input::Source::Stdin] && input::stdin_is_terminal() {
@@ -120,15 +126,7 @@ fn run(cfg: &Config) -> Result<Status> {
                 }
             }
             Mode::Backfill(b) => {
-                let outcome = run::backfill::run(
-                    b,
-                    &stop,
-                    &cfg.run,
-                    &map_cfg,
-                    &mut down,
-                    &mut summary,
-                    out.delivery(),
-                )?;
+                let outcome = run::backfill::run(b, &ctx, &mut down, &mut summary)?;
                 if outcome.unreadable > 0 {
                     read_error = Some(anyhow!("{} files could not be read", outcome.unreadable));
                 }
@@ -136,15 +134,7 @@ fn run(cfg: &Config) -> Result<Status> {
                 summary.busy_sessions += outcome.busy;
             }
             Mode::Watch(w) => {
-                run::watch::run(
-                    w,
-                    &stop,
-                    &cfg.run,
-                    &map_cfg,
-                    &mut down,
-                    &mut summary,
-                    out.delivery(),
-                )?;
+                run::watch::run(w, &ctx, &mut down, &mut summary)?;
             }
         }
         if let Err(e) = down.finish(&mut summary) {

@@ -631,11 +631,17 @@ impl HttpSink {
         self.seed = self.seed.wrapping_add(1);
         let mut backoff = Backoff::new(&self.settings.policy, self.seed);
         let mut attempt = 0;
+        // The last failure, so running out of time still names what went wrong.
+        let mut last_failure: Option<String> = None;
         loop {
             attempt += 1;
             let timeout = self.request_timeout();
             if timeout < MIN_REQUEST_TIME.min(self.settings.timeout) {
-                self.give_up(&items, attempt - 1, "no time left before shutdown", report);
+                let why = match &last_failure {
+                    Some(r) => format!("{r}; then no time left before shutdown"),
+                    None => "no time left before shutdown".to_string(),
+                };
+                self.give_up(&items, attempt - 1, &why, report);
                 return Step::Done;
             }
             let body_len = encoder.body_len(&items);
@@ -749,6 +755,7 @@ impl HttpSink {
                 self.give_up(&items, attempt, &reason, report);
                 return Step::Done;
             }
+            last_failure = Some(reason.clone());
             let wait = after.unwrap_or_else(|| backoff.next().unwrap_or_default());
             self.status
                 .progress(self.counts, &format!("retrying: {reason}"));

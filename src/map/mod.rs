@@ -384,6 +384,32 @@ impl Mapper {
     }
 }
 
+/// An `event` observation to emit (see `Session::event`).
+struct EventObs<'a> {
+    name: &'a str,
+    level: Level,
+    status: Option<String>,
+    input: Option<Value>,
+    output: Option<Value>,
+    metadata: Map<String, Value>,
+    /// Its time, when the input gives one (else the latest seen).
+    at: Option<Millis>,
+}
+
+impl<'a> EventObs<'a> {
+    fn new(name: &'a str, level: Level) -> Self {
+        EventObs {
+            name,
+            level,
+            status: None,
+            input: None,
+            output: None,
+            metadata: Map::new(),
+            at: None,
+        }
+    }
+}
+
 /// Token and cost totals.
 #[derive(Debug, Default, Clone, Copy)]
 struct Totals {
@@ -1087,13 +1113,12 @@ impl Session {
                 let status = str_field(&v, "errorMessage").map(|e| short_line(&e, 200));
                 self.event(
                     out,
-                    "auto-retry",
-                    Level::Warning,
-                    status,
-                    input,
-                    None,
-                    meta,
-                    None,
+                    EventObs {
+                        status,
+                        input,
+                        metadata: meta,
+                        ..EventObs::new("auto-retry", Level::Warning)
+                    },
                 );
             }
             Ev::RetryEnd(v) => {
@@ -1110,13 +1135,12 @@ impl Session {
                 let output = Some(json!({ "success": success, "finalError": v.get("finalError") }));
                 self.event(
                     out,
-                    "auto-retry-end",
-                    level,
-                    status,
-                    None,
-                    output,
-                    meta,
-                    None,
+                    EventObs {
+                        status,
+                        output,
+                        metadata: meta,
+                        ..EventObs::new("auto-retry-end", level)
+                    },
                 );
             }
             Ev::RetryRecovery(r) => {
@@ -1124,13 +1148,11 @@ impl Session {
                 copy_fields(&r, &mut meta, &["attempt", "status", "recovery", "note"]);
                 self.event(
                     out,
-                    "auto-retry",
-                    Level::Warning,
-                    str_field(&r, "note"),
-                    None,
-                    None,
-                    meta,
-                    None,
+                    EventObs {
+                        status: str_field(&r, "note"),
+                        metadata: meta,
+                        ..EventObs::new("auto-retry", Level::Warning)
+                    },
                 );
             }
             Ev::Ttsr(rules) => {
@@ -1138,13 +1160,11 @@ impl Session {
                 let input = Some(json!({ "rules": rules }));
                 self.event(
                     out,
-                    "ttsr",
-                    Level::Warning,
-                    status,
-                    input,
-                    None,
-                    Map::new(),
-                    None,
+                    EventObs {
+                        status,
+                        input,
+                        ..EventObs::new("ttsr", Level::Warning)
+                    },
                 );
             }
             Ev::Goal(g) => self.goal(g, out),
@@ -1154,13 +1174,11 @@ impl Session {
                 let output = e.get("summary").cloned();
                 self.event(
                     out,
-                    "branch-summary",
-                    Level::Default,
-                    None,
-                    None,
-                    output,
-                    meta,
-                    None,
+                    EventObs {
+                        output,
+                        metadata: meta,
+                        ..EventObs::new("branch-summary", Level::Default)
+                    },
                 );
             }
             Ev::SessionEnd(data) => {
@@ -1707,17 +1725,16 @@ impl Session {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn event(
-        &mut self,
-        out: &mut Vec<Record>,
-        name: &str,
-        level: Level,
-        status: Option<String>,
-        input: Option<Value>,
-        output: Option<Value>,
-        metadata: Map<String, Value>,
-        at: Option<Millis>,
-    ) {
+    fn event(&mut self, out: &mut Vec<Record>, e: EventObs<'_>) {
+        let EventObs {
+            name,
+            level,
+            status,
+            input,
+            output,
+            metadata,
+            at,
+        } = e;
         self.trace().totals.events += 1;
         let key = self.next_key("event");
         let parent = self.parent_now();
@@ -1747,13 +1764,11 @@ impl Session {
                 let input = Some(json!({ "objective": prev.objective, "status": "dropped" }));
                 self.event(
                     out,
-                    "goal",
-                    Level::Default,
-                    Some("goal dropped".into()),
-                    input,
-                    None,
-                    Map::new(),
-                    None,
+                    EventObs {
+                        status: Some("goal dropped".into()),
+                        input,
+                        ..EventObs::new("goal", Level::Default)
+                    },
                 );
             }
             return;
@@ -1799,13 +1814,13 @@ impl Session {
         }
         self.event(
             out,
-            "goal",
-            level,
-            Some(format!("goal {status}")),
-            input,
-            None,
-            meta,
-            at,
+            EventObs {
+                status: Some(format!("goal {status}")),
+                input,
+                metadata: meta,
+                at,
+                ..EventObs::new("goal", level)
+            },
         );
     }
 

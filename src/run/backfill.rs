@@ -20,6 +20,7 @@ use crate::input::signals::Stop;
 use crate::map::nesting::{self, ParentInfo};
 use crate::map::{MapConfig, Mapper, Nest};
 use crate::messages;
+use crate::run::Ctx;
 use crate::run::flow::{self, Downstream, Front, Summary};
 use crate::run::progress::{Progress, Style};
 use crate::sanitize::Sanitizer;
@@ -38,13 +39,16 @@ pub struct Outcome {
 /// Run a backfill into `down`; `delivery` is `None` for a dry run (no ledger: all is read).
 pub fn run(
     b: &BackfillConfig,
-    stop: &Stop,
-    cfg: &RunConfig,
-    map_cfg: &Arc<MapConfig>,
+    ctx: &Ctx<'_>,
     down: &mut Downstream<'_>,
     summary: &mut Summary,
-    delivery: Option<&Delivery>,
 ) -> Result<Outcome> {
+    let Ctx {
+        stop,
+        cfg,
+        map_cfg,
+        delivery,
+    } = *ctx;
     let mut outcome = Outcome::default();
     for p in &b.paths {
         if !p.exists() {
@@ -118,7 +122,13 @@ pub fn run(
             continue;
         }
         let nest = match &f.parent {
-            Some(p) => group.nest(p, f, &inert, cfg, map_cfg, (down.encoder, down.sanitizer)),
+            Some(p) => {
+                let whole = Ctx {
+                    stop: &inert,
+                    ..*ctx
+                };
+                group.nest(p, f, &whole, (down.encoder, down.sanitizer))
+            }
             None => None,
         };
         let mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
@@ -186,18 +196,17 @@ impl Group {
     }
 
     /// Where subagent file `f` (whose parent file is `parent`) goes.
+    /// `ctx.stop` is the inert stop: a parent is read whole.
     fn nest(
         &mut self,
         parent: &Path,
         f: &SessionFile,
-        stop: &Stop,
-        cfg: &RunConfig,
-        map_cfg: &Arc<MapConfig>,
+        ctx: &Ctx<'_>,
         stages: (&dyn Encoder, &Sanitizer),
     ) -> Option<Nest> {
         if !self.parents.contains_key(parent) {
             // Not read in this run (already delivered, or not selected).
-            let info = read_parent(parent, stop, cfg, map_cfg, stages)?;
+            let info = read_parent(parent, ctx.stop, ctx.cfg, ctx.map_cfg, stages)?;
             self.parents.insert(parent.to_path_buf(), info);
         }
         nest_under(self.parents.get(parent)?, f)

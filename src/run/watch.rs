@@ -33,6 +33,7 @@ use crate::input::sessions::{self, SessionFile};
 use crate::input::signals::Stop;
 use crate::input::{Lines, Next};
 use crate::map::{MapConfig, Mapper};
+use crate::run::Ctx;
 use crate::run::backfill;
 use crate::run::flow::{Downstream, Front, Summary, warn};
 use crate::run::progress::{Progress, Style};
@@ -104,13 +105,16 @@ struct Watcher<'a, 'b> {
 /// Follow `w.dirs` until a stop is asked for.
 pub fn run(
     w: &WatchConfig,
-    stop: &Stop,
-    cfg: &RunConfig,
-    map_cfg: &Arc<MapConfig>,
+    ctx: &Ctx<'_>,
     down: &mut Downstream<'_>,
     summary: &mut Summary,
-    delivery: Option<&Delivery>,
 ) -> Result<()> {
+    let Ctx {
+        stop,
+        cfg,
+        map_cfg,
+        delivery,
+    } = *ctx;
     for dir in &w.dirs {
         if dir.exists() && !dir.is_dir() {
             return Err(anyhow!("{}: not a directory", dir.display()));
