@@ -989,13 +989,32 @@ impl Session {
             Ev::Message(m) => self.message(m, event.at, out),
             Ev::ProviderRequest(p) => self.provider_request = Some(p),
             Ev::ProviderResponse(r) => self.provider_response = Some(r),
+            ev @ (Ev::ToolStart { .. } | Ev::ToolUpdate { .. } | Ev::ToolEnd { .. }) => {
+                self.tool_event(ev, event.at);
+            }
+            ev @ (Ev::CompactionStart { .. } | Ev::Compaction(_) | Ev::CompactionEnd(_)) => {
+                self.compaction_event(ev, event.at, before, out);
+            }
+            ev @ (Ev::RetryStart(_)
+            | Ev::RetryEnd(_)
+            | Ev::RetryRecovery(_)
+            | Ev::Ttsr(_)
+            | Ev::BranchSummary(_)) => self.notice(ev, out),
+            Ev::Goal(g) => self.goal(g, out),
+            Ev::SessionEnd(data) => self.session_end(&data),
+        }
+    }
+
+    /// A tool starts, streams or ends (its observation is emitted with its result).
+    fn tool_event(&mut self, ev: Ev, at: Option<Millis>) {
+        match ev {
             Ev::ToolStart {
                 id,
                 name,
                 args,
                 intent,
             } => {
-                let at = event.at.unwrap_or_else(|| self.now());
+                let at = at.unwrap_or_else(|| self.now());
                 let parent = self.turn.as_ref().map(|t| t.id.clone());
                 let tool = self.tools.entry(id).or_insert_with(|| Tool {
                     parent,
@@ -1026,7 +1045,7 @@ impl Session {
                 result,
                 is_error,
             } => {
-                let at = event.at.unwrap_or_else(|| self.now());
+                let at = at.unwrap_or_else(|| self.now());
                 let parent = self.turn.as_ref().map(|t| t.id.clone());
                 let tool = self.tools.entry(id).or_insert_with(|| Tool {
                     name,
@@ -1038,9 +1057,22 @@ impl Session {
                 tool.is_error |= is_error;
                 tool.end = Some(at);
             }
+            _ => {}
+        }
+    }
+
+    /// Compaction: start, the committed entry, end.
+    fn compaction_event(
+        &mut self,
+        ev: Ev,
+        at: Option<Millis>,
+        before: Option<Millis>,
+        out: &mut Vec<Record>,
+    ) {
+        match ev {
             Ev::CompactionStart { reason, action } => {
                 let next = Compaction {
-                    start: event.at.unwrap_or_else(|| self.now()),
+                    start: at.unwrap_or_else(|| self.now()),
                     reason,
                     action,
                     entry: None,
@@ -1066,7 +1098,7 @@ impl Session {
                     let end = entry
                         .get("timestamp")
                         .and_then(as_millis)
-                        .or(event.at)
+                        .or(at)
                         .unwrap_or_else(|| self.now());
                     self.compaction = Some(Compaction {
                         start: before.unwrap_or(end).min(end),
@@ -1080,7 +1112,7 @@ impl Session {
             Ev::CompactionEnd(v) => {
                 if self.compaction.is_none() {
                     self.compaction = Some(Compaction {
-                        start: event.at.unwrap_or_else(|| self.now()),
+                        start: at.unwrap_or_else(|| self.now()),
                         reason: None,
                         action: str_field(&v, "action"),
                         entry: None,
@@ -1102,6 +1134,13 @@ impl Session {
                     self.compaction = Some(self.compactions_waiting.remove(0));
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// Retries, TTSR and branch summaries: `event` observations.
+    fn notice(&mut self, ev: Ev, out: &mut Vec<Record>) {
+        match ev {
             Ev::RetryStart(v) => {
                 let mut meta = Map::new();
                 copy_fields(
@@ -1167,7 +1206,6 @@ impl Session {
                     },
                 );
             }
-            Ev::Goal(g) => self.goal(g, out),
             Ev::BranchSummary(e) => {
                 let mut meta = Map::new();
                 copy_fields(&e, &mut meta, &["fromId"]);
@@ -1181,20 +1219,23 @@ impl Session {
                     },
                 );
             }
-            Ev::SessionEnd(data) => {
-                let kind = str_field(&data, "kind").unwrap_or_else(|| "normal".into());
-                if let Some(pending) = data.get("pendingToolCalls").and_then(Value::as_array) {
-                    for p in pending {
-                        if let Some(id) = str_field(p, "toolCallId")
-                            && let Some(t) = self.tools.get_mut(&id)
-                        {
-                            t.is_error = true;
-                        }
-                    }
+            _ => {}
+        }
+    }
+
+    /// The session's end marker: its kind and reason, and tools it left pending.
+    fn session_end(&mut self, data: &Value) {
+        let kind = str_field(data, "kind").unwrap_or_else(|| "normal".into());
+        if let Some(pending) = data.get("pendingToolCalls").and_then(Value::as_array) {
+            for p in pending {
+                if let Some(id) = str_field(p, "toolCallId")
+                    && let Some(t) = self.tools.get_mut(&id)
+                {
+                    t.is_error = true;
                 }
-                self.end = Some((kind, str_field(&data, "reason")));
             }
         }
+        self.end = Some((kind, str_field(data, "reason")));
     }
 }
 
