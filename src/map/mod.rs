@@ -1446,45 +1446,10 @@ impl Session {
         );
         obs.input = gen_input;
         obs.output = Some(chat::omp_message(&m));
-        let mut meta = Map::new();
-        copy_fields(
-            &m,
-            &mut meta,
-            &[
-                "provider",
-                "api",
-                "responseId",
-                "errorStatus",
-                "upstreamProvider",
-            ],
-        );
-        meta.insert("stop_reason".into(), stop.clone().into());
-        if let Some(d) = duration {
-            meta.insert("duration_ms".into(), d.into());
-        }
-        if let Some(t) = ttft {
-            meta.insert("ttft_ms".into(), t.into());
-        }
-        if let Some(r) = usage.get("reasoningTokens").filter(|r| r.is_number()) {
-            meta.insert("reasoning_tokens".into(), r.clone());
-        }
-        meta.insert("context_tokens".into(), context_tokens.into());
-        if let Some(snap) = m.get("contextSnapshot").and_then(|s| s.get("promptTokens")) {
-            meta.insert("prompt_tokens".into(), snap.clone());
-        }
-        if let Some(r) = &response {
-            copy_fields(r, &mut meta, &["requestId"]);
-            if let Some(s) = r.get("status") {
-                meta.insert("http_status".into(), s.clone());
-            }
-        }
-        obs.metadata = meta;
+        obs.metadata = generation_metadata(&m, &usage, context_tokens, response.as_ref());
         if failed {
             obs.level = Level::Error;
             obs.status_message = Some(error.clone().unwrap_or_else(|| format!("LLM call {stop}")));
-        }
-        if let Some(credits) = usage.get("credits").filter(|c| !c.is_null()) {
-            obs.metadata.insert("credits".into(), credits.clone());
         }
         obs.generation = Some(GenerationInfo {
             model,
@@ -1500,47 +1465,51 @@ impl Session {
             self.pending_gen = Some(obs);
         }
 
-        // Tool calls it asked for, keyed by id (their starts may have been seen already).
-        let mut spawn_requests = Vec::new();
-        if let Some(blocks) = m.get("content").and_then(Value::as_array) {
-            for b in blocks
-                .iter()
-                .filter(|b| b.get("type").and_then(Value::as_str) == Some("toolCall"))
-            {
-                let Some(id) = str_field(b, "id") else {
-                    continue;
-                };
-                let id_for_spawn = id.clone();
-                let tool = self.tools.entry(id).or_default();
-                tool.parent = Some(turn_id.clone());
-                tool.requested_at = Some(end);
-                if str_field(b, "name").as_deref() == Some(TASK_TOOL) {
-                    spawn_requests.push((id_for_spawn.clone(), b.get("arguments").cloned()));
-                }
-                if tool.name.is_empty() {
-                    tool.name = str_field(b, "name").unwrap_or_default();
-                }
-                if tool.args.is_none() {
-                    tool.args = b.get("arguments").map(strip_intent);
-                }
-                if tool.intent.is_none() {
-                    tool.intent = str_field(b, "intent").or_else(|| {
-                        b.pointer("/arguments/i")
-                            .and_then(Value::as_str)
-                            .map(String::from)
-                    });
-                }
-            }
-        }
-
-        for (id, args) in spawn_requests {
-            self.spawn_requested(&id, args.as_ref());
-        }
+        self.requested_tools(&m, &turn_id, end);
 
         self.trace().totals.add(&u);
         let text = message_text(&m);
         if !text.is_empty() {
             self.trace().output = Some(Value::String(text));
+        }
+    }
+
+    /// The tool calls an LLM call asked for, keyed by id (their starts may have been seen
+    /// already), and the subagents its `task` calls will spawn.
+    fn requested_tools(&mut self, m: &Value, turn_id: &str, end: Millis) {
+        let mut spawn_requests = Vec::new();
+        let blocks = m
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for b in blocks.filter(|b| b.get("type").and_then(Value::as_str) == Some("toolCall")) {
+            let Some(id) = str_field(b, "id") else {
+                continue;
+            };
+            let id_for_spawn = id.clone();
+            let tool = self.tools.entry(id).or_default();
+            tool.parent = Some(turn_id.to_string());
+            tool.requested_at = Some(end);
+            if str_field(b, "name").as_deref() == Some(TASK_TOOL) {
+                spawn_requests.push((id_for_spawn, b.get("arguments").cloned()));
+            }
+            if tool.name.is_empty() {
+                tool.name = str_field(b, "name").unwrap_or_default();
+            }
+            if tool.args.is_none() {
+                tool.args = b.get("arguments").map(strip_intent);
+            }
+            if tool.intent.is_none() {
+                tool.intent = str_field(b, "intent").or_else(|| {
+                    b.pointer("/arguments/i")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                });
+            }
+        }
+        for (id, args) in spawn_requests {
+            self.spawn_requested(&id, args.as_ref());
         }
     }
 
@@ -2030,6 +1999,53 @@ impl Session {
             seq: 1,
         }));
     }
+}
+
+/// A generation's metadata: what omp records beside usage and cost (provider, response id,
+/// stop reason, timings, context size, the provider's request id and HTTP status).
+fn generation_metadata(
+    m: &Value,
+    usage: &Value,
+    context_tokens: u64,
+    response: Option<&Value>,
+) -> Map<String, Value> {
+    let mut meta = Map::new();
+    copy_fields(
+        m,
+        &mut meta,
+        &[
+            "provider",
+            "api",
+            "responseId",
+            "errorStatus",
+            "upstreamProvider",
+        ],
+    );
+    let stop = str_field(m, "stopReason").unwrap_or_default();
+    meta.insert("stop_reason".into(), stop.into());
+    if let Some(d) = m.get("duration").and_then(as_millis) {
+        meta.insert("duration_ms".into(), d.into());
+    }
+    if let Some(t) = m.get("ttft").and_then(as_millis) {
+        meta.insert("ttft_ms".into(), t.into());
+    }
+    if let Some(r) = usage.get("reasoningTokens").filter(|r| r.is_number()) {
+        meta.insert("reasoning_tokens".into(), r.clone());
+    }
+    meta.insert("context_tokens".into(), context_tokens.into());
+    if let Some(snap) = m.get("contextSnapshot").and_then(|s| s.get("promptTokens")) {
+        meta.insert("prompt_tokens".into(), snap.clone());
+    }
+    if let Some(r) = response {
+        copy_fields(r, &mut meta, &["requestId"]);
+        if let Some(s) = r.get("status") {
+            meta.insert("http_status".into(), s.clone());
+        }
+    }
+    if let Some(credits) = usage.get("credits").filter(|c| !c.is_null()) {
+        meta.insert("credits".into(), credits.clone());
+    }
+    meta
 }
 
 /// Cost sums of floats pick up noise in the 17th digit; a millionth of a cent is plenty.
