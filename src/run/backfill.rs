@@ -46,10 +46,67 @@ pub fn run(
     let Ctx {
         stop,
         cfg,
-        map_cfg,
         delivery,
+        ..
     } = *ctx;
     let mut outcome = Outcome::default();
+    let files = plan(b, ctx, &mut outcome)?;
+    let total_bytes: u64 = files.iter().map(|f| f.len).sum();
+    let style = Style::auto(cfg.quiet());
+    let mut progress = Progress::new(style, "backfill", files.len() as u64, total_bytes);
+    let mut group = Group::default();
+    // Files are read whole: a stop between files leaves no session half-closed.
+    let inert = Stop::inert();
+    for f in &files {
+        if stop.requested() {
+            break;
+        }
+        if group.root_session.as_deref() != Some(f.root_session.as_str()) {
+            group.end(delivery);
+            if let Some(d) = delivery {
+                d.wait_for_room();
+            }
+            group.root_session = Some(f.root_session.clone());
+            // Another process (a watch, a second backfill) delivering this session has it;
+            // sending it here too would store every observation twice.
+            group.busy = delivery.is_some_and(|d| !d.own(&f.root_session));
+            outcome.busy += u64::from(group.busy);
+        }
+        if group.busy {
+            progress.advance(f.len, summary.observations.iter().sum());
+            continue;
+        }
+        let whole = Ctx {
+            stop: &inert,
+            ..*ctx
+        };
+        if let Err(e) = read_file(f, &whole, &mut group, down, summary) {
+            messages::error(&format!("{e:#}"));
+            outcome.unreadable += 1;
+        }
+        progress.advance(f.len, summary.observations.iter().sum());
+    }
+    group.end(delivery);
+    progress.finish();
+    if outcome.busy > 0 {
+        flow::warn(
+            "backfill",
+            0,
+            &format!(
+                "{} being delivered by another process on the same state directory; skipped \
+                 (a later backfill sends what it did not)",
+                messages::plural(outcome.busy, "session")
+            ),
+        );
+    }
+    Ok(outcome)
+}
+
+/// The session files to read: discovered under the paths, narrowed by `--since` and
+/// `--session` (ids matching nothing are reported), less those the ledger marks complete;
+/// says how many there are.
+fn plan(b: &BackfillConfig, ctx: &Ctx<'_>, outcome: &mut Outcome) -> Result<Vec<SessionFile>> {
+    let Ctx { cfg, delivery, .. } = *ctx;
     for p in &b.paths {
         if !p.exists() {
             return Err(anyhow!("{}: no such file or directory", p.display()));
@@ -98,76 +155,43 @@ pub fn run(
             }
         ));
     }
-    let mut progress = Progress::new(style, "backfill", files.len() as u64, total_bytes);
-    let mut group = Group::default();
-    // Files are read whole: a stop between files leaves no session half-closed.
-    let inert = Stop::inert();
-    for f in &files {
-        if stop.requested() {
-            break;
-        }
-        if group.root_session.as_deref() != Some(f.root_session.as_str()) {
-            group.end(delivery);
-            if let Some(d) = delivery {
-                d.wait_for_room();
-            }
-            group.root_session = Some(f.root_session.clone());
-            // Another process (a watch, a second backfill) delivering this session has it;
-            // sending it here too would store every observation twice.
-            group.busy = delivery.is_some_and(|d| !d.own(&f.root_session));
-            outcome.busy += u64::from(group.busy);
-        }
-        if group.busy {
-            progress.advance(f.len, summary.observations.iter().sum());
-            continue;
-        }
-        let nest = match &f.parent {
-            Some(p) => {
-                let whole = Ctx {
-                    stop: &inert,
-                    ..*ctx
-                };
-                group.nest(p, f, &whole, (down.encoder, down.sanitizer))
-            }
-            None => None,
-        };
-        let mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
-        if let Some(d) = delivery {
-            d.start_tracking();
-        }
-        let source = Source::File(f.path.clone());
-        let front = Front::new(source.display(), cfg.format, mapper);
-        match flow::read_into(&source, &inert, front, down, summary) {
-            Ok(front) => {
-                if let Some(d) = delivery {
-                    let tracked = d.take_tracked();
-                    if cfg.sampled_in(&f.root_session) {
-                        d.complete_when_delivered(&f.root_session, &f.mark, f.len, tracked);
-                    }
-                }
-                group.remember(&f.path, front.mapper(), nest.as_ref());
-            }
-            Err(e) => {
-                messages::error(&format!("{e:#}"));
-                outcome.unreadable += 1;
-            }
-        }
-        progress.advance(f.len, summary.observations.iter().sum());
+    Ok(files)
+}
+
+/// Read one session file whole (nested under its parent when it is a subagent's) and have
+/// it marked complete once its items are delivered. `ctx.stop` is the inert stop.
+fn read_file(
+    f: &SessionFile,
+    ctx: &Ctx<'_>,
+    group: &mut Group,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+) -> Result<()> {
+    let Ctx {
+        stop,
+        cfg,
+        map_cfg,
+        delivery,
+    } = *ctx;
+    let nest = match &f.parent {
+        Some(p) => group.nest(p, f, ctx, (down.encoder, down.sanitizer)),
+        None => None,
+    };
+    let mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());
+    if let Some(d) = delivery {
+        d.start_tracking();
     }
-    group.end(delivery);
-    progress.finish();
-    if outcome.busy > 0 {
-        flow::warn(
-            "backfill",
-            0,
-            &format!(
-                "{} being delivered by another process on the same state directory; skipped \
-                 (a later backfill sends what it did not)",
-                messages::plural(outcome.busy, "session")
-            ),
-        );
+    let source = Source::File(f.path.clone());
+    let front = Front::new(source.display(), cfg.format, mapper);
+    let front = flow::read_into(&source, stop, front, down, summary)?;
+    if let Some(d) = delivery {
+        let tracked = d.take_tracked();
+        if cfg.sampled_in(&f.root_session) {
+            d.complete_when_delivered(&f.root_session, &f.mark, f.len, tracked);
+        }
     }
-    Ok(outcome)
+    group.remember(&f.path, front.mapper(), nest.as_ref());
+    Ok(())
 }
 
 /// What the files of one top-level session left for their subagents. Dropped when the next
