@@ -495,6 +495,49 @@ fn event(at: Option<i64>, ev: Ev) -> Event {
     }
 }
 
+/// A `message` entry. Turn boundaries are not stored: each assistant message is one turn,
+/// which starts when its LLM call does.
+fn message_entry(msg: Value, at: Option<i64>, out: &mut Vec<Event>) {
+    match msg.get("role").and_then(Value::as_str) {
+        Some("assistant") => {
+            let call_at = msg.get("timestamp").and_then(as_millis).or(at);
+            out.push(event(call_at, Ev::TurnStart));
+            let recovery = msg.get("retryRecovery").cloned();
+            out.push(event(at, Ev::Message(msg)));
+            if let Some(r) = recovery {
+                out.push(event(at, Ev::RetryRecovery(r)));
+            }
+        }
+        Some(_) => out.push(event(at, Ev::Message(msg))),
+        None => out.push(event(at, Ev::Ignored)),
+    }
+}
+
+/// A `custom` entry: omp's tool starts and its session end marker.
+fn custom_entry(e: &mut Value, at: Option<i64>, out: &mut Vec<Event>) {
+    let custom_type = str_field(e, "customType").unwrap_or_default();
+    let mut data = take(e, "data");
+    match custom_type.as_str() {
+        "tool_execution_start" => {
+            let started = data.get("startedAt").and_then(as_millis).or(at);
+            out.push(event(
+                started,
+                Ev::ToolStart {
+                    id: str_field(&data, "toolCallId").unwrap_or_default(),
+                    name: str_field(&data, "toolName").unwrap_or_default(),
+                    args: Some(take(&mut data, "args")).filter(|a| !a.is_null()),
+                    intent: str_field(&data, "intent"),
+                },
+            ));
+        }
+        "session_exit" => {
+            let recorded = data.get("recordedAt").and_then(as_millis).or(at);
+            out.push(event(recorded, Ev::SessionEnd(data)));
+        }
+        _ => out.push(event(at, Ev::Ignored)),
+    }
+}
+
 /// One entry on the active branch → zero or more events.
 fn decode_entry(mut e: Value, out: &mut Vec<Event>) {
     let at = e.get("timestamp").and_then(as_millis);
@@ -504,47 +547,8 @@ fn decode_entry(mut e: Value, out: &mut Vec<Event>) {
         .unwrap_or("")
         .to_string();
     match ty.as_str() {
-        "message" => {
-            let msg = take(&mut e, "message");
-            match msg.get("role").and_then(Value::as_str) {
-                Some("assistant") => {
-                    // Turn boundaries are not stored: each assistant message is one turn,
-                    // which starts when its LLM call does.
-                    let call_at = msg.get("timestamp").and_then(as_millis).or(at);
-                    out.push(event(call_at, Ev::TurnStart));
-                    let recovery = msg.get("retryRecovery").cloned();
-                    out.push(event(at, Ev::Message(msg)));
-                    if let Some(r) = recovery {
-                        out.push(event(at, Ev::RetryRecovery(r)));
-                    }
-                }
-                Some(_) => out.push(event(at, Ev::Message(msg))),
-                None => out.push(event(at, Ev::Ignored)),
-            }
-        }
-        "custom" => {
-            let custom_type = str_field(&e, "customType").unwrap_or_default();
-            let mut data = take(&mut e, "data");
-            match custom_type.as_str() {
-                "tool_execution_start" => {
-                    let started = data.get("startedAt").and_then(as_millis).or(at);
-                    out.push(event(
-                        started,
-                        Ev::ToolStart {
-                            id: str_field(&data, "toolCallId").unwrap_or_default(),
-                            name: str_field(&data, "toolName").unwrap_or_default(),
-                            args: Some(take(&mut data, "args")).filter(|a| !a.is_null()),
-                            intent: str_field(&data, "intent"),
-                        },
-                    ));
-                }
-                "session_exit" => {
-                    let recorded = data.get("recordedAt").and_then(as_millis).or(at);
-                    out.push(event(recorded, Ev::SessionEnd(data)));
-                }
-                _ => out.push(event(at, Ev::Ignored)),
-            }
-        }
+        "message" => message_entry(take(&mut e, "message"), at, out),
+        "custom" => custom_entry(&mut e, at, out),
         "custom_message" => {
             // Injected into the LLM context (e.g. a TTSR reminder): part of the next call's input.
             let mut msg = serde_json::Map::new();

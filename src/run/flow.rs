@@ -107,74 +107,7 @@ pub struct SummaryLine<'a>(pub &'a Summary, pub &'a Report, pub Delivered);
 impl fmt::Display for SummaryLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (s, r, how) = (self.0, self.1, self.2);
-        let formats: Vec<&str> = s.formats.iter().copied().collect();
-        write!(
-            f,
-            "{} ({}), {}, {}",
-            plural(s.sources, "source"),
-            if formats.is_empty() && s.not_omp > 0 {
-                "not omp output".to_string()
-            } else if formats.is_empty() {
-                "empty".to_string()
-            } else {
-                formats.join(", ")
-            },
-            plural(s.lines, "line"),
-            plural(s.sessions, "session"),
-        )?;
-        if s.sampled_out > 0 {
-            write!(f, " ({} sampled out)", s.sampled_out)?;
-        }
-        let total: u64 = s.observations.iter().sum();
-        let by_kind: Vec<String> = ObsKind::ALL
-            .iter()
-            .zip(s.observations)
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| format!("{n} {}", k.as_str()))
-            .collect();
-        write!(f, ", {}", plural(total, "observation"))?;
-        if !by_kind.is_empty() {
-            write!(f, " ({})", by_kind.join(", "))?;
-        }
-        write!(f, ", {} skipped", s.skipped)?;
-        if s.truncated > 0 {
-            write!(f, ", {}", plural(s.truncated, "cut-off last line"))?;
-        }
-        if s.after_end > 0 {
-            write!(f, ", {} after session end", plural(s.after_end, "line"))?;
-        }
-        if s.off_branch > 0 {
-            write!(
-                f,
-                ", {} on abandoned /tree branches (traced, marked)",
-                plural(s.off_branch, "entry")
-            )?;
-        }
-        if s.unterminated > 0 {
-            write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
-        }
-        if !s.unknown.is_empty() {
-            let total: u64 = s.unknown.values().sum();
-            let mut names: Vec<String> = s
-                .unknown
-                .iter()
-                .take(UNKNOWN_NAMES_SHOWN)
-                .map(|(k, n)| format!("{k} ({n})"))
-                .collect();
-            if s.unknown.len() > UNKNOWN_NAMES_SHOWN {
-                names.push(format!("{} more", s.unknown.len() - UNKNOWN_NAMES_SHOWN));
-            }
-            let lines = if total == 1 {
-                "1 line of a type".to_string()
-            } else {
-                format!("{total} lines of types")
-            };
-            write!(
-                f,
-                ", {lines} this version does not know: {}",
-                names.join(", ")
-            )?;
-        }
+        write_input(f, s)?;
         write!(f, ", {}", s.sanitize.summary())?;
         write!(
             f,
@@ -183,31 +116,109 @@ impl fmt::Display for SummaryLine<'_> {
             human_bytes(r.bytes)
         )?;
         if how == Delivered::Sent {
-            write!(f, ", {} delivered", plural(r.delivered, "event"))?;
-            for (n, what) in [
-                (r.rejected, "rejected"),
-                (r.spooled, "spooled for the next run"),
-                (r.skipped, "already delivered earlier"),
-                (r.replayed, "replayed from the spool"),
-                (r.busy, "left to another process delivering their session"),
-                (
-                    r.unrecorded,
-                    "not recorded in the ledger (may be sent again)",
-                ),
-            ] {
-                if n > 0 {
-                    write!(f, ", {n} {what}")?;
-                }
-            }
-            // Why, in a phrase per cause (the details: --debug).
-            if !r.causes.is_empty() {
-                let causes: Vec<String> =
-                    r.causes.iter().map(|(c, n)| format!("{n}: {c}")).collect();
-                write!(f, " ({})", causes.join("; "))?;
-            }
+            write_delivery(f, r)?;
         }
         Ok(())
     }
+}
+
+/// The input half of the summary: sources, lines, sessions, observations, what was skipped.
+fn write_input(f: &mut fmt::Formatter<'_>, s: &Summary) -> fmt::Result {
+    let formats: Vec<&str> = s.formats.iter().copied().collect();
+    write!(
+        f,
+        "{} ({}), {}, {}",
+        plural(s.sources, "source"),
+        if formats.is_empty() && s.not_omp > 0 {
+            "not omp output".to_string()
+        } else if formats.is_empty() {
+            "empty".to_string()
+        } else {
+            formats.join(", ")
+        },
+        plural(s.lines, "line"),
+        plural(s.sessions, "session"),
+    )?;
+    if s.sampled_out > 0 {
+        write!(f, " ({} sampled out)", s.sampled_out)?;
+    }
+    let total: u64 = s.observations.iter().sum();
+    let by_kind: Vec<String> = ObsKind::ALL
+        .iter()
+        .zip(s.observations)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {}", k.as_str()))
+        .collect();
+    write!(f, ", {}", plural(total, "observation"))?;
+    if !by_kind.is_empty() {
+        write!(f, " ({})", by_kind.join(", "))?;
+    }
+    write!(f, ", {} skipped", s.skipped)?;
+    if s.truncated > 0 {
+        write!(f, ", {}", plural(s.truncated, "cut-off last line"))?;
+    }
+    if s.after_end > 0 {
+        write!(f, ", {} after session end", plural(s.after_end, "line"))?;
+    }
+    if s.off_branch > 0 {
+        write!(
+            f,
+            ", {} on abandoned /tree branches (traced, marked)",
+            plural(s.off_branch, "entry")
+        )?;
+    }
+    if s.unterminated > 0 {
+        write!(f, ", {} unfinished", plural(s.unterminated, "session"))?;
+    }
+    if !s.unknown.is_empty() {
+        let total: u64 = s.unknown.values().sum();
+        let mut names: Vec<String> = s
+            .unknown
+            .iter()
+            .take(UNKNOWN_NAMES_SHOWN)
+            .map(|(k, n)| format!("{k} ({n})"))
+            .collect();
+        if s.unknown.len() > UNKNOWN_NAMES_SHOWN {
+            names.push(format!("{} more", s.unknown.len() - UNKNOWN_NAMES_SHOWN));
+        }
+        let lines = if total == 1 {
+            "1 line of a type".to_string()
+        } else {
+            format!("{total} lines of types")
+        };
+        write!(
+            f,
+            ", {lines} this version does not know: {}",
+            names.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// The delivery half: delivered, rejected, spooled, … and why.
+fn write_delivery(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
+    write!(f, ", {} delivered", plural(r.delivered, "event"))?;
+    for (n, what) in [
+        (r.rejected, "rejected"),
+        (r.spooled, "spooled for the next run"),
+        (r.skipped, "already delivered earlier"),
+        (r.replayed, "replayed from the spool"),
+        (r.busy, "left to another process delivering their session"),
+        (
+            r.unrecorded,
+            "not recorded in the ledger (may be sent again)",
+        ),
+    ] {
+        if n > 0 {
+            write!(f, ", {n} {what}")?;
+        }
+    }
+    // Why, in a phrase per cause (the details: --debug).
+    if !r.causes.is_empty() {
+        let causes: Vec<String> = r.causes.iter().map(|(c, n)| format!("{n}: {c}")).collect();
+        write!(f, " ({})", causes.join("; "))?;
+    }
+    Ok(())
 }
 
 /// Where records go after the mapper: sampling (and the summary's counts) here, then
