@@ -1402,16 +1402,7 @@ impl Session {
 
         // Input: the provider request when the input has it (extension stream), else the
         // messages added since the previous call; a retry re-sends the previous input.
-        let delta = std::mem::take(&mut self.context_msgs);
-        // The provider request's own parameters, before it becomes chat messages.
-        let request = self.provider_request.take().filter(|p| !p.is_null());
-        let params = model_parameters(request.as_ref());
-        let gen_input = match request {
-            Some(p) => Some(chat::provider_request(&p)),
-            _ if !delta.is_empty() => Some(Value::Array(delta)),
-            _ => self.last_input.clone(),
-        };
-        self.last_input = gen_input.clone();
+        let (gen_input, params) = self.generation_input();
         let response = self.provider_response.take();
 
         let turn = self.turn.as_mut().expect("opened above");
@@ -1472,6 +1463,21 @@ impl Session {
         if !text.is_empty() {
             self.trace().output = Some(Value::String(text));
         }
+    }
+
+    /// An LLM call's input, and the model parameters of the provider request it came from.
+    /// The parameters are read before the request becomes chat messages.
+    fn generation_input(&mut self) -> (Option<Value>, Map<String, Value>) {
+        let delta = std::mem::take(&mut self.context_msgs);
+        let request = self.provider_request.take().filter(|p| !p.is_null());
+        let params = model_parameters(request.as_ref());
+        let input = match request {
+            Some(p) => Some(chat::provider_request(&p)),
+            _ if !delta.is_empty() => Some(Value::Array(delta)),
+            _ => self.last_input.clone(),
+        };
+        self.last_input = input.clone();
+        (input, params)
     }
 
     /// The tool calls an LLM call asked for, keyed by id (their starts may have been seen
