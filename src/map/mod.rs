@@ -656,8 +656,13 @@ impl Session {
         let name = str_field(&e, "purpose")
             .filter(|p| !p.trim().is_empty())
             .unwrap_or_else(|| "side call".into());
-        let mut obs =
-            self.observation(out, &key, Some(parent), ObsKind::Generation, name, (at, at));
+        let mut obs = self.observation(
+            out,
+            &key,
+            Some(parent),
+            (ObsKind::Generation, name),
+            (at, at),
+        );
         copy_fields(&e, &mut obs.metadata, &["provider", "api", "role"]);
         let stop = str_field(&e, "stopReason").unwrap_or_default();
         obs.metadata
@@ -900,8 +905,7 @@ impl Session {
         out: &mut Vec<Record>,
         key: &str,
         parent: Option<String>,
-        kind: ObsKind,
-        name: String,
+        (kind, name): (ObsKind, String),
         (start, end): (Millis, Millis),
     ) -> Observation {
         let trace = self.announced_trace(out).ctx.clone();
@@ -1431,8 +1435,7 @@ impl Session {
             out,
             &key,
             Some(parent),
-            ObsKind::Generation,
-            name,
+            (ObsKind::Generation, name),
             (start, end),
         );
         obs.input = gen_input;
@@ -1563,8 +1566,7 @@ impl Session {
             out,
             &key,
             Some(parent),
-            ObsKind::Tool,
-            tool.name.clone(),
+            (ObsKind::Tool, tool.name.clone()),
             (start, end),
         );
         obs.input = tool.args;
@@ -1684,8 +1686,7 @@ impl Session {
             out,
             &key,
             Some(parent),
-            ObsKind::Span,
-            "compaction".into(),
+            (ObsKind::Span, "compaction".into()),
             (c.start, end),
         );
         let result = end_event
@@ -1760,8 +1761,7 @@ impl Session {
             out,
             &key,
             Some(parent),
-            ObsKind::Event,
-            name.into(),
+            (ObsKind::Event, name.into()),
             (now, now),
         );
         obs.level = level;
