@@ -239,6 +239,24 @@ pub fn parse_iso(s: &str) -> Option<Millis> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// `<2026-08-23T09-14-02-117Z>_<session id>.jsonl` → (start time, session id).
+pub fn parse_name(file_name: &str) -> Option<(Millis, String)> {
+    let stem = file_name.strip_suffix(".jsonl")?;
+    let (ts, id) = stem.split_once('_')?;
+    if id.is_empty() {
+        return None;
+    }
+    // The ISO time with `:` and `.` replaced by `-`: put them back.
+    let (date, clock) = ts.split_once('T')?;
+    let parts: Vec<&str> = clock.split('-').collect();
+    let iso = match parts.as_slice() {
+        [h, m, s, ms] => format!("{date}T{h}:{m}:{s}.{ms}"),
+        [h, m, s] => format!("{date}T{h}:{m}:{s}"),
+        _ => return None,
+    };
+    Some((parse_iso(&iso)?, id.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

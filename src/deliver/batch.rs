@@ -4,11 +4,7 @@
 
 use crate::encode::Item;
 
-/// Langfuse's documented batch limit for `/api/public/ingestion` is 3.5 MB; the server
-/// enforces 4.5 MB. We stay at the documented figure.
-pub const INGESTION_MAX_BODY_BYTES: usize = 3_500_000;
-/// Langfuse Cloud accepts 5 MB per request; 4 MB leaves room for proxies and headers.
-pub const OTLP_MAX_BODY_BYTES: usize = 4_000_000;
+pub use crate::encode::INGESTION_MAX_BODY_BYTES;
 /// Default `LANGFUSE_MAX_QUEUE`: items per request.
 pub const DEFAULT_MAX_ITEMS: usize = 500;
 

@@ -51,7 +51,7 @@ fn config(url: &str, state: &Path) -> DeliveryConfig {
 fn caps(max_items: usize) -> Caps {
     Caps {
         max_items,
-        max_bytes: crate::deliver::batch::OTLP_MAX_BODY_BYTES,
+        max_bytes: crate::encode::OTLP_MAX_BODY_BYTES,
     }
 }
 

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::deliver::batch::INGESTION_MAX_BODY_BYTES;
+use crate::encode::INGESTION_MAX_BODY_BYTES;
 use crate::encode::{Encoder, Item, Wire};
 use crate::model::{ObsKind, Observation, Record, TraceRecord, envelope_id, rfc3339};
 

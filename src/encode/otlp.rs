@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::deliver::batch::OTLP_MAX_BODY_BYTES;
+use crate::encode::OTLP_MAX_BODY_BYTES;
 use crate::encode::{Encoder, Item, Wire};
 use crate::model::{Level, Millis, ObsKind, Observation, Record, TraceCtx, rfc3339};
 

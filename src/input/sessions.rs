@@ -15,7 +15,7 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Result, bail};
 
-use crate::model::{Millis, parse_iso};
+use crate::model::Millis;
 
 /// Extension of session files.
 const SESSION_EXT: &str = "jsonl";
@@ -158,23 +158,7 @@ fn pi_dir_from(var: Vars<'_>) -> Option<PathBuf> {
     })
 }
 
-/// `<2026-08-23T09-14-02-117Z>_<session id>.jsonl` → (start time, session id).
-pub fn parse_name(file_name: &str) -> Option<(Millis, String)> {
-    let stem = file_name.strip_suffix(&format!(".{SESSION_EXT}"))?;
-    let (ts, id) = stem.split_once('_')?;
-    if id.is_empty() {
-        return None;
-    }
-    // The ISO time with `:` and `.` replaced by `-`: put them back.
-    let (date, clock) = ts.split_once('T')?;
-    let parts: Vec<&str> = clock.split('-').collect();
-    let iso = match parts.as_slice() {
-        [h, m, s, ms] => format!("{date}T{h}:{m}:{s}.{ms}"),
-        [h, m, s] => format!("{date}T{h}:{m}:{s}"),
-        _ => return None,
-    };
-    Some((parse_iso(&iso)?, id.to_string()))
-}
+pub use crate::model::parse_name;
 
 /// One session file and what its place on disk says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,7 +479,7 @@ mod tests {
             3
         );
         let since = Filter {
-            since: parse_iso("2026-08-23T00:00:00Z"),
+            since: crate::model::parse_iso("2026-08-23T00:00:00Z"),
             ..Filter::default()
         };
         let kept = discover(&[proj.join(a).join("Scout.jsonl")], &since, &mut |_, _| {});

@@ -150,7 +150,7 @@ pub fn parent_session_id(parent_session: &str) -> String {
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or(parent_session);
-    match crate::input::sessions::parse_name(name) {
+    match crate::model::parse_name(name) {
         Some((_, id)) => id,
         None => name.trim_end_matches(".jsonl").to_string(),
     }
