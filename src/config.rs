@@ -18,7 +18,7 @@ use crate::deliver::http::{TransportChoice, parse_otlp_headers};
 use crate::deliver::ledger::ResendPolicy;
 use crate::deliver::spool::Replay;
 use crate::deliver::status::{DebugLog, Indicator};
-use crate::deliver::{DEFAULT_BASE_URL, DeliveryConfig};
+use crate::deliver::{DEFAULT_BASE_URL, DeliverConfig, DeliveryConfig, Output};
 use crate::encode::Wire;
 use crate::input::Source;
 use crate::map::{MapConfig, TracePer};
@@ -68,26 +68,6 @@ impl RunConfig {
     pub fn quiet(&self) -> bool {
         self.verbosity == Verbosity::Quiet
     }
-}
-
-/// Where the request bodies go and how they are cut into requests.
-#[derive(Debug, Clone)]
-pub struct DeliverConfig {
-    pub output: Output,
-    pub caps: Caps,
-    /// Time cap for live sources and `watch`.
-    pub flush_every: Duration,
-}
-
-/// What to do with the request bodies.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// Print them on stdout in this wire format.
-    DryRun(Wire),
-    /// Print the traces as trees on stdout (`--dry-run=tree`).
-    Tree,
-    /// Send them to Langfuse.
-    Send(Box<DeliveryConfig>),
 }
 
 /// What the run does with its inputs.

@@ -21,10 +21,9 @@ mod test_support;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::{Config, DeliverConfig, Mode, Output};
-use crate::deliver::sender::{Report, TimeCap};
-use crate::deliver::{Backpressure, Delivery, Outlet};
-use crate::encode::{Encoder, Wire};
+use crate::config::{Config, Mode};
+use crate::deliver::Output;
+use crate::deliver::sender::TimeCap;
 use crate::run::flow::{Delivered, Downstream, Summary, SummaryLine};
 use anyhow::{Result, anyhow};
 
@@ -72,7 +71,7 @@ fn run(cfg: &Config) -> Result<Status> {
         messages::set_scrubber(move |t| s.text(t).into_owned());
     }
     let stop = input::signals::Stop::install()?;
-    let out = Destination::start(&cfg.deliver, time_cap, live)?;
+    let out = deliver::start(&cfg.deliver, time_cap, live)?;
 
     let map_cfg = Arc::new(cfg.map.clone());
     let mut summary = Summary::default();
@@ -171,108 +170,4 @@ fn run(cfg: &Config) -> Result<Status> {
     } else {
         Status::Delivered
     })
-}
-
-/// Where request bodies go: printed (dry run) or delivered.
-enum Destination {
-    DryRun {
-        encoder: Arc<dyn Encoder>,
-        tx: deliver::sender::Queue,
-        worker: std::thread::JoinHandle<Report>,
-    },
-    Send {
-        encoder: Arc<dyn Encoder>,
-        delivery: Delivery,
-    },
-}
-
-impl Destination {
-    fn start(cfg: &DeliverConfig, time_cap: TimeCap, live: bool) -> Result<Destination> {
-        let encoder_for = |wire: Wire| -> Arc<dyn Encoder> {
-            match wire {
-                Wire::Ingestion => Arc::new(encode::ingestion::IngestionEncoder),
-                Wire::Otlp => Arc::new(encode::otlp::OtlpEncoder::new()),
-            }
-        };
-        // The configured caps, never above what the chosen transport accepts per request.
-        let caps_for = |encoder: &dyn Encoder| deliver::batch::Caps {
-            max_bytes: cfg.caps.max_bytes.min(encoder.max_body_bytes()),
-            ..cfg.caps
-        };
-        Ok(match &cfg.output {
-            Output::DryRun(wire) => {
-                let encoder = encoder_for(*wire);
-                let sink = Box::new(deliver::sender::DryRun::new(std::io::BufWriter::new(
-                    std::io::stdout(),
-                )));
-                let (tx, worker) =
-                    deliver::sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
-                Destination::DryRun {
-                    encoder,
-                    tx,
-                    worker,
-                }
-            }
-            Output::Tree => {
-                let encoder: Arc<dyn Encoder> = Arc::new(encode::tree::TreeEncoder);
-                let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
-                let sink = Box::new(deliver::tree::TreeSink::new(std::io::stdout(), colour));
-                let (tx, worker) =
-                    deliver::sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
-                Destination::DryRun {
-                    encoder,
-                    tx,
-                    worker,
-                }
-            }
-            Output::Send(d) => {
-                let dest = d.resolve();
-                let encoder = encoder_for(dest.wire);
-                // A live omp must never wait on the network: overflow goes to disk.
-                let backpressure = if live {
-                    Backpressure::Spill
-                } else {
-                    Backpressure::Wait
-                };
-                let caps = caps_for(&*encoder);
-                let delivery =
-                    Delivery::start(d, dest, encoder.clone(), caps, time_cap, backpressure)?;
-                Destination::Send { encoder, delivery }
-            }
-        })
-    }
-
-    fn encoder(&self) -> &dyn Encoder {
-        match self {
-            Destination::DryRun { encoder, .. } | Destination::Send { encoder, .. } => &**encoder,
-        }
-    }
-
-    /// The delivery front, when sending (its ledger knows what was delivered).
-    fn delivery(&self) -> Option<&Delivery> {
-        match self {
-            Destination::DryRun { .. } => None,
-            Destination::Send { delivery, .. } => Some(delivery),
-        }
-    }
-
-    fn outlet(&self) -> &dyn Outlet {
-        match self {
-            Destination::DryRun { tx, .. } => tx,
-            Destination::Send { delivery, .. } => delivery,
-        }
-    }
-
-    /// Flush, drain within the shutdown timeout, and report.
-    fn finish(self) -> Result<Report> {
-        match self {
-            Destination::DryRun { tx, worker, .. } => {
-                drop(tx);
-                worker
-                    .join()
-                    .map_err(|_| anyhow!("the delivery worker panicked"))
-            }
-            Destination::Send { delivery, .. } => Ok(delivery.finish()),
-        }
-    }
 }

@@ -36,7 +36,7 @@ use crate::deliver::sender::{
 };
 use crate::deliver::spool::{Origin, Replay, Spool};
 use crate::deliver::status::{DebugLog, Indicator, Status};
-use crate::encode::{Encoder, Item};
+use crate::encode::{Encoder, Item, Wire};
 
 /// `LANGFUSE_BASE_URL` / `LANGFUSE_HOST` default.
 pub const DEFAULT_BASE_URL: &str = "https://cloud.langfuse.com";
@@ -194,6 +194,129 @@ struct Counters {
     busy: AtomicU64,
     replayed: AtomicU64,
     lost: AtomicU64,
+}
+
+/// Where the request bodies go and how they are cut into requests.
+#[derive(Debug, Clone)]
+pub struct DeliverConfig {
+    pub output: Output,
+    pub caps: Caps,
+    /// Time cap for live sources and `watch`.
+    pub flush_every: Duration,
+}
+
+/// What to do with the request bodies.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Print them on stdout in this wire format.
+    DryRun(Wire),
+    /// Print the traces as trees on stdout (`--dry-run=tree`).
+    Tree,
+    /// Send them to Langfuse.
+    Send(Box<DeliveryConfig>),
+}
+
+/// Where request bodies go: printed (dry run) or delivered.
+pub enum Outbound {
+    DryRun {
+        encoder: Arc<dyn Encoder>,
+        tx: sender::Queue,
+        worker: std::thread::JoinHandle<Report>,
+    },
+    Send {
+        encoder: Arc<dyn Encoder>,
+        delivery: Delivery,
+    },
+}
+
+/// Start where request bodies go: the print worker of a dry run, or the delivery
+/// pipeline. One door for both; the front half only sees an encoder and an outlet.
+pub fn start(cfg: &DeliverConfig, time_cap: TimeCap, live: bool) -> anyhow::Result<Outbound> {
+    let encoder_for = |wire: Wire| -> Arc<dyn Encoder> {
+        match wire {
+            Wire::Ingestion => Arc::new(crate::encode::ingestion::IngestionEncoder),
+            Wire::Otlp => Arc::new(crate::encode::otlp::OtlpEncoder::new()),
+        }
+    };
+    // The configured caps, never above what the chosen transport accepts per request.
+    let caps_for = |encoder: &dyn Encoder| batch::Caps {
+        max_bytes: cfg.caps.max_bytes.min(encoder.max_body_bytes()),
+        ..cfg.caps
+    };
+    Ok(match &cfg.output {
+        Output::DryRun(wire) => {
+            let encoder = encoder_for(*wire);
+            let sink = Box::new(sender::DryRun::new(std::io::BufWriter::new(
+                std::io::stdout(),
+            )));
+            let (tx, worker) = sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
+            Outbound::DryRun {
+                encoder,
+                tx,
+                worker,
+            }
+        }
+        Output::Tree => {
+            let encoder: Arc<dyn Encoder> = Arc::new(crate::encode::tree::TreeEncoder);
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let sink = Box::new(tree::TreeSink::new(std::io::stdout(), colour));
+            let (tx, worker) = sender::spawn(encoder.clone(), sink, caps_for(&*encoder), time_cap);
+            Outbound::DryRun {
+                encoder,
+                tx,
+                worker,
+            }
+        }
+        Output::Send(d) => {
+            let dest = d.resolve();
+            let encoder = encoder_for(dest.wire);
+            // A live omp must never wait on the network: overflow goes to disk.
+            let backpressure = if live {
+                Backpressure::Spill
+            } else {
+                Backpressure::Wait
+            };
+            let caps = caps_for(&*encoder);
+            let delivery = Delivery::start(d, dest, encoder.clone(), caps, time_cap, backpressure)?;
+            Outbound::Send { encoder, delivery }
+        }
+    })
+}
+
+impl Outbound {
+    pub fn encoder(&self) -> &dyn Encoder {
+        match self {
+            Outbound::DryRun { encoder, .. } | Outbound::Send { encoder, .. } => &**encoder,
+        }
+    }
+
+    /// The delivery front, when sending (its ledger knows what was delivered).
+    pub fn delivery(&self) -> Option<&Delivery> {
+        match self {
+            Outbound::DryRun { .. } => None,
+            Outbound::Send { delivery, .. } => Some(delivery),
+        }
+    }
+
+    pub fn outlet(&self) -> &dyn Outlet {
+        match self {
+            Outbound::DryRun { tx, .. } => tx,
+            Outbound::Send { delivery, .. } => delivery,
+        }
+    }
+
+    /// Flush, drain within the shutdown timeout, and report.
+    pub fn finish(self) -> anyhow::Result<Report> {
+        match self {
+            Outbound::DryRun { tx, worker, .. } => {
+                drop(tx);
+                worker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the delivery worker panicked"))
+            }
+            Outbound::Send { delivery, .. } => Ok(delivery.finish()),
+        }
+    }
 }
 
 /// Sessions with items on their way at once, in `backfill` (see `Delivery::wait_for_room`).
