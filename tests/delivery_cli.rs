@@ -424,3 +424,21 @@ fn a_private_ca_is_trusted_with_ca_cert() {
         "{err}"
     );
 }
+
+/// A spool left under another public key of the same host (a typo in the key) is said at
+/// start: the right key's runs would never replay it.
+#[test]
+fn a_spool_under_another_key_is_mentioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = refused_url();
+    let mut c = cmd(&url, dir.path());
+    c.env("LANGFUSE_PUBLIC_KEY", "pk-lf-typo")
+        .args(["--shutdown-timeout", "1"]);
+    let out = run_with_input(c, &omp_stream(1, 1));
+    assert_eq!(out.status.code(), Some(1), "spooled");
+    let mut c = cmd(&url, dir.path());
+    c.args(["--shutdown-timeout", "1"]);
+    let out = run_with_input(c, "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("under another public key"), "{err}");
+}

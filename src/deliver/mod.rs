@@ -429,7 +429,9 @@ impl Delivery {
             None => default_state_dir()
                 .context("no state directory: set --state-dir (or HOME / XDG_STATE_HOME)")?,
         };
-        let state_dir = root.join(dest.state_name(cfg.public_key.as_deref()));
+        let name = dest.state_name(cfg.public_key.as_deref());
+        let state_dir = root.join(&name);
+        mention_other_spools(&root, &name);
         private_dir(&state_dir)
             .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
         let ledger = Ledger::open(&state_dir.join("ledger"), cfg.resend)
@@ -808,6 +810,39 @@ mod tests {
             )
             .contains("sk-lf-123")
         );
+    }
+}
+
+/// Spool items waiting under another key for the same host (the name's host part): a
+/// mistyped public key spools where the right one never replays. Said once at start.
+fn mention_other_spools(root: &Path, name: &str) {
+    let Some((host, _)) = name.rsplit_once('-') else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let other = e.file_name().to_string_lossy().into_owned();
+        if other == name || other.rsplit_once('-').map(|(h, _)| h) != Some(host) {
+            continue;
+        }
+        let spool = e.path().join("spool");
+        let waiting = std::fs::read_dir(&spool)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|f| f.path().extension().is_some_and(|x| x == "jsonl"))
+            .filter(|f| f.metadata().is_ok_and(|m| m.len() > 0))
+            .count();
+        if waiting > 0 {
+            crate::messages::warn(&format!(
+                "{} spooled for {host} under another public key wait in {}: is \
+                 LANGFUSE_PUBLIC_KEY the same as when they were spooled?",
+                crate::messages::plural(waiting as u64, "segment"),
+                spool.display()
+            ));
+        }
     }
 }
 
