@@ -105,6 +105,20 @@ fn may_name(ty: &str) -> bool {
     )
 }
 
+impl Entry {
+    /// An entry of type `ty` whose (light or full) parse is `v`.
+    fn new(ty: &str, v: &Value, name: Option<NameHint>, body: Body) -> Entry {
+        Entry {
+            id: str_field(v, "id"),
+            parent: str_field(v, "parentId"),
+            side: is_side(ty),
+            name,
+            abandoned: false,
+            body,
+        }
+    }
+}
+
 /// Entry types recorded beside the conversation rather than on it.
 fn is_side(ty: &str) -> bool {
     ty == "model_usage"
@@ -242,13 +256,10 @@ impl LogDecoder {
             self.head.push(v);
         } else {
             let name = self.hint_of(ty, || Some(v.clone()));
+            let entry = Entry::new(ty, &v, name, Body::Parsed(Value::Null));
             self.entries.push(Entry {
-                id: str_field(&v, "id"),
-                parent: str_field(&v, "parentId"),
-                side: is_side(ty),
-                name,
-                abandoned: false,
                 body: Body::Parsed(v),
+                ..entry
             });
         }
     }
@@ -278,18 +289,12 @@ impl LogDecoder {
         } else {
             let name = self.hint_of(ty, || serde_json::from_slice(raw).ok());
             let at = self.store.push(raw);
-            self.entries.push(Entry {
-                id: str_field(&v, "id"),
-                parent: str_field(&v, "parentId"),
-                side: is_side(ty),
-                name,
-                abandoned: false,
-                body: Body::Raw {
-                    line,
-                    at,
-                    len: raw.len(),
-                },
-            });
+            let body = Body::Raw {
+                line,
+                at,
+                len: raw.len(),
+            };
+            self.entries.push(Entry::new(ty, &v, name, body));
         }
     }
 

@@ -424,34 +424,7 @@ impl Delivery {
                  between can read them (use https://)"
             ));
         }
-        let root = match &cfg.state_dir {
-            Some(d) => d.clone(),
-            None => default_state_dir()
-                .context("no state directory: set --state-dir (or HOME / XDG_STATE_HOME)")?,
-        };
-        let name = dest.state_name(cfg.public_key.as_deref());
-        let state_dir = root.join(&name);
-        mention_other_spools(&root, &name);
-        private_dir(&state_dir)
-            .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
-        let ledger = Ledger::open(&state_dir.join("ledger"), cfg.resend)
-            .with_context(|| format!("opening the delivery ledger in {}", state_dir.display()))?;
-        let spool = Spool::open(&state_dir.join("spool"), dest.wire, cfg.replay)
-            .with_context(|| format!("opening the spool in {}", state_dir.display()))?;
-        // Claim what earlier runs spooled before any new input can: replay goes first, and
-        // the same item read again from the input is then a duplicate.
-        let mut ledger = ledger;
-        // Spooled copies of delivered items (left by a crash) are dropped silently: the
-        // `skipped` count is about input the user gave, not about our own leftovers.
-        let mut claimed = HashSet::new();
-        spool
-            .scan_earlier(|session, key| {
-                let session: Arc<str> = session.into();
-                if ledger.claim(&session, key) == Claim::Fresh {
-                    claimed.insert((session, key.to_string()));
-                }
-            })
-            .with_context(|| format!("reading the spool in {}", state_dir.display()))?;
+        let (state_dir, ledger, spool, claimed) = open_state(cfg, &dest)?;
         let ledger = Arc::new(Mutex::new(ledger));
         let spool = Arc::new(spool);
         let clock = ShutdownClock::new();
@@ -617,14 +590,7 @@ impl Delivery {
             Claim::Busy => {
                 self.counters.busy.fetch_add(1, Ordering::Relaxed);
                 // Not ours to deliver: the file read is not complete on our account.
-                if let Some(t) = self
-                    .tracked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                {
-                    t.lost = true;
-                }
+                self.tracked_incomplete();
                 return Offered::Busy;
             }
             Claim::Duplicate => return Offered::Duplicate,
@@ -646,19 +612,25 @@ impl Delivery {
         self.spill(refused)
     }
 
+    /// The input file being tracked will not be delivered in full on this run's account:
+    /// it must not be marked complete.
+    fn tracked_incomplete(&self) {
+        if let Some(t) = self
+            .tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            t.lost = true;
+        }
+    }
+
     fn spill(&self, item: Item) -> Offered {
         match self.spool.push(std::slice::from_ref(&item)) {
             Ok(()) => Offered::Spilled,
             Err(e) => {
                 self.counters.lost.fetch_add(1, Ordering::Relaxed);
-                if let Some(t) = self
-                    .tracked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                {
-                    t.lost = true;
-                }
+                self.tracked_incomplete();
                 self.status
                     .warn(&format!("could not spill an item to the spool: {e}"));
                 Offered::Lost
@@ -811,6 +783,42 @@ mod tests {
             .contains("sk-lf-123")
         );
     }
+}
+
+/// Open this destination's state directory (private), its ledger and its spool, and
+/// claim what earlier runs spooled before any new input can: replay goes first, and the
+/// same item read again from the input is then a duplicate.
+#[allow(clippy::type_complexity)]
+fn open_state(
+    cfg: &DeliveryConfig,
+    dest: &Destination,
+) -> anyhow::Result<(PathBuf, Ledger, Spool, HashSet<(Arc<str>, String)>)> {
+    let root = match &cfg.state_dir {
+        Some(d) => d.clone(),
+        None => default_state_dir()
+            .context("no state directory: set --state-dir (or HOME / XDG_STATE_HOME)")?,
+    };
+    let name = dest.state_name(cfg.public_key.as_deref());
+    let state_dir = root.join(&name);
+    mention_other_spools(&root, &name);
+    private_dir(&state_dir)
+        .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let mut ledger = Ledger::open(&state_dir.join("ledger"), cfg.resend)
+        .with_context(|| format!("opening the delivery ledger in {}", state_dir.display()))?;
+    let spool = Spool::open(&state_dir.join("spool"), dest.wire, cfg.replay)
+        .with_context(|| format!("opening the spool in {}", state_dir.display()))?;
+    // Spooled copies of delivered items (left by a crash) are dropped silently: the
+    // `skipped` count is about input the user gave, not about our own leftovers.
+    let mut claimed = HashSet::new();
+    spool
+        .scan_earlier(|session, key| {
+            let session: Arc<str> = session.into();
+            if ledger.claim(&session, key) == Claim::Fresh {
+                claimed.insert((session, key.to_string()));
+            }
+        })
+        .with_context(|| format!("reading the spool in {}", state_dir.display()))?;
+    Ok((state_dir, ledger, spool, claimed))
 }
 
 /// Spool items waiting under another key for the same host (the name's host part): a

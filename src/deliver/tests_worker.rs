@@ -256,7 +256,7 @@ fn exactly_once_under_random_failures_and_rate_limits() {
                 .is_some_and(|a| a.starts_with("Basic "))
         );
     }
-    eprintln!(
+    println!(
         "1000 spans, {} requests ({failures} failed) in {took:?}",
         mock.posts()
     );
@@ -281,7 +281,7 @@ fn server_down_spools_and_the_next_run_delivers_without_duplicates() {
     // The server comes back on the same address; the same input is read again.
     let addr = url.trim_start_matches("http://");
     let Some(mock) = MockLangfuse::start_on(addr, MockConfig::default()) else {
-        eprintln!("port {addr} was taken meanwhile; skipping the second half");
+        println!("port {addr} was taken meanwhile; skipping the second half");
         return;
     };
     let report = run(&cfg, enc.clone(), &all, 50);
@@ -914,7 +914,7 @@ fn measure_throughput_and_gzip_ratio() {
         let dt = t0.elapsed().as_secs_f64();
         let reqs = mock.posts() - posts;
         assert_eq!(report.delivered as usize, n);
-        eprintln!(
+        println!(
             "{per_request:>3} spans/request: {n} spans in {dt:.2} s = {:.0} spans/s, {:.0} requests/s",
             n as f64 / dt,
             reqs as f64 / dt
@@ -926,7 +926,7 @@ fn measure_throughput_and_gzip_ratio() {
     for _ in 0..10 {
         std::hint::black_box(crate::deliver::http::gzip(&body));
     }
-    eprintln!(
+    println!(
         "gzip: {} → {} bytes ({:.1}x), {:.1} ms per 500-span body",
         body.len(),
         gz.len(),

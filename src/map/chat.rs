@@ -206,7 +206,11 @@ fn assistant(content: Option<&Value>) -> Value {
                 s("name").unwrap_or_default(),
                 arguments(p.get("input")),
             )),
-            "thinking" if p.get("redacted").and_then(Value::as_bool) == Some(true) => {
+            // omp marks a redacted thinking block; Anthropic has a type of its own.
+            t @ ("thinking" | "redacted_thinking")
+                if t == "redacted_thinking"
+                    || p.get("redacted").and_then(Value::as_bool) == Some(true) =>
+            {
                 redacted.push(
                     json!({"type": "redacted_thinking", "data": "[redacted by the provider]"}),
                 );
@@ -216,11 +220,6 @@ fn assistant(content: Option<&Value>) -> Value {
                 if !t.is_empty() {
                     thinking.push(json!({"type": "thinking", "content": t}));
                 }
-            }
-            "redacted_thinking" => {
-                redacted.push(
-                    json!({"type": "redacted_thinking", "data": "[redacted by the provider]"}),
-                );
             }
             _ => texts.extend(part_text(p)),
         }

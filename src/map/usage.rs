@@ -72,9 +72,8 @@ pub fn read(usage: Option<&Value>) -> Usage {
         ("input_cache_creation", c("cacheWrite")),
     ];
     cost.retain(|(_, v)| *v > 0.0);
-    if cost.is_empty() && cost_total <= 0.0 {
-        // Unpriced by omp: let Langfuse price it.
-    } else {
+    // Unpriced by omp (no bucket, no total): no cost at all, so Langfuse prices it.
+    if !cost.is_empty() || cost_total > 0.0 {
         cost.push(("total", cost_total));
     }
     Usage {

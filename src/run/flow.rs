@@ -447,6 +447,15 @@ enum Decoder {
     Log(LogDecoder),
 }
 
+impl Decoder {
+    fn for_format(f: Format) -> Decoder {
+        match f {
+            Format::Live | Format::Extension => Decoder::Stream,
+            Format::SessionLog => Decoder::Log(LogDecoder::default()),
+        }
+    }
+}
+
 /// Read one source to its end.
 pub fn read_source(
     source: &Source,
@@ -542,10 +551,7 @@ impl Front {
             mapper,
             detector: Detector::default(),
             pending: Vec::new(),
-            decoder: format.map(|f| match f {
-                Format::Live | Format::Extension => Decoder::Stream,
-                Format::SessionLog => Decoder::Log(LogDecoder::default()),
-            }),
+            decoder: format.map(Decoder::for_format),
             bridge: BridgeFilter::default(),
             events: Vec::new(),
             records: Vec::new(),
@@ -717,10 +723,7 @@ impl Front {
 
     fn decide(&mut self, f: Format, summary: &mut Summary) {
         summary.formats.insert(f.as_str());
-        self.decoder = Some(match f {
-            Format::Live | Format::Extension => Decoder::Stream,
-            Format::SessionLog => Decoder::Log(LogDecoder::default()),
-        });
+        self.decoder = Some(Decoder::for_format(f));
     }
 
     /// Decode one parsed line and pass what it yields on.
