@@ -81,16 +81,7 @@ fn name_hint(ty: &str, parsed: &Value) -> Option<NameHint> {
             if m.get("role").and_then(Value::as_str) != Some("user") || steering {
                 return None;
             }
-            let t = match m.get("content") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => parts
-                    .iter()
-                    .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                _ => String::new(),
-            };
+            let t = crate::model::message_text(m);
             (!t.is_empty()).then_some(NameHint::Prompt(t))
         }
         _ => None,

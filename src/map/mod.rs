@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 
 use crate::decode::omp::{Ev, Event, Header, as_millis, str_field};
 use crate::model::{
-    GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord, span_id,
-    trace_id,
+    GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord,
+    message_text, span_id, trace_id,
 };
 
 /// Longest trace name derived from a prompt or goal (Langfuse drops propagated trace
@@ -2075,20 +2075,6 @@ fn copy_fields(from: &Value, to: &mut Map<String, Value>, keys: &[&str]) {
         if let Some(v) = from.get(*k).filter(|v| !v.is_null()) {
             to.insert((*k).to_string(), v.clone());
         }
-    }
-}
-
-/// The text of a message: a string content, or its text blocks joined.
-fn message_text(m: &Value) -> String {
-    match m.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
     }
 }
 
