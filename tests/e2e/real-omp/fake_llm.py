@@ -28,6 +28,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODEL = "fake-model"
 
+# Tools whose streamed arguments omp previews (edit: a `tool_stream_update` line per settled
+# preview). omp computes the preview on its native worker pool and drops one that settles after
+# the call has run, so each argument piece is followed by a pause long enough for a busy machine.
+PREVIEWED = {"edit"}
+PREVIEW_PAUSE = 0.5
+
 # scenario -> list of steps; a step is (text, [(tool name, arguments)]).
 # Tool arguments carry omp's intent field "i", as real models fill it in.
 SCRIPTS = {
@@ -232,6 +238,7 @@ class Handler(BaseHTTPRequestHandler):
         }
 
         events = [chunk({"role": "assistant", "content": ""})]
+        pauses = {}  # event index -> seconds to wait after it
         for piece in words(text):
             events.append(chunk({"content": piece}))
         for index, (name, args) in enumerate(calls):
@@ -240,8 +247,10 @@ class Handler(BaseHTTPRequestHandler):
             half = len(raw) // 2
             events.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
                                                  "function": {"name": name, "arguments": ""}}]}))
-            events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": raw[:half]}}]}))
-            events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": raw[half:]}}]}))
+            for piece in (raw[:half], raw[half:]):
+                events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+                if name in PREVIEWED:
+                    pauses[len(events) - 1] = PREVIEW_PAUSE
         events.append(chunk(finish="tool_calls" if calls else "stop"))
         if req.get("stream_options", {}).get("include_usage", True):
             events.append(chunk(usage=usage))
@@ -254,10 +263,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("connection", "close")
         self.end_headers()
         try:
-            for e in events:
+            for k, e in enumerate(events):
                 self.wfile.write(e.encode())
                 self.wfile.flush()
-                time.sleep(0.01)  # a little streaming, so deltas arrive as separate events
+                # a little streaming, so deltas arrive as separate events
+                time.sleep(pauses.get(k, 0.01))
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
