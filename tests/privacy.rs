@@ -160,3 +160,86 @@ fn a_huge_tool_output_stays_under_the_event_cap_and_is_kept() {
         "a marker says how much was cut"
     );
 }
+
+/// Secrets known only by their context, through the real binary: a prefix-less key assigned in
+/// a `grep` line of the prompt and quoted back by the assistant, a Kubernetes `Secret` in a
+/// tool output, a token in base64, a token glued to a word, and a value exported in one tool
+/// call and printed by the next (another observation, later in the stream).
+#[test]
+fn secrets_known_by_their_context_are_redacted_wherever_they_recur() {
+    let stripe = "9fK2mQ7xL4pR8tW1zB6nC3vD5hJ0sY2e".to_string();
+    let exported = "Zt4Lq9Wm2Xc7Vb1Nr8Ks5Hd3Fg6Jp0Ae".to_string();
+    let k8s_value = "c2VydmljZS1wYXNzd29yZC0xMjM0NTY3ODk=".to_string();
+    let github = ["gh", "p_", &"Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7c"[..36]].concat();
+    let github_b64 = base64(github.as_bytes());
+    let glued = [
+        "pp",
+        "lx-",
+        &"a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2w3X4"[..48],
+    ]
+    .concat();
+    let lines = [
+        json!({"type":"session","version":3,"id":"priv-ctx","timestamp":"2026-08-23T09:14:02.117Z","cwd":"/w"}),
+        json!({"type":"agent_start"}),
+        json!({"type":"turn_start"}),
+        json!({"type":"message_end","message":{"role":"user","content":[{"type":"text","text":format!("grep found src/settings.py:3:STRIPE_KEY = \"{stripe}\" is that bad?")}],"timestamp":1787476443000i64}}),
+        json!({"type":"message_end","message":{"role":"assistant","content":[
+            {"type":"text","text":format!("Yes: {stripe} is a live key. The logs also say it took 3 seconds{glued}.")},
+            {"type":"toolCall","id":"t1","name":"bash","arguments":{"command":format!("export SERVICE_TOKEN={exported} && kubectl get secret app -o yaml")}}],
+            "provider":"p","model":"m","usage":{"input":1,"output":1,"cacheRead":0,"cacheWrite":0,"totalTokens":2,"cost":{"input":0,"output":0,"cacheRead":0,"cacheWrite":0,"total":0}},
+            "stopReason":"toolUse","timestamp":1787476444000i64,"duration":10}}),
+        json!({"type":"tool_execution_start","toolCallId":"t1","toolName":"bash","args":{"command":"kubectl"}}),
+        json!({"type":"message_end","message":{"role":"toolResult","toolCallId":"t1","toolName":"bash",
+            "content":[{"type":"text","text":format!("apiVersion: v1\ndata:\n  db-password: {k8s_value}\nkind: Secret\nmetadata:\n  name: app\n")}],
+            "isError":false,"timestamp":1787476445000i64}}),
+        json!({"type":"turn_end"}),
+        json!({"type":"turn_start"}),
+        json!({"type":"message_end","message":{"role":"assistant","content":[
+            {"type":"toolCall","id":"t2","name":"bash","arguments":{"command":"printenv SERVICE_TOKEN; cat token.b64"}}],
+            "provider":"p","model":"m","usage":{"input":1,"output":1,"cacheRead":0,"cacheWrite":0,"totalTokens":2,"cost":{"input":0,"output":0,"cacheRead":0,"cacheWrite":0,"total":0}},
+            "stopReason":"toolUse","timestamp":1787476446000i64,"duration":10}}),
+        json!({"type":"tool_execution_start","toolCallId":"t2","toolName":"bash","args":{"command":"printenv"}}),
+        json!({"type":"message_end","message":{"role":"toolResult","toolCallId":"t2","toolName":"bash",
+            "content":[{"type":"text","text":format!("{exported}\n{github_b64}\n")}],
+            "isError":false,"timestamp":1787476447000i64}}),
+        json!({"type":"turn_end"}),
+        json!({"type":"agent_end"}),
+    ];
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let mut child = command()
+        .args(["--dry-run"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for (what, s) in [
+        ("prefix-less key", &stripe),
+        ("exported value", &exported),
+        ("kubernetes secret value", &k8s_value),
+        ("base64 token", &github_b64),
+        ("glued token", &glued),
+    ] {
+        assert!(!stdout.contains(s.as_str()), "{what} leaked to stdout");
+        assert!(!stderr.contains(s.as_str()), "{what} leaked to stderr");
+    }
+    // The text around them is intact.
+    assert!(stdout.contains("is a live key"));
+    assert!(stdout.contains("took 3 seconds"));
+    assert!(stdout.contains("kubectl get secret app -o yaml"));
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -2,9 +2,12 @@
 //! and payloads truncated to their budgets; a size guarantee shrinks oversize events; the
 //! counters feed the exit summary (counts only, never values).
 
+pub mod assign;
 pub mod redact;
 #[cfg(test)]
 pub mod secret_corpus;
+#[cfg(test)]
+mod syntax_corpus;
 pub mod truncate;
 
 use std::borrow::Cow;
@@ -227,6 +230,17 @@ impl Sanitizer {
     /// goes through here before it is encoded, printed or sent; then [`Sanitizer::fit`] with
     /// the encoder's item size.
     pub fn record(&self, rec: &mut Record, stats: &mut SanitizeStats) {
+        let generation = self.redactor.generation();
+        self.record_once(rec, stats);
+        if self.redactor.generation() != generation {
+            // A secret identified in one field (a tool's arguments) may be echoed in another
+            // field of the same record that was already redacted (its output): once more,
+            // now that the value is known. Redaction is idempotent; truncation is too.
+            self.record_once(rec, stats);
+        }
+    }
+
+    fn record_once(&self, rec: &mut Record, stats: &mut SanitizeStats) {
         match rec {
             Record::Trace(t) => {
                 t.ctx = self.ctx(&t.ctx, stats);

@@ -13,7 +13,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use anyhow::Context as _;
@@ -21,6 +21,8 @@ use regex::Regex;
 use regex_automata::util::captures::Captures;
 use regex_automata::{Anchored, Input, PatternID, Span as MatchSpan, meta};
 use serde_json::{Map, Value};
+
+use super::assign::{self, Strength};
 
 /// Redactions per kind. Kinds are static names; values are never kept.
 pub type RedactCounts = BTreeMap<&'static str, u64>;
@@ -40,10 +42,6 @@ pub const KIND_CUSTOM: &str = "custom";
 /// Literal values shorter than this are ignored: a short value (`1`, `true`, `admin`) would wipe
 /// ordinary text everywhere it occurs.
 pub const MIN_LITERAL_SECRET_CHARS: usize = 8;
-/// An unquoted value assigned to a secret-named variable must be at least this long to count.
-const MIN_ASSIGNED_SECRET_CHARS: usize = 6;
-/// A quoted value assigned to a secret-named key must be at least this long to count.
-const MIN_QUOTED_SECRET_CHARS: usize = 4;
 /// No built-in format fits in fewer bytes (`pwd=abcd`, the shortest URL credential), so shorter
 /// strings skip the scan unless user patterns exist.
 const MIN_SCAN_BYTES: usize = 8;
@@ -61,6 +59,9 @@ const WINDOW_BEFORE_BYTES: usize = 256;
 const WINDOW_AFTER_BYTES: usize = 256;
 /// Windows pay off while there is at most one per this many bytes of text.
 const SPARSE_WINDOW_BYTES: usize = 4 * 1024;
+/// A token glued to the word before it (`secondspplx-…`) counts when that word is at most
+/// this long; a longer run is a blob the prefix happens to occur in.
+const GLUED_WORD_MAX_BYTES: usize = 24;
 /// Fixed-size bitset of fired rules (no allocation per string); the rule table must fit.
 const RULE_BITSET_WORDS: usize = 4;
 const MAX_RULES: usize = RULE_BITSET_WORDS * 64;
@@ -86,13 +87,6 @@ enum Check {
     MixedChars,
     /// `Basic <base64>` that decodes to `user:password`.
     BasicCredentials,
-    /// `NAME=value` where NAME looks like a secret environment variable.
-    EnvAssignment,
-    /// `"name": "value"` where name is a secret-named key.
-    SecretKeyName,
-    /// `name: value` (YAML/INI, unquoted) at the start of a line, where name is secret-named
-    /// and the value looks random.
-    YamlSecret,
     /// `Password=…` in a `;`-separated connection string.
     ConnectionString,
     /// `user:password` from a CLI flag, where the password is not just digits (`-u 1000:1000`).
@@ -139,10 +133,6 @@ enum Form {
 enum NameRule {
     /// The keyword is the whole name (it must not follow an identifier character).
     Keyword,
-    /// Identifier characters: `DB_PASSWORD`.
-    Ident,
-    /// Identifier characters, dots and dashes: `x-api-key`, `spring.datasource.password`.
-    Dotted,
 }
 
 const fn rule(
@@ -177,14 +167,6 @@ const fn tail_rule(
     }
 }
 
-fn next_assign(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'='
-}
-
-fn next_separator(b: u8) -> bool {
-    matches!(b, b'"' | b'\'' | b'\\' | b' ' | b'\t' | b':' | b'=')
-}
-
 fn is_lower_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
@@ -211,6 +193,159 @@ fn find_hex_32_8_8(text: &str, out: &mut Vec<(usize, usize)>) {
             && (end == b.len() || !is_word_byte(b[end]))
         {
             out.push((start, end));
+        }
+    }
+}
+
+/// One line of YAML: byte range of its content, and its indentation (a list item's `- `
+/// counts as indentation, so `- kind: Secret` is a sibling of the `data:` below it).
+struct YamlLine {
+    start: usize,
+    end: usize,
+    indent: usize,
+    item: bool,
+}
+
+/// The lines of `text` split at `newline` (`"\n"`, or `"\\n"` for YAML inside a JSON string,
+/// where a line also ends at the next backslash: `\"`).
+fn yaml_lines(text: &str, newline: &str) -> Vec<YamlLine> {
+    let escaped = newline != "\n";
+    let mut lines = Vec::new();
+    let mut at = 0;
+    for raw in text.split(newline) {
+        let line = raw.trim_end_matches('\r');
+        let line = if escaped {
+            line.trim_end_matches('\\')
+        } else {
+            line
+        };
+        let body = line.trim_start_matches(' ');
+        let mut content = body;
+        let item = body.starts_with("- ");
+        if item {
+            content = body[2..].trim_start_matches(' ');
+        }
+        let offset = line.len() - content.len();
+        lines.push(YamlLine {
+            start: at + offset,
+            end: at + offset + content.trim_end().len(),
+            indent: offset,
+            item,
+        });
+        at += raw.len() + newline.len();
+    }
+    lines
+}
+
+/// The values under `data:` / `stringData:` of every Kubernetes `Secret` in `text`: YAML
+/// (`kubectl get secret -o yaml`, manifests, lists of items), also inside a JSON string, and
+/// JSON (`-o json`), also escaped.
+fn find_kubernetes_secret_data(text: &str, out: &mut Vec<(usize, usize)>) {
+    find_kubernetes_secret_yaml(text, &yaml_lines(text, "\n"), out);
+    if text.contains("\\n") {
+        find_kubernetes_secret_yaml(text, &yaml_lines(text, "\\n"), out);
+    }
+    find_kubernetes_secret_json(text, out);
+}
+
+fn find_kubernetes_secret_yaml(text: &str, lines: &[YamlLine], out: &mut Vec<(usize, usize)>) {
+    let content = |l: &YamlLine| &text[l.start..l.end];
+    // `kind: Secret` as the line's last word: a line may carry a prefix (a prompt, a log).
+    let is_kind_secret = |l: &YamlLine| {
+        let c = content(l).trim_end_matches(['"', '\'']);
+        c.strip_suffix("Secret").is_some_and(|h| {
+            h.trim_end_matches(['"', '\'', ' '])
+                .strip_suffix("kind:")
+                .is_some()
+        })
+    };
+    for (i, l) in lines.iter().enumerate() {
+        let c = content(l);
+        if !(c.ends_with("data:") || c.ends_with("stringData:")) || c.ends_with("_data:") {
+            continue;
+        }
+        let d = l.indent;
+        // Siblings: same indentation, within this mapping (not past a shallower line, not
+        // into the next list item).
+        let mut secret = false;
+        let mut j = i;
+        while !secret && j > 0 && !lines[j].item {
+            j -= 1;
+            let s = &lines[j];
+            if content(s).is_empty() {
+                continue;
+            }
+            if s.indent < d {
+                break;
+            }
+            secret = s.indent == d && is_kind_secret(s);
+        }
+        for s in lines[i + 1..].iter().filter(|s| !content(s).is_empty()) {
+            if secret || s.indent < d || (s.indent == d && s.item) {
+                break;
+            }
+            secret = s.indent == d && is_kind_secret(s);
+        }
+        if !secret {
+            continue;
+        }
+        // The entries below `data:`; a block scalar (`key: |`) takes its deeper lines.
+        let mut block_indent: Option<usize> = None;
+        for s in lines[i + 1..].iter() {
+            let c = content(s);
+            if c.is_empty() {
+                continue;
+            }
+            if s.indent <= d {
+                break;
+            }
+            if let Some(b) = block_indent {
+                if s.indent > b {
+                    out.push((s.start, s.end));
+                    continue;
+                }
+                block_indent = None;
+            }
+            let Some(colon) = c
+                .find(": ")
+                .or_else(|| c.ends_with(':').then(|| c.len() - 1))
+            else {
+                continue;
+            };
+            let value = c[colon + 1..].trim_start();
+            if matches!(value.chars().next(), Some('|' | '>')) || value.is_empty() {
+                block_indent = Some(s.indent);
+            } else {
+                out.push((s.end - value.len(), s.end));
+            }
+        }
+    }
+}
+
+fn find_kubernetes_secret_json(text: &str, out: &mut Vec<(usize, usize)>) {
+    static DATA: OnceLock<Regex> = OnceLock::new();
+    static ENTRY: OnceLock<Regex> = OnceLock::new();
+    static KIND: OnceLock<Regex> = OnceLock::new();
+    // Quotes may be escaped (`\"kind\"`: JSON inside a JSON string).
+    let kind =
+        KIND.get_or_init(|| Regex::new(r#"\\*"kind\\*"\s*:\s*\\*"Secret\\*""#).expect("valid"));
+    if !kind.is_match(text) {
+        return;
+    }
+    let data = DATA.get_or_init(|| {
+        Regex::new(r#"\\*"(?:data|stringData)\\*"\s*:\s*\{(?P<body>[^{}]*)\}"#).expect("valid")
+    });
+    let entry = ENTRY.get_or_init(|| {
+        Regex::new(r#"\\*"[^"\\\r\n]*\\*"\s*:\s*\\*"(?P<v>[^"\\\r\n]*)\\*""#).expect("valid")
+    });
+    for caps in data.captures_iter(text) {
+        let Some(body) = caps.name("body") else {
+            continue;
+        };
+        for e in entry.captures_iter(body.as_str()) {
+            if let Some(v) = e.name("v").filter(|v| !v.is_empty()) {
+                out.push((body.start() + v.start(), body.start() + v.end()));
+            }
         }
     }
 }
@@ -1138,6 +1273,20 @@ static RULES: &[RuleDef] = &[
         r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----(?:(?s:.*?)-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s\\:,.-]*)",
         Always,
     ),
+    // Every value of a Kubernetes `Secret`'s `data:` / `stringData:` (base64 or plain),
+    // whatever its key is called (`config.json`, `username`, `tls.key`).
+    RuleDef {
+        kind: KIND_KUBERNETES_SECRET,
+        keywords: &[
+            "kind: secret",
+            // `"Secret"` in JSON, `\"Secret\"` in JSON inside a string, …
+            "\"secret\"",
+            "\"secret\\",
+        ],
+        form: Form::Custom(find_kubernetes_secret_data),
+        pattern: "",
+        check: NotPlaceholder,
+    },
     rule(
         "kubeconfig-client-key",
         &["client-key-data"],
@@ -1286,76 +1435,6 @@ static RULES: &[RuleDef] = &[
         r#"(?i)\bmachine\s+[^\s"'\\]+\s+(?:login\s+[^\s"'\\]+\s+)?password\s+(?P<s>[^\s"'\\]+)"#,
         NotPlaceholder,
     ),
-    // --- Generic assignments (the checks carry the weight) ---------------------------------
-    // `NAME=value` (shell, dotenv, code): the name runs on past the keyword (`API_KEY_PROD`).
-    tail_rule(
-        "secret-assignment",
-        &[
-            "key",
-            "secret",
-            "token",
-            "pass",
-            "credential",
-            "creds",
-            "auth",
-            "private",
-            "pwd",
-            "dsn",
-            "cookie",
-        ],
-        NameRule::Ident,
-        next_assign,
-        r#"(?P<nx>[A-Za-z0-9_]*)=(?:"(?P<q>[^"\r\n]*)"|'(?P<q2>[^'\r\n]*)'|(?P<s>[^\s"'\\;&|()<>`]+))"#,
-        EnvAssignment,
-    ),
-    // `"name": "value"`, `name = 'value'`, `name => "value"`: a quoted value under a secret
-    // name, in JSON, YAML, TOML, code, also JSON-escaped.
-    tail_rule(
-        "secret-assignment",
-        &[
-            "key",
-            "secret",
-            "secrets",
-            "token",
-            "pass",
-            "password",
-            "passwd",
-            "passphrase",
-            "credential",
-            "credentials",
-            "auth",
-            "authorization",
-            "pwd",
-            "dsn",
-            "cookie",
-        ],
-        NameRule::Dotted,
-        next_separator,
-        r#"\\*["']?[ \t]*(?::=|=>|=|:)[ \t]*\\*["'](?P<q>[^"'\\\r\n]{4,})\\*["']"#,
-        SecretKeyName,
-    ),
-    // `name: value` on its own line (YAML, INI, properties): the value must be the rest of the
-    // line (`api_key = os.environ["X"]` is code) and look random.
-    tail_rule(
-        "secret-assignment",
-        &[
-            "key",
-            "secret",
-            "token",
-            "pass",
-            "password",
-            "passwd",
-            "passphrase",
-            "credential",
-            "credentials",
-            "auth",
-            "pwd",
-        ],
-        NameRule::Dotted,
-        |b| matches!(b, b' ' | b'\t' | b':' | b'='),
-        r#"(?m)[ \t]*[:=][ \t]*(?P<s>[^\s"'#\\(){}\[\]<>]+)[ \t]*(?:$|\\|#)"#,
-        YamlSecret,
-    ),
 ];
 
 /// The distinct kinds of the built-in rules, sorted.
@@ -1376,18 +1455,12 @@ struct Rule {
 
 struct Compiled {
     regex: meta::Regex,
-    /// Capture groups holding the secret, with whether the value was quoted.
-    secret_groups: Vec<(usize, Quoting)>,
-    /// `nx`: more of the name, after the keyword (`Tail` rules).
-    name_rest: Option<usize>,
+    /// Capture groups holding the secret (`s…` unquoted, `q…` quoted).
+    secret_groups: Vec<usize>,
     /// `semi`: a `;` after the value (connection strings).
     semicolon: Option<usize>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Quoting {
-    Quoted,
-    Bare,
+    /// Matches may follow a word character directly.
+    glued: bool,
 }
 
 impl Rule {
@@ -1395,13 +1468,25 @@ impl Rule {
         self.compiled.get_or_init(|| {
             // Unicode `\b` forces the regex engine off its fast DFA on non-ASCII text; every
             // boundary here is about ASCII token characters anyway.
-            let pattern = self.def.pattern.replace(r"\b", r"(?-u:\b)");
+            // A distinctive prefix (four characters or more) needs no boundary before it: a
+            // token glued to the word before (`…secondspplx-…`) is still a token, and such
+            // matches must look generated (see `scan`).
+            // Only prefixes with a `-` or `_` (`pplx-`, `ghp_`): all-letter ones (`EAAA`,
+            // `AKIA`) turn up inside base64 blobs.
+            let glued = self.def.pattern.starts_with(r"\b")
+                && literal_prefix(self.def.pattern)
+                    .is_some_and(|p| p.len() >= 4 && p.contains(['-', '_']));
+            let pattern = if glued {
+                &self.def.pattern[2..]
+            } else {
+                self.def.pattern
+            };
+            let pattern = pattern.replace(r"\b", r"(?-u:\b)");
             let regex = meta::Regex::new(&pattern).unwrap_or_else(|e| {
                 // A built-in pattern that fails to compile is a bug caught by the unit tests.
                 panic!("built-in rule {} does not compile: {e}", self.def.kind)
             });
             let mut secret_groups = Vec::new();
-            let mut name_rest = None;
             let mut semicolon = None;
             for (i, name) in regex
                 .group_info()
@@ -1410,17 +1495,15 @@ impl Rule {
             {
                 match name {
                     Some("semi") => semicolon = Some(i),
-                    Some("nx") => name_rest = Some(i),
-                    Some(n) if n.starts_with('s') => secret_groups.push((i, Quoting::Bare)),
-                    Some(n) if n.starts_with('q') => secret_groups.push((i, Quoting::Quoted)),
+                    Some(n) if n.starts_with('s') || n.starts_with('q') => secret_groups.push(i),
                     _ => {}
                 }
             }
             Compiled {
                 regex,
                 secret_groups,
-                name_rest,
                 semicolon,
+                glued,
             }
         })
     }
@@ -1428,14 +1511,13 @@ impl Rule {
     /// Search `text` within `span` (`Scan` and `Custom` rules). A match may run past the end
     /// of the span; its start may not.
     fn scan(&self, priority: usize, text: &str, span: Range<usize>, spans: &mut Vec<Span>) {
-        let kind = self.def.kind;
         let check = self.def.check;
         if let Form::Custom(finder) = self.def.form {
             let mut found = Vec::new();
             finder(&text[..span.end], &mut found);
             for (start, end) in found.into_iter().filter(|&(start, _)| start >= span.start) {
                 if check.accepts(&Candidate::whole(text, start, &text[start..end])) {
-                    spans.push(Span::new(start, end, kind, priority));
+                    spans.push(self.span(start, end, priority));
                 }
             }
             return;
@@ -1458,18 +1540,28 @@ impl Rule {
                 c.regex.search_captures(&input, &mut caps);
                 whole = caps.get_match().map_or(whole, |m| m.span());
             }
-            let (secret, quoting) =
-                secret_of(&caps, &c.secret_groups).unwrap_or((whole, Quoting::Bare));
+            let secret = secret_of(&caps, &c.secret_groups).unwrap_or(whole);
+            let glued_to_word =
+                c.glued && whole.start > 0 && is_word_byte(text.as_bytes()[whole.start - 1]);
+            // Glued to a word, not inside a longer token or blob.
+            let glued_ok = !glued_to_word
+                || text.as_bytes()[..whole.start]
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| is_word_byte(b) || matches!(b, b'+' | b'/' | b'-'))
+                    .count()
+                    <= GLUED_WORD_MAX_BYTES;
             let cand = Candidate {
                 text,
                 name_start: whole.start,
-                name: None,
                 secret: &text[secret.range()],
-                quoting,
                 semicolon_after: false,
             };
-            if check.accepts(&cand) {
-                spans.push(Span::new(secret.start, secret.end, kind, priority));
+            if check.accepts(&cand)
+                && glued_ok
+                && (!glued_to_word || MixedChars.accepts(&cand) && looks_random(cand.secret))
+            {
+                spans.push(self.span(secret.start, secret.end, priority));
             }
             at = if whole.end > whole.start {
                 whole.end
@@ -1518,47 +1610,68 @@ impl Rule {
                 }
                 kw_start
             }
-            NameRule::Ident => extend_back(bytes, kw_start, is_word_byte),
-            NameRule::Dotted => extend_back(bytes, kw_start, |b| {
-                is_word_byte(b) || b == b'.' || b == b'-'
-            }),
         };
-        let name_end = c
-            .name_rest
-            .and_then(|g| caps.get_group(g))
-            .map_or(kw_end, |sp| sp.end);
-        let Some((secret, quoting)) = secret_of(&caps, &c.secret_groups) else {
+        let Some(secret) = secret_of(&caps, &c.secret_groups) else {
             return;
         };
         let cand = Candidate {
             text,
             name_start,
-            name: Some(&text[name_start..name_end]),
             secret: &text[secret.range()],
-            quoting,
             semicolon_after: c.semicolon.and_then(|g| caps.get_group(g)).is_some(),
         };
         if self.def.check.accepts(&cand) {
-            spans.push(Span::new(secret.start, secret.end, self.def.kind, priority));
+            spans.push(self.span(secret.start, secret.end, priority));
         }
     }
 
     fn is_tail(&self) -> bool {
         matches!(self.def.form, Form::Tail { .. })
     }
-}
 
-fn extend_back(bytes: &[u8], mut at: usize, part_of_name: impl Fn(u8) -> bool) -> usize {
-    while at > 0 && part_of_name(bytes[at - 1]) {
-        at -= 1;
+    fn is_custom(&self) -> bool {
+        matches!(self.def.form, Form::Custom(_))
     }
-    at
+
+    /// A span of this rule, remembered when the rule finds values by their context.
+    fn span(&self, start: usize, end: usize, priority: usize) -> Span {
+        let span = Span::new(start, end, self.def.kind, priority);
+        match self.def.check {
+            Always | MixedChars | DiscordBotToken => span,
+            _ => span.learned(),
+        }
+    }
 }
 
-fn secret_of(caps: &Captures, groups: &[(usize, Quoting)]) -> Option<(MatchSpan, Quoting)> {
-    groups
-        .iter()
-        .find_map(|&(g, q)| caps.get_group(g).map(|sp| (sp, q)))
+/// The literal a rule's matches start with, as written in its pattern (`ghp_`, `eyJ`,
+/// `AKIA`), when it is at least three characters long.
+fn literal_prefix(pattern: &str) -> Option<&str> {
+    let p = pattern.strip_prefix(r"\b").unwrap_or(pattern);
+    let end = p
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/')))
+        .unwrap_or(p.len());
+    (end >= 3).then(|| &p[..end])
+}
+
+/// The base64 characters fully determined by a rule's literal prefix at the start of an
+/// encoded text (`Z2hwX` for `ghp_`, `ZXlK` for `eyJ`): a keyword for [`Role::Base64`].
+fn base64_prefix(def: &RuleDef) -> Option<String> {
+    if !matches!(def.form, Form::Scan) || !matches!(def.check, Always | MixedChars) {
+        return None;
+    }
+    let prefix = literal_prefix(def.pattern)?;
+    let encoded = encode_base64(prefix.as_bytes());
+    let determined = prefix.len() * 8 / 6;
+    (determined >= 4).then(|| encoded[..determined].to_string())
+}
+
+fn encode_base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn secret_of(caps: &Captures, groups: &[usize]) -> Option<MatchSpan> {
+    groups.iter().find_map(|&g| caps.get_group(g))
 }
 
 /// A candidate match, with what the checks look at.
@@ -1566,9 +1679,7 @@ struct Candidate<'t> {
     text: &'t str,
     /// Where the match (or the variable name) starts.
     name_start: usize,
-    name: Option<&'t str>,
     secret: &'t str,
-    quoting: Quoting,
     /// A `;` follows the value (connection strings).
     semicolon_after: bool,
 }
@@ -1578,9 +1689,7 @@ impl<'t> Candidate<'t> {
         Candidate {
             text,
             name_start: start,
-            name: None,
             secret,
-            quoting: Quoting::Bare,
             semicolon_after: false,
         }
     }
@@ -1608,11 +1717,9 @@ impl<'t> Candidate<'t> {
 impl Check {
     fn accepts(self, c: &Candidate<'_>) -> bool {
         let secret = c.secret;
-        if secret.is_empty() || secret.starts_with(MARKER_PREFIX) {
+        if secret.is_empty() || secret.starts_with(MARKER_PREFIX) || assign::is_filler(secret) {
             return false;
         }
-        let name = c.name.unwrap_or("");
-        let secret_name = || is_secret_key(name) || is_env_style(name) && is_secret_env_name(name);
         match self {
             Always => true,
             NotPlaceholder => !is_placeholder(secret),
@@ -1627,36 +1734,6 @@ impl Check {
                     || (has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase))
             }
             DiscordBotToken => secret.split('.').next().is_some_and(is_base64_of_digits),
-            EnvAssignment => {
-                let min = match c.quoting {
-                    Quoting::Quoted => MIN_QUOTED_SECRET_CHARS,
-                    Quoting::Bare => MIN_ASSIGNED_SECRET_CHARS,
-                };
-                // `a.token=x` is a property, `--api-key=x` a flag (own rule), `$KEY=x` not an
-                // assignment; only names that start a word count.
-                let prev = c.text[..c.name_start].chars().next_back();
-                let starts_word = !matches!(prev, Some('.' | '-' | '$' | '/' | '@' | ':'));
-                // Code (`f(password=password)`) uses lowercase names; require a random-looking
-                // value there unless it is a quoted literal.
-                let code_like =
-                    name.bytes().any(|b| b.is_ascii_lowercase()) && c.quoting == Quoting::Bare;
-                starts_word
-                    && is_secret_env_name(name)
-                    && secret.chars().count() >= min
-                    && !secret.starts_with('=')
-                    && !is_placeholder(secret)
-                    && !is_path(secret)
-                    && !is_trivial_value(secret)
-                    && (!code_like || looks_random(secret))
-                    && !secret.eq_ignore_ascii_case(name)
-            }
-            SecretKeyName => secret_name() && !is_placeholder(secret) && !is_trivial_value(secret),
-            YamlSecret => {
-                c.name_starts_line()
-                    && secret_name()
-                    && !is_placeholder(secret)
-                    && looks_random(secret)
-            }
             ConnectionString => {
                 (c.before_name() == Some(';') || c.name_starts_line() && c.semicolon_after)
                     && !is_placeholder(secret.trim())
@@ -1754,162 +1831,36 @@ fn decodes_to_credentials(b64: &str) -> bool {
     }
 }
 
-/// Standard base64 (padding optional). Small and only used on header-sized values, so a
-/// dependency is not worth it.
+/// Base64, standard or URL-safe alphabet, padding optional (tokens drop it).
 fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, CONFIG);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, CONFIG);
+    let engine = if s.contains(['-', '_']) {
+        &URL_SAFE
+    } else {
+        &STANDARD
+    };
+    engine.decode(s).ok()
 }
-
-/// Segments of an environment variable name that mark its value as secret.
-const SECRET_NAME_SEGMENTS: [&str; 20] = [
-    "KEY",
-    "KEYS",
-    "APIKEY",
-    "SECRET",
-    "SECRETS",
-    "TOKEN",
-    "PASSWORD",
-    "PASSWD",
-    "PASS",
-    "PWD",
-    "PASSPHRASE",
-    "CREDENTIAL",
-    "CREDENTIALS",
-    "CREDS",
-    "AUTH",
-    "PRIVATE",
-    "PAT",
-    "COOKIE",
-    "DSN",
-    "SIGNATURE",
-];
-/// A segment ending in one of these is secret too (`APIKEY`, `GHTOKEN`, `DBPASSWORD`).
-const SECRET_NAME_SUFFIXES: [&str; 4] = ["KEY", "TOKEN", "SECRET", "PASSWORD"];
-/// Names ending so describe where or how a secret is used, not the secret itself.
-const NON_SECRET_NAME_SUFFIXES: [&str; 22] = [
-    "_FILE",
-    "_PATH",
-    "_DIR",
-    "_SOCK",
-    "_HOST",
-    "_PORT",
-    "_URL",
-    "_URI",
-    "_TYPE",
-    "_NAME",
-    "_REGION",
-    "_ENDPOINT",
-    "_MODE",
-    "_ENABLED",
-    "_TIMEOUT",
-    "_METHOD",
-    "_PROVIDER",
-    "_LENGTH",
-    "_SIZE",
-    "_COUNT",
-    "_LIMIT",
-    "_VERSION",
-];
 
 /// Whether an environment variable (or `.env` name) looks like it holds a secret:
 /// `OPENAI_API_KEY`, `DB_PASSWORD`, `GITHUB_TOKEN`, but not `GIT_AUTHOR_NAME`, `SSH_AUTH_SOCK`
-/// or `KEYBOARD_LAYOUT`.
+/// or `KEYBOARD_LAYOUT`. Judged by the name's words (see [`assign::judge_name`]).
 pub fn is_secret_env_name(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    if NON_SECRET_NAME_SUFFIXES.iter().any(|s| upper.ends_with(s)) {
-        return false;
-    }
-    upper.split(['_', '-', '.']).any(|seg| {
-        SECRET_NAME_SEGMENTS.contains(&seg)
-            || (seg.len() > 3
-                && SECRET_NAME_SUFFIXES.iter().any(|s| seg.ends_with(s))
-                && seg != "MONKEY")
-    })
+    assign::judge_name(name) != Strength::None
 }
-
-/// `UPPER_SNAKE` names: environment-variable style.
-fn is_env_style(name: &str) -> bool {
-    name.bytes().any(|b| b.is_ascii_uppercase()) && !name.bytes().any(|b| b.is_ascii_lowercase())
-}
-
-/// Normalised key names (lowercase, alphanumerics only) that are secret whatever the prefix.
-const SECRET_KEY_SUFFIXES: [&str; 22] = [
-    "apikey",
-    "apitoken",
-    "secretkey",
-    "accesskey",
-    "privatekey",
-    "signingkey",
-    "encryptionkey",
-    "masterkey",
-    "sharedkey",
-    "accountkey",
-    "authkey",
-    "sessionkey",
-    "clientsecret",
-    "secret",
-    "password",
-    "passwd",
-    "passphrase",
-    "token",
-    "authorization",
-    "credential",
-    "credentials",
-    "cookie",
-];
-const SECRET_KEY_EXACT: [&str; 6] = ["auth", "pwd", "secrets", "privatekeyid", "cookies", "dsn"];
-/// Tokenizer vocabulary (`eos_token: "</s>"`) is not a credential.
-const NON_SECRET_KEYS: [&str; 10] = [
-    "eostoken",
-    "bostoken",
-    "padtoken",
-    "unktoken",
-    "septoken",
-    "clstoken",
-    "masktoken",
-    "stoptoken",
-    "starttoken",
-    "endtoken",
-];
 
 /// Whether a JSON object key names a secret: `api_key`, `apiKey`, `Authorization`,
-/// `client_secret`, `password`, `x-api-key`, `access_token`; not `max_tokens`, `tokenizer`,
-/// `publicKey` or `key`.
+/// `client_secret`, `password`, `x-api-key`, `access_token`, `creds`, `stripeKey`; not
+/// `max_tokens`, `tokenizer`, `publicKey` or `key` (those are [`Strength::Weak`] at most).
+#[cfg(test)]
 pub fn is_secret_key(key: &str) -> bool {
-    if key.len() > 64 {
-        return false;
-    }
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    for b in key.bytes().filter(u8::is_ascii_alphanumeric) {
-        buf[n] = b.to_ascii_lowercase();
-        n += 1;
-    }
-    let norm = std::str::from_utf8(&buf[..n]).unwrap_or("");
-    if norm.is_empty() || NON_SECRET_KEYS.contains(&norm) {
-        return false;
-    }
-    SECRET_KEY_EXACT.contains(&norm) || SECRET_KEY_SUFFIXES.iter().any(|s| norm.ends_with(s))
+    assign::judge_name(key) == Strength::Strong
 }
 
 /// Where a literal secret value came from; decides how strict the name filter is.
@@ -2051,6 +2002,10 @@ enum Role {
     Trigger(usize),
     /// A literal secret value of this kind.
     Literal(&'static str),
+    /// A secret word: the name around it may be assigned a secret (see [`assign`]).
+    Assign,
+    /// The base64 form of a token prefix: the run it starts may decode to a secret.
+    Base64,
 }
 
 /// A stretch of text to replace.
@@ -2060,6 +2015,9 @@ struct Span {
     end: usize,
     kind: &'static str,
     priority: usize,
+    /// Found by its context rather than its format: the same value elsewhere in the session
+    /// has no context to give it away, so it is remembered (see [`Learned`]).
+    learn: bool,
 }
 
 impl Span {
@@ -2069,7 +2027,13 @@ impl Span {
             end,
             kind,
             priority,
+            learn: false,
         }
+    }
+
+    fn learned(mut self) -> Self {
+        self.learn = true;
+        self
     }
 }
 
@@ -2085,7 +2049,50 @@ pub struct Redactor {
     literal_count: usize,
     /// Recently redacted large strings (see [`Memo`]).
     memo: Mutex<Memo>,
+    /// Values identified as secrets by their context, redacted wherever they appear again.
+    learned: RwLock<Learned>,
 }
+
+/// Secret values identified by their context (`API_TOKEN=…`, `"password": "…"`, a
+/// `--token` flag): a tool that echoes the value, or an answer that quotes it, gives no
+/// context, so every later string is searched for the values themselves. Shared by every
+/// session of the run, bounded, in memory only.
+#[derive(Default)]
+struct Learned {
+    /// Value → kind it was first found as.
+    kinds: HashMap<String, &'static str>,
+    /// The values and their JSON-escaped forms, with the kind of each pattern.
+    automaton: Option<(AhoCorasick, Vec<&'static str>)>,
+    /// Bumped on every change, so remembered results of older scans are not reused.
+    generation: u64,
+}
+
+/// Values remembered at most; later ones are still redacted where their context shows.
+const MAX_LEARNED_VALUES: usize = 4096;
+/// The kind of a Kubernetes `Secret`'s `data:` / `stringData:` value.
+pub const KIND_KUBERNETES_SECRET: &str = "kubernetes-secret";
+/// The kind of a value under a secret-named name in any syntax (see [`assign`]).
+pub const KIND_SECRET_ASSIGNMENT: &str = "secret-assignment";
+/// Priority of assignments: after every rule (a format names a value better).
+const PRIORITY_ASSIGN: usize = MAX_RULES - 1;
+/// Base64 runs shorter than this are not decoded; longer than the maximum neither (blobs).
+const MIN_BASE64_RUN: usize = 16;
+const MAX_BASE64_RUN: usize = 16 << 10;
+/// The secret words whose occurrences start an assignment parse.
+const ASSIGN_KEYWORDS: &[&str] = &[
+    "key",
+    "secret",
+    "token",
+    "pass",
+    "pwd",
+    "cred",
+    "auth",
+    "cookie",
+    "dsn",
+    "private",
+    "signature",
+    "_pat",
+];
 
 /// Large strings redacted lately, with what redaction made of them. A tool's output reaches
 /// two records, its own observation and the next LLM call's input, and redaction is by far
@@ -2103,6 +2110,8 @@ struct MemoEntry {
     /// `None`: nothing matched (the text stays as it is).
     redacted: Option<String>,
     counts: Vec<(&'static str, u64)>,
+    /// The learned values' generation the result was computed with.
+    generation: u64,
 }
 
 /// Strings at least this long are remembered (shorter ones are cheap to scan again).
@@ -2114,11 +2123,16 @@ const MEMO_MAX_ENTRIES: usize = 16;
 
 impl Memo {
     /// The remembered result for `text`, its counts added to `counts`.
-    fn get<'a>(&self, text: &'a str, counts: &mut RedactCounts) -> Option<Cow<'a, str>> {
+    fn get<'a>(
+        &self,
+        text: &'a str,
+        generation: u64,
+        counts: &mut RedactCounts,
+    ) -> Option<Cow<'a, str>> {
         let e = self
             .entries
             .iter()
-            .find(|e| e.text.len() == text.len() && e.text == text)?;
+            .find(|e| e.generation == generation && e.text.len() == text.len() && e.text == text)?;
         for (kind, n) in &e.counts {
             *counts.entry(kind).or_default() += n;
         }
@@ -2129,7 +2143,7 @@ impl Memo {
     }
 
     /// Remember `text`; `redacted` is `None` when nothing matched.
-    fn put(&mut self, text: &str, redacted: Option<&str>, counts: &RedactCounts) {
+    fn put(&mut self, text: &str, redacted: Option<&str>, counts: &RedactCounts, generation: u64) {
         if text.len() > MEMO_MAX_BYTES {
             return;
         }
@@ -2144,6 +2158,7 @@ impl Memo {
             text: text.to_string(),
             redacted: redacted.map(str::to_string),
             counts: counts.iter().map(|(k, n)| (*k, *n)).collect(),
+            generation,
         });
     }
 }
@@ -2191,6 +2206,14 @@ impl Redactor {
                 add((*kw).to_string(), Role::Trigger(i));
             }
         }
+        for kw in ASSIGN_KEYWORDS {
+            add((*kw).to_string(), Role::Assign);
+        }
+        for def in RULES {
+            if let Some(b64) = base64_prefix(def) {
+                add(b64, Role::Base64);
+            }
+        }
         let mut literal_count = 0;
         let env_literals = env
             .into_iter()
@@ -2228,6 +2251,7 @@ impl Redactor {
             user: user_patterns,
             literal_count,
             memo: Mutex::default(),
+            learned: RwLock::default(),
         })
     }
 
@@ -2253,7 +2277,8 @@ impl Redactor {
             return self.redact_now(text, counts);
         }
         let memo = || self.memo.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(known) = memo().get(text, counts) {
+        let generation = self.generation();
+        if let Some(known) = memo().get(text, generation, counts) {
             return known;
         }
         let mut found = RedactCounts::new();
@@ -2262,7 +2287,9 @@ impl Redactor {
             Cow::Owned(r) => Some(r.as_str()),
             Cow::Borrowed(_) => None,
         };
-        memo().put(text, redacted, &found);
+        // A scan that learned a value is remembered under the new generation: the value is
+        // redacted in its result either way.
+        memo().put(text, redacted, &found, self.generation());
         for (kind, n) in found {
             *counts.entry(kind).or_default() += n;
         }
@@ -2279,52 +2306,7 @@ impl Redactor {
     }
 
     fn find(&self, text: &str, spans: &mut Vec<Span>) {
-        if text.len() >= MIN_SCAN_BYTES {
-            // Large strings are searched only around keyword occurrences, so a rule that
-            // fired once does not cost a pass over megabytes.
-            let windowed = text.len() > WINDOWED_MIN_BYTES;
-            let mut hits: Vec<(usize, usize, usize)> = Vec::new();
-            let mut fired = [0u64; RULE_BITSET_WORDS];
-            for m in self.automaton.find_overlapping_iter(text) {
-                for role in &self.roles[m.pattern().as_usize()] {
-                    match *role {
-                        Role::Trigger(r) if self.rules[r].is_tail() => {
-                            self.rules[r].tail(r, text, m.start(), m.end(), spans)
-                        }
-                        Role::Trigger(r) if windowed => hits.push((r, m.start(), m.end())),
-                        Role::Trigger(r) => fired[r / 64] |= 1 << (r % 64),
-                        Role::Literal(kind) => {
-                            spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL))
-                        }
-                    }
-                }
-            }
-            for &r in &self.always {
-                fired[r / 64] |= 1 << (r % 64);
-            }
-            for (w, word) in fired.iter().enumerate() {
-                let mut bits = *word;
-                while bits != 0 {
-                    let r = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    self.rules[r].scan(r, text, 0..text.len(), spans);
-                }
-            }
-            hits.sort_unstable();
-            for group in hits.chunk_by(|a, b| a.0 == b.0) {
-                let r = group[0].0;
-                let windows = windows(text, group.iter().map(|&(_, s, e)| (s, e)));
-                if windows.len() * SPARSE_WINDOW_BYTES > text.len() {
-                    // Keywords everywhere (`://` on every line): one pass, at the regex
-                    // engine's literal-search speed, beats a search per window.
-                    self.rules[r].scan(r, text, 0..text.len(), spans);
-                } else {
-                    for window in windows {
-                        self.rules[r].scan(r, text, window, spans);
-                    }
-                }
-            }
-        }
+        self.find_by_rules(text, spans, false);
         for re in &self.user {
             for m in re.find_iter(text) {
                 if !m.is_empty() && !m.as_str().starts_with(MARKER_PREFIX) {
@@ -2333,35 +2315,244 @@ impl Redactor {
             }
         }
         drop_spans_inside_markers(text, spans);
+        if spans.iter().any(|s| s.learn) {
+            self.learn(
+                spans
+                    .iter()
+                    .filter(|s| s.learn)
+                    .map(|s| (&text[s.start..s.end], s.kind)),
+            );
+        }
+        self.find_learned(text, spans);
+        drop_spans_inside_markers(text, spans);
+    }
+
+    /// The built-in rules, the assignment parser, literal values and base64 runs. `nested`:
+    /// `text` was decoded from base64 (not decoded again).
+    fn find_by_rules(&self, text: &str, spans: &mut Vec<Span>, nested: bool) {
+        if text.len() < MIN_SCAN_BYTES {
+            return;
+        }
+        // Large strings are searched only around keyword occurrences, so a rule that
+        // fired once does not cost a pass over megabytes.
+        let windowed = text.len() > WINDOWED_MIN_BYTES;
+        let mut hits: Vec<(usize, usize, usize)> = Vec::new();
+        let mut fired = [0u64; RULE_BITSET_WORDS];
+        // The end of the last name parsed: more keywords inside it (`secret` and `key` of
+        // `secret_key`) are the same name.
+        let mut parsed_until = 0;
+        for m in self.automaton.find_overlapping_iter(text) {
+            for role in &self.roles[m.pattern().as_usize()] {
+                match *role {
+                    Role::Trigger(r) if self.rules[r].is_tail() => {
+                        self.rules[r].tail(r, text, m.start(), m.end(), spans)
+                    }
+                    Role::Trigger(r) if windowed && !self.rules[r].is_custom() => {
+                        hits.push((r, m.start(), m.end()))
+                    }
+                    Role::Trigger(r) => fired[r / 64] |= 1 << (r % 64),
+                    Role::Literal(kind) => {
+                        spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL))
+                    }
+                    Role::Assign if m.start() >= parsed_until => {
+                        let found = assign::at_keyword(text, m.start(), m.end());
+                        parsed_until = found.name_end;
+                        if let Some(v) = found.value {
+                            spans.push(
+                                Span::new(v.start, v.end, KIND_SECRET_ASSIGNMENT, PRIORITY_ASSIGN)
+                                    .learned(),
+                            );
+                        }
+                    }
+                    Role::Assign => {}
+                    Role::Base64 if !nested => self.base64_run(text, m.start(), spans),
+                    Role::Base64 => {}
+                }
+            }
+        }
+        for &r in &self.always {
+            fired[r / 64] |= 1 << (r % 64);
+        }
+        for (w, word) in fired.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let r = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                self.rules[r].scan(r, text, 0..text.len(), spans);
+            }
+        }
+        hits.sort_unstable();
+        for group in hits.chunk_by(|a, b| a.0 == b.0) {
+            let r = group[0].0;
+            let windows = windows(text, group.iter().map(|&(_, s, e)| (s, e)));
+            if windows.len() * SPARSE_WINDOW_BYTES > text.len() {
+                // Keywords everywhere (`://` on every line): one pass, at the regex
+                // engine's literal-search speed, beats a search per window.
+                self.rules[r].scan(r, text, 0..text.len(), spans);
+            } else {
+                for window in windows {
+                    self.rules[r].scan(r, text, window, spans);
+                }
+            }
+        }
+    }
+
+    /// A base64 run starting at `start` with the encoding of a token prefix: decoded, and
+    /// redacted whole when the decoded text holds a secret (a JWT or a token in base64, the
+    /// `public:secret` pair of an API's Basic credentials).
+    fn base64_run(&self, text: &str, start: usize, spans: &mut Vec<Span>) {
+        let b = text.as_bytes();
+        let is_b64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_');
+        if start > 0 && is_b64(b[start - 1]) {
+            return;
+        }
+        let mut end = start;
+        while end < b.len() && is_b64(b[end]) && end - start <= MAX_BASE64_RUN {
+            end += 1;
+        }
+        while end < b.len() && b[end] == b'=' {
+            end += 1;
+        }
+        if !(MIN_BASE64_RUN..=MAX_BASE64_RUN).contains(&(end - start)) {
+            return;
+        }
+        let Some(decoded) = decode_base64(&text[start..end]) else {
+            return;
+        };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            return;
+        };
+        let mut inner = Vec::new();
+        self.find_by_rules(&decoded, &mut inner, true);
+        if let Some(first) = inner.iter().min_by_key(|s| s.priority) {
+            spans.push(Span::new(start, end, first.kind, first.priority));
+        }
+    }
+
+    /// Remember values found by their context (see [`Learned`]).
+    fn learn<'t>(&self, found: impl Iterator<Item = (&'t str, &'static str)>) {
+        let fresh: Vec<(&str, &'static str)> = {
+            let learned = self.learned.read().unwrap_or_else(PoisonError::into_inner);
+            found
+                .filter(|(v, _)| {
+                    // Only values that cannot be ordinary words: `PASSWORD=postgres` must not
+                    // wipe every later `postgres`.
+                    v.chars().count() >= MIN_LITERAL_SECRET_CHARS
+                        && assign::looks_random(v)
+                        && !v.starts_with(MARKER_PREFIX)
+                        && !assign::is_placeholder(v)
+                        && !learned.kinds.contains_key(*v)
+                })
+                .collect()
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let mut learned = self.learned.write().unwrap_or_else(PoisonError::into_inner);
+        let before = learned.kinds.len();
+        for (v, kind) in fresh {
+            if learned.kinds.len() >= MAX_LEARNED_VALUES {
+                break;
+            }
+            learned.kinds.entry(v.to_string()).or_insert(kind);
+        }
+        if learned.kinds.len() == before {
+            return;
+        }
+        let mut patterns = Vec::new();
+        let mut kinds = Vec::new();
+        for (v, kind) in &learned.kinds {
+            for form in literal_forms(v) {
+                patterns.push(form);
+                kinds.push(*kind);
+            }
+        }
+        // Built rarely (a session has a handful of such secrets), searched often.
+        learned.automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok()
+            .map(|ac| (ac, kinds));
+        learned.generation += 1;
+    }
+
+    /// Every occurrence of a learned value.
+    fn find_learned(&self, text: &str, spans: &mut Vec<Span>) {
+        let learned = self.learned.read().unwrap_or_else(PoisonError::into_inner);
+        let Some((ac, kinds)) = &learned.automaton else {
+            return;
+        };
+        for m in ac.find_iter(text) {
+            let kind = kinds[m.pattern().as_usize()];
+            spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
+        }
+    }
+
+    /// Forget the learned values (tests: a case must not profit from an earlier one).
+    #[cfg(test)]
+    pub fn forget(&self) {
+        let mut learned = self.learned.write().unwrap_or_else(PoisonError::into_inner);
+        let generation = learned.generation + 1;
+        *learned = Learned::default();
+        learned.generation = generation;
+    }
+
+    /// Changes whenever a value is learned: redaction done before may have missed it.
+    pub fn generation(&self) -> u64 {
+        self.learned
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
     }
 
     /// Redact every string of a JSON value in place: object keys, string values, and whole
     /// strings stored under secret-named keys. Iterative, so any depth is safe.
     pub fn redact_value(&self, value: &mut Value, counts: &mut RedactCounts) {
+        let generation = self.generation();
+        self.redact_value_once(value, counts);
+        if self.generation() != generation {
+            // A value learned late in the walk may sit in a string walked earlier (a tool's
+            // output before the arguments that named it).
+            self.redact_value_once(value, counts);
+        }
+    }
+
+    fn redact_value_once(&self, value: &mut Value, counts: &mut RedactCounts) {
         let mut stack: Vec<(&mut Value, Under)> = vec![(value, Under::Plain)];
         while let Some((v, under)) = stack.pop() {
             match v {
-                Value::String(s) => match under {
-                    Under::SecretKey => {
-                        if !s.is_empty() && !is_marker(s) {
-                            *s = marker(KIND_SECRET_FIELD);
-                            *counts.entry(KIND_SECRET_FIELD).or_default() += 1;
-                        }
+                Value::String(s) => {
+                    let secret = match under {
+                        Under::SecretKey => !s.is_empty() && !is_marker(s),
+                        Under::WeakKey => assign::looks_generated(s),
+                        Under::Plain => false,
+                    };
+                    if secret {
+                        self.learn(std::iter::once((s.as_str(), KIND_SECRET_FIELD)));
+                        *s = marker(KIND_SECRET_FIELD);
+                        *counts.entry(KIND_SECRET_FIELD).or_default() += 1;
+                    } else if let Cow::Owned(clean) = self.redact(s, counts) {
+                        *s = clean;
                     }
-                    Under::Plain => {
-                        if let Cow::Owned(clean) = self.redact(s, counts) {
-                            *s = clean;
-                        }
-                    }
-                },
+                }
                 Value::Array(items) => stack.extend(items.iter_mut().map(|x| (x, under))),
                 Value::Object(map) => {
                     self.redact_keys(map, counts);
+                    // A Kubernetes Secret (`kubectl get secret -o json` parsed): every value
+                    // of its data is secret, whatever the key.
+                    let k8s_secret = map.get("kind").and_then(Value::as_str) == Some("Secret")
+                        && map.contains_key("apiVersion");
                     for (k, x) in map.iter_mut() {
-                        let child = if under == Under::SecretKey || is_secret_key(k) {
+                        let child = if under == Under::SecretKey
+                            || k8s_secret && (k == "data" || k == "stringData")
+                        {
                             Under::SecretKey
                         } else {
-                            Under::Plain
+                            match assign::judge_name(k) {
+                                Strength::Strong => Under::SecretKey,
+                                Strength::Weak => Under::WeakKey,
+                                Strength::None => Under::Plain,
+                            }
                         };
                         stack.push((x, child));
                     }
@@ -2398,7 +2589,10 @@ impl Redactor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Under {
     Plain,
+    /// Under a secret-named key: any value is a secret.
     SecretKey,
+    /// Under a key that may name a secret (`key`, `signature`): generated-looking values are.
+    WeakKey,
 }
 
 /// The replacement text for a kind.

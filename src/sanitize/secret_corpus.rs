@@ -44,7 +44,7 @@ fn pick(charset: &str, n: usize) -> String {
         .collect()
 }
 
-fn alnum(n: usize) -> String {
+pub fn alnum(n: usize) -> String {
     // Always mixed: real tokens of this length always are, and the checks rely on it.
     let mut s = pick(&format!("{UPPER}{LOWER}{DIGITS}"), n.saturating_sub(3));
     s.push_str(&pick(DIGITS, 1.min(n)));
@@ -53,11 +53,11 @@ fn alnum(n: usize) -> String {
     s
 }
 
-fn alpha(n: usize) -> String {
+pub fn alpha(n: usize) -> String {
     pick(&format!("{UPPER}{LOWER}"), n)
 }
 
-fn lower_alnum(n: usize) -> String {
+pub fn lower_alnum(n: usize) -> String {
     pick(&format!("{LOWER}{DIGITS}"), n)
 }
 
@@ -65,23 +65,23 @@ fn upper_alnum(n: usize) -> String {
     pick(&format!("{UPPER}{DIGITS}"), n)
 }
 
-fn hex(n: usize) -> String {
+pub fn hex(n: usize) -> String {
     pick(HEX, n)
 }
 
-fn digits(n: usize) -> String {
+pub fn digits(n: usize) -> String {
     let mut s = pick("123456789", 1);
     s.push_str(&pick(DIGITS, n - 1));
     s
 }
 
-fn b64(n: usize) -> String {
+pub fn b64(n: usize) -> String {
     pick(&format!("{UPPER}{LOWER}{DIGITS}+/"), n)
 }
 
 /// URL-safe base64 that starts and ends with an alphanumeric (as the regexes' boundaries
 /// expect of real tokens' ends).
-fn b64url(n: usize) -> String {
+pub fn b64url(n: usize) -> String {
     let mut s = alnum(1);
     s.push_str(&pick(
         &format!("{UPPER}{LOWER}{DIGITS}-_"),
@@ -91,11 +91,11 @@ fn b64url(n: usize) -> String {
     s
 }
 
-fn uuid() -> String {
+pub fn uuid() -> String {
     format!("{}-{}-{}-{}-{}", hex(8), hex(4), hex(4), hex(4), hex(12))
 }
 
-fn cat(parts: &[&str]) -> String {
+pub fn cat(parts: &[&str]) -> String {
     parts.concat()
 }
 
@@ -129,25 +129,9 @@ fn discord_user_id() -> String {
         .to_string()
 }
 
-fn base64_encode(bytes: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+pub fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A token on its own in a sentence.
@@ -586,6 +570,21 @@ fn batch() -> Vec<Sample> {
             "kubeconfig-client-key",
             "users:\n- name: admin\n  user:\n    client-key-data: {}\n",
             b64(400),
+        ),
+        ctx(
+            "kubernetes-secret",
+            "apiVersion: v1\ndata:\n  config.json: {}\nkind: Secret\nmetadata:\n  name: regcred\n",
+            b64(120),
+        ),
+        ctx(
+            "kubernetes-secret",
+            "items:\n- apiVersion: v1\n  kind: Secret\n  data:\n    username: YWRtaW4=\n    tls.crt: {}\n",
+            b64(64),
+        ),
+        ctx(
+            "kubernetes-secret",
+            "{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"data\": {\"db-url\": \"{}\"}}",
+            b64(48),
         ),
         // HTTP authentication
         ctx("authorization-header", "Authorization: Token {}", alnum(40)),
