@@ -686,23 +686,26 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
             // Inside a sentence in quotes (`"my token is …"`): read it as prose.
         }
     }
-    let strength = judge_name(name);
-    if strength == Strength::None {
-        return None;
-    }
     if prev == Some(b'<') {
-        return element_value(text, at, name)
-            .filter(|v| accept(text, v, strength, Sep::Element, name, true));
+        return element_value(text, at).filter(|v| accept(text, v, Sep::Element, name, true));
     }
     if labelled_name(text, before) {
         // `- name: DB_PASSWORD\n  value: "…"` (Kubernetes env), `{"name": "X_TOKEN",
         // "value": "…"}` (ECS, GitHub API): the value is in the pair's `value` field.
         let value_at = paired_value(text, at)?;
         if let Some((v, _)) = quoted_value(text, value_at) {
-            return accept(text, &v, strength, Sep::Element, name, true).then_some(v);
+            return accept(text, &v, Sep::Element, name, true).then_some(v);
         }
         let v = bare_value(text, value_at)?;
-        return accept(text, &v, strength, Sep::Assign, name, false).then_some(v);
+        return accept(text, &v, Sep::Assign, name, false).then_some(v);
+    }
+    // Most keyword occurrences are code or prose (`Key(key.into())`, `the token.`): nothing
+    // that can start an assignment follows them.
+    if !matches!(
+        b.get(at),
+        Some(b' ' | b'\t' | b'=' | b':' | b',' | b'?' | b'+' | b'.' | b'|' | b'<')
+    ) {
+        return None;
     }
     let spaces_from = at;
     while at < b.len() && is_space(b[at]) {
@@ -715,7 +718,7 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
     } else if rest.first() == Some(&b':') && rest.get(1) != Some(&b':') {
         // `name: value`, or a typed declaration `name: Type = "value"`.
         if let Some((v, _)) = typed_declaration(b, at + 1).and_then(|at| quoted_value(text, at)) {
-            return accept(text, &v, strength, Sep::Assign, name, true).then_some(v);
+            return accept(text, &v, Sep::Assign, name, true).then_some(v);
         }
         (Sep::Assign, 1)
     } else if quoted_name && rest.first() == Some(&b',') {
@@ -725,7 +728,7 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
     } else if spaced {
         if let Some(value_at) = go_declaration(b, at) {
             return quoted_value(text, value_at)
-                .filter(|(v, _)| accept(text, v, strength, Sep::Assign, name, true))
+                .filter(|(v, _)| accept(text, v, Sep::Assign, name, true))
                 .map(|(v, _)| v);
         }
         match prose_separator(rest) {
@@ -740,13 +743,13 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
         at += 1;
     }
     if let Some((v, _)) = quoted_value(text, at) {
-        return accept(text, &v, strength, sep, name, true).then_some(v);
+        return accept(text, &v, sep, name, true).then_some(v);
     }
     if sep == Sep::Argument {
         return None;
     }
     let v = bare_value(text, at)?;
-    accept(text, &v, strength, sep, name, false).then_some(v)
+    accept(text, &v, sep, name, false).then_some(v)
 }
 
 /// Whether the name at `name_start` is the value of a `name` field (`name: X`, `"name": "X"`,
@@ -1007,7 +1010,7 @@ fn bare_value(text: &str, at: usize) -> Option<Range<usize>> {
 }
 
 /// The value inside `<name …>value</…>`.
-fn element_value(text: &str, at: usize, _name: &str) -> Option<Range<usize>> {
+fn element_value(text: &str, at: usize) -> Option<Range<usize>> {
     let b = text.as_bytes();
     let mut i = at;
     // Attributes, then `>`.
@@ -1032,14 +1035,7 @@ fn element_value(text: &str, at: usize, _name: &str) -> Option<Range<usize>> {
 }
 
 /// Whether a value found after a secret name is a real secret.
-fn accept(
-    text: &str,
-    v: &Range<usize>,
-    strength: Strength,
-    sep: Sep,
-    name: &str,
-    quoted: bool,
-) -> bool {
+fn accept(text: &str, v: &Range<usize>, sep: Sep, name: &str, quoted: bool) -> bool {
     let value = &text[v.clone()];
     let chars = value.chars().count();
     if value.is_empty()
@@ -1061,6 +1057,11 @@ fn accept(
         return false;
     }
     if value.contains(' ') && (!quoted || is_prose(value)) {
+        return false;
+    }
+    // The name is judged last: most candidates fail on their value first.
+    let strength = judge_name(name);
+    if strength == Strength::None {
         return false;
     }
     if strength == Strength::Weak || sep == Sep::Prose && !quoted {

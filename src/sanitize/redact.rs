@@ -197,6 +197,10 @@ fn find_hex_32_8_8(text: &str, out: &mut Vec<(usize, usize)>) {
     }
 }
 
+/// A Kubernetes `Secret`'s `data:` is searched this far before and after its `kind: Secret`.
+const K8S_WINDOW_BEFORE_BYTES: usize = 4 << 10;
+const K8S_WINDOW_AFTER_BYTES: usize = 32 << 10;
+
 /// One line of YAML: byte range of its content, and its indentation (a list item's `- `
 /// counts as indentation, so `- kind: Secret` is a sibling of the `data:` below it).
 struct YamlLine {
@@ -241,11 +245,38 @@ fn yaml_lines(text: &str, newline: &str) -> Vec<YamlLine> {
 /// (`kubectl get secret -o yaml`, manifests, lists of items), also inside a JSON string, and
 /// JSON (`-o json`), also escaped.
 fn find_kubernetes_secret_data(text: &str, out: &mut Vec<(usize, usize)>) {
-    find_kubernetes_secret_yaml(text, &yaml_lines(text, "\n"), out);
-    if text.contains("\\n") {
-        find_kubernetes_secret_yaml(text, &yaml_lines(text, "\\n"), out);
+    use memchr::memmem;
+    // The keyword is loose (`"secret"`); look closer, and only around each `kind: Secret`
+    // (a manifest is a few kilobytes; a tool output may be megabytes).
+    let mut windows: Vec<Range<usize>> = Vec::new();
+    for at in memmem::find_iter(text.as_bytes(), b"kind: Secret") {
+        let mut start = at.saturating_sub(K8S_WINDOW_BEFORE_BYTES);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let mut end = (at + K8S_WINDOW_AFTER_BYTES).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        match windows.last_mut() {
+            Some(last) if start <= last.end => last.end = end,
+            _ => windows.push(start..end),
+        }
     }
-    find_kubernetes_secret_json(text, out);
+    for w in windows {
+        let window = &text[w.clone()];
+        let mut found = Vec::new();
+        find_kubernetes_secret_yaml(window, &yaml_lines(window, "\n"), &mut found);
+        if memmem::find(window.as_bytes(), b"\\n").is_some() {
+            find_kubernetes_secret_yaml(window, &yaml_lines(window, "\\n"), &mut found);
+        }
+        out.extend(found.into_iter().map(|(a, b)| (w.start + a, w.start + b)));
+    }
+    if memmem::find(text.as_bytes(), b"Secret\"").is_some()
+        || memmem::find(text.as_bytes(), b"Secret\\").is_some()
+    {
+        find_kubernetes_secret_json(text, out);
+    }
 }
 
 fn find_kubernetes_secret_yaml(text: &str, lines: &[YamlLine], out: &mut Vec<(usize, usize)>) {
@@ -1654,15 +1685,24 @@ fn literal_prefix(pattern: &str) -> Option<&str> {
 }
 
 /// The base64 characters fully determined by a rule's literal prefix at the start of an
-/// encoded text (`Z2hwX` for `ghp_`, `ZXlK` for `eyJ`): a keyword for [`Role::Base64`].
+/// encoded text (`Z2hwX` for `ghp_`, `ZXlK` for `eyJ`), searched by [`Redactor::base64`].
 fn base64_prefix(def: &RuleDef) -> Option<String> {
     if !matches!(def.form, Form::Scan) || !matches!(def.check, Always | MixedChars) {
         return None;
     }
     let prefix = literal_prefix(def.pattern)?;
+    // Token families (`ghp_`, `glpat-`, `sk-ant-`, `pk-lf-`) and JWTs: what gets encoded in
+    // practice. Every other prefix would make the keyword scan slower for nothing.
+    let family = prefix.len() >= 4
+        && prefix.contains(['-', '_'])
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase());
+    if !(family || def.kind == "jwt" || def.kind == "private-key") {
+        return None;
+    }
+    // Four characters (three bytes) say enough; the decoded run is checked anyway. Few, so
+    // the search stays a SIMD one (at most 64 patterns).
     let encoded = encode_base64(prefix.as_bytes());
-    let determined = prefix.len() * 8 / 6;
-    (determined >= 4).then(|| encoded[..determined].to_string())
+    Some(encoded[..4].to_string())
 }
 
 fn encode_base64(bytes: &[u8]) -> String {
@@ -2004,8 +2044,6 @@ enum Role {
     Literal(&'static str),
     /// A secret word: the name around it may be assigned a secret (see [`assign`]).
     Assign,
-    /// The base64 form of a token prefix: the run it starts may decode to a secret.
-    Base64,
 }
 
 /// A stretch of text to replace.
@@ -2045,6 +2083,10 @@ pub struct Redactor {
     /// Keywords of all rules plus literal secret values, matched in one pass.
     automaton: AhoCorasick,
     roles: Vec<Vec<Role>>,
+    /// The base64 forms of token prefixes: a run one starts may decode to a secret. Kept out
+    /// of the keyword automaton (their bytes would widen its tables and slow every scan);
+    /// a few patterns make this one a SIMD search.
+    base64: AhoCorasick,
     user: Vec<Regex>,
     literal_count: usize,
     /// Recently redacted large strings (see [`Memo`]).
@@ -2209,11 +2251,6 @@ impl Redactor {
         for kw in ASSIGN_KEYWORDS {
             add((*kw).to_string(), Role::Assign);
         }
-        for def in RULES {
-            if let Some(b64) = base64_prefix(def) {
-                add(b64, Role::Base64);
-            }
-        }
         let mut literal_count = 0;
         let env_literals = env
             .into_iter()
@@ -2236,6 +2273,13 @@ impl Redactor {
             .match_kind(MatchKind::Standard)
             .build(&patterns)
             .context("cannot build the redaction automaton")?;
+        let mut base64_prefixes: Vec<String> = RULES.iter().filter_map(base64_prefix).collect();
+        base64_prefixes.sort_unstable();
+        base64_prefixes.dedup();
+        let base64 = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&base64_prefixes)
+            .context("cannot build the base64 prefix automaton")?;
         let rules = RULES
             .iter()
             .map(|def| Rule {
@@ -2248,6 +2292,7 @@ impl Redactor {
             always,
             automaton,
             roles,
+            base64,
             user: user_patterns,
             literal_count,
             memo: Mutex::default(),
@@ -2314,7 +2359,6 @@ impl Redactor {
                 }
             }
         }
-        drop_spans_inside_markers(text, spans);
         if spans.iter().any(|s| s.learn) {
             self.learn(
                 spans
@@ -2365,9 +2409,12 @@ impl Redactor {
                         }
                     }
                     Role::Assign => {}
-                    Role::Base64 if !nested => self.base64_run(text, m.start(), spans),
-                    Role::Base64 => {}
                 }
+            }
+        }
+        if !nested {
+            for m in self.base64.find_iter(text) {
+                self.base64_run(text, m.start(), spans);
             }
         }
         for &r in &self.always {
@@ -2469,6 +2516,7 @@ impl Redactor {
         }
         // Built rarely (a session has a handful of such secrets), searched often.
         learned.automaton = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
             .ok()
@@ -2647,13 +2695,15 @@ fn windows(text: &str, hits: impl Iterator<Item = (usize, usize)>) -> Vec<Range<
 /// A second pass over redacted text must not redact parts of its own markers
 /// (`https://[REDACTED:x]@host` looks like `user:password@host`).
 fn drop_spans_inside_markers(text: &str, spans: &mut Vec<Span>) {
-    if spans.is_empty() || !text.contains(MARKER_PREFIX) {
+    if spans.is_empty() {
         return;
     }
-    let markers: Vec<(usize, usize)> = text
-        .match_indices(MARKER_PREFIX)
-        .filter_map(|(at, _)| text[at..].find(']').map(|len| (at, at + len + 1)))
+    let markers: Vec<(usize, usize)> = memchr::memmem::find_iter(text.as_bytes(), MARKER_PREFIX)
+        .filter_map(|at| text[at..].find(']').map(|len| (at, at + len + 1)))
         .collect();
+    if markers.is_empty() {
+        return;
+    }
     spans.retain(|s| !markers.iter().any(|&(a, b)| a <= s.start && s.end <= b));
 }
 
@@ -2719,6 +2769,18 @@ mod tests {
         let mut counts = RedactCounts::new();
         let out = Redactor::builtin().redact(text, &mut counts).into_owned();
         (out, counts)
+    }
+
+    #[test]
+    fn base64_prefixes_stay_few_enough_for_a_simd_search() {
+        // aho-corasick's packed (Teddy) search takes at most 64 patterns; past that the
+        // base64 search falls back to a byte-at-a-time automaton and costs a fifth of the
+        // redaction time.
+        let mut prefixes: Vec<String> = RULES.iter().filter_map(base64_prefix).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        assert!(prefixes.len() <= 64, "{} base64 prefixes", prefixes.len());
+        assert!(prefixes.contains(&"ZXlK".to_string())); // a JWT
     }
 
     #[test]
