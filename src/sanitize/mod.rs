@@ -234,9 +234,32 @@ impl Sanitizer {
         self.record_once(rec, stats);
         if self.redactor.generation() != generation {
             // A secret identified in one field (a tool's arguments) may be echoed in another
-            // field of the same record that was already redacted (its output): once more,
-            // now that the value is known. Redaction is idempotent; truncation is too.
-            self.record_once(rec, stats);
+            // field of the same record that was already redacted (its output): the learned
+            // values once more, now that they are known.
+            self.learned_pass(rec, stats);
+        }
+    }
+
+    fn learned_pass(&self, rec: &mut Record, stats: &mut SanitizeStats) {
+        let r = &self.redactor;
+        let counts = &mut stats.redactions;
+        let (input, output) = match rec {
+            Record::Trace(t) => (&mut t.input, &mut t.output),
+            Record::Observation(o) => {
+                let mut meta = Value::Object(std::mem::take(&mut o.metadata));
+                r.redact_learned_value(&mut meta, counts);
+                if let Value::Object(m) = meta {
+                    o.metadata = m;
+                }
+                r.redact_learned_str(&mut o.name, counts);
+                if let Some(msg) = &mut o.status_message {
+                    r.redact_learned_str(msg, counts);
+                }
+                (&mut o.input, &mut o.output)
+            }
+        };
+        for v in [input, output].into_iter().flatten() {
+            r.redact_learned_value(v, counts);
         }
     }
 

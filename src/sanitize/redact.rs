@@ -2099,18 +2099,26 @@ pub struct Redactor {
 /// `--token` flag): a tool that echoes the value, or an answer that quotes it, gives no
 /// context, so every later string is searched for the values themselves. Shared by every
 /// session of the run, bounded, in memory only.
+///
+/// Values arrive one by one across a long run, so they are kept in two tiers: an automaton
+/// over most of them, rebuilt only when the recent ones (searched one by one, SIMD) pass
+/// [`LEARNED_RECENT_MAX`]: rebuilding on every value would cost quadratic time in a backfill.
 #[derive(Default)]
 struct Learned {
     /// Value → kind it was first found as.
     kinds: HashMap<String, &'static str>,
-    /// The values and their JSON-escaped forms, with the kind of each pattern.
+    /// The older values and their JSON-escaped forms, with the kind of each pattern.
     automaton: Option<(AhoCorasick, Vec<&'static str>)>,
+    /// The newer ones (and their escaped forms), not yet in the automaton.
+    recent: Vec<(memchr::memmem::Finder<'static>, &'static str)>,
     /// Bumped on every change, so remembered results of older scans are not reused.
     generation: u64,
 }
 
 /// Values remembered at most; later ones are still redacted where their context shows.
 const MAX_LEARNED_VALUES: usize = 4096;
+/// Recent learned patterns searched one by one before the automaton is rebuilt with them.
+const LEARNED_RECENT_MAX: usize = 32;
 /// The kind of a Kubernetes `Secret`'s `data:` / `stringData:` value.
 pub const KIND_KUBERNETES_SECRET: &str = "kubernetes-secret";
 /// The kind of a value under a secret-named name in any syntax (see [`assign`]).
@@ -2492,47 +2500,94 @@ impl Redactor {
                 })
                 .collect()
         };
+        // A value its format gives away (`sk-proj-…` found as `OPENAI_API_KEY=sk-proj-…`) is
+        // caught wherever it recurs anyway: not worth a pattern.
+        let fresh: Vec<(&str, &'static str)> = fresh
+            .into_iter()
+            .filter(|(v, _)| {
+                let mut alone = Vec::new();
+                self.find_by_rules(v, &mut alone, false);
+                !alone.iter().any(|s| s.start == 0 && s.end == v.len())
+            })
+            .collect();
         if fresh.is_empty() {
             return;
         }
         let mut learned = self.learned.write().unwrap_or_else(PoisonError::into_inner);
         let before = learned.kinds.len();
         for (v, kind) in fresh {
-            if learned.kinds.len() >= MAX_LEARNED_VALUES {
-                break;
+            if learned.kinds.len() >= MAX_LEARNED_VALUES || learned.kinds.contains_key(v) {
+                continue;
             }
-            learned.kinds.entry(v.to_string()).or_insert(kind);
+            learned.kinds.insert(v.to_string(), kind);
+            for form in literal_forms(v) {
+                let finder = memchr::memmem::Finder::new(form.as_bytes()).into_owned();
+                learned.recent.push((finder, kind));
+            }
         }
         if learned.kinds.len() == before {
             return;
         }
-        let mut patterns = Vec::new();
-        let mut kinds = Vec::new();
-        for (v, kind) in &learned.kinds {
-            for form in literal_forms(v) {
-                patterns.push(form);
-                kinds.push(*kind);
+        if learned.recent.len() > LEARNED_RECENT_MAX {
+            let mut patterns = Vec::new();
+            let mut kinds = Vec::new();
+            for (v, kind) in &learned.kinds {
+                for form in literal_forms(v) {
+                    patterns.push(form);
+                    kinds.push(*kind);
+                }
             }
+            // A contiguous NFA: quick to build and small (a DFA over thousands of values
+            // costs tens of megabytes).
+            learned.automaton = AhoCorasick::builder()
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&patterns)
+                .ok()
+                .map(|ac| (ac, kinds));
+            learned.recent.clear();
         }
-        // Built rarely (a session has a handful of such secrets), searched often.
-        learned.automaton = AhoCorasick::builder()
-            .kind(Some(AhoCorasickKind::DFA))
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .ok()
-            .map(|ac| (ac, kinds));
         learned.generation += 1;
     }
 
     /// Every occurrence of a learned value.
     fn find_learned(&self, text: &str, spans: &mut Vec<Span>) {
         let learned = self.learned.read().unwrap_or_else(PoisonError::into_inner);
-        let Some((ac, kinds)) = &learned.automaton else {
-            return;
-        };
-        for m in ac.find_iter(text) {
-            let kind = kinds[m.pattern().as_usize()];
-            spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
+        if let Some((ac, kinds)) = &learned.automaton {
+            for m in ac.find_iter(text) {
+                let kind = kinds[m.pattern().as_usize()];
+                spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
+            }
+        }
+        for (finder, kind) in &learned.recent {
+            let len = finder.needle().len();
+            for at in finder.find_iter(text.as_bytes()) {
+                spans.push(Span::new(at, at + len, kind, PRIORITY_LITERAL));
+            }
+        }
+    }
+
+    /// Redact only the learned values in every string of `value` (a second pass over a
+    /// record after a value was learned in it).
+    pub fn redact_learned_value(&self, value: &mut Value, counts: &mut RedactCounts) {
+        let mut stack: Vec<&mut Value> = vec![value];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::String(s) => self.redact_learned_str(s, counts),
+                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Object(map) => stack.extend(map.values_mut()),
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
+        }
+    }
+
+    /// Redact only the learned values in `s`.
+    pub fn redact_learned_str(&self, s: &mut String, counts: &mut RedactCounts) {
+        let mut spans = Vec::new();
+        self.find_learned(s, &mut spans);
+        drop_spans_inside_markers(s, &mut spans);
+        if !spans.is_empty() {
+            *s = replace_spans(s, spans, counts);
         }
     }
 
@@ -2555,17 +2610,10 @@ impl Redactor {
 
     /// Redact every string of a JSON value in place: object keys, string values, and whole
     /// strings stored under secret-named keys. Iterative, so any depth is safe.
+    /// A value learned late in the walk may sit in a string walked earlier (a tool's output
+    /// before the arguments that named it): callers check [`Redactor::generation`] and make
+    /// a [`Redactor::redact_learned_value`] pass.
     pub fn redact_value(&self, value: &mut Value, counts: &mut RedactCounts) {
-        let generation = self.generation();
-        self.redact_value_once(value, counts);
-        if self.generation() != generation {
-            // A value learned late in the walk may sit in a string walked earlier (a tool's
-            // output before the arguments that named it).
-            self.redact_value_once(value, counts);
-        }
-    }
-
-    fn redact_value_once(&self, value: &mut Value, counts: &mut RedactCounts) {
         let mut stack: Vec<(&mut Value, Under)> = vec![(value, Under::Plain)];
         while let Some((v, under)) = stack.pop() {
             match v {
