@@ -71,22 +71,13 @@ fn no_planted_secret_survives_in_stdout_or_stderr() {
     let secrets_file = dir.path().join("prod.env");
     std::fs::write(&secrets_file, format!("DB_PASSWORD={FILE_VALUE}\n")).unwrap();
     let secrets = planted();
-    let mut child = command()
-        .args(["--dry-run", "--redact", "NIGHTJAR", "--secrets-file"])
-        .arg(&secrets_file)
-        .env(ENV_NAME, ENV_VALUE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stream(&secrets, 0).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = dry_run_stdin(
+        command()
+            .args(["--dry-run", "--redact", "NIGHTJAR", "--secrets-file"])
+            .arg(&secrets_file)
+            .env(ENV_NAME, ENV_VALUE),
+        &stream(&secrets, 0),
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -206,20 +197,7 @@ fn secrets_known_by_their_context_are_redacted_wherever_they_recur() {
         json!({"type":"agent_end"}),
     ];
     let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let mut child = command()
-        .args(["--dry-run"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = dry_run_stdin(command().arg("--dry-run"), &input);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -237,6 +215,23 @@ fn secrets_known_by_their_context_are_redacted_wherever_they_recur() {
     assert!(stdout.contains("is a live key"));
     assert!(stdout.contains("took 3 seconds"));
     assert!(stdout.contains("kubectl get secret app -o yaml"));
+}
+
+/// Run `cmd` with `input` on its stdin; its output.
+fn dry_run_stdin(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn base64(bytes: &[u8]) -> String {

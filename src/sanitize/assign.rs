@@ -852,6 +852,11 @@ fn typed_declaration(b: &[u8], mut at: usize) -> Option<usize> {
     if ty.is_empty() || !ty[0].is_ascii_alphabetic() && ty[0] != b'&' {
         return None;
     }
+    after_equals(b, at)
+}
+
+/// Past an `=` (not `==` or `=>`) at `at` and the spaces after it: where a value starts.
+fn after_equals(b: &[u8], mut at: usize) -> Option<usize> {
     if at >= b.len() || b[at] != b'=' || matches!(b.get(at + 1), Some(b'=' | b'>')) {
         return None;
     }
@@ -876,14 +881,7 @@ fn go_declaration(b: &[u8], mut at: usize) -> Option<usize> {
     while at < b.len() && is_space(b[at]) {
         at += 1;
     }
-    if at >= b.len() || b[at] != b'=' || matches!(b.get(at + 1), Some(b'=' | b'>')) {
-        return None;
-    }
-    at += 1;
-    while at < b.len() && is_space(b[at]) {
-        at += 1;
-    }
-    Some(at)
+    after_equals(b, at)
 }
 
 /// `ENV NAME value` (Dockerfile), `SetEnv NAME value` (Apache), `setenv NAME value` (csh).

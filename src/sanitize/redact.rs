@@ -1590,7 +1590,8 @@ impl Rule {
             };
             if check.accepts(&cand)
                 && glued_ok
-                && (!glued_to_word || MixedChars.accepts(&cand) && looks_random(cand.secret))
+                && (!glued_to_word
+                    || MixedChars.accepts(&cand) && assign::looks_random(cand.secret))
             {
                 spans.push(self.span(secret.start, secret.end, priority));
             }
@@ -1763,8 +1764,10 @@ impl Check {
         match self {
             Always => true,
             NotPlaceholder => !is_placeholder(secret),
-            Random => !is_placeholder(secret) && looks_random(secret),
-            RandomOrLong => !is_placeholder(secret) && (looks_random(secret) || secret.len() >= 32),
+            Random => !is_placeholder(secret) && assign::looks_random(secret),
+            RandomOrLong => {
+                !is_placeholder(secret) && (assign::looks_random(secret) || secret.len() >= 32)
+            }
             BasicCredentials => decodes_to_credentials(secret),
             NotNumeric => !is_placeholder(secret) && !secret.bytes().all(|b| b.is_ascii_digit()),
             Cookie => !is_placeholder(secret) && secret.contains('='),
@@ -1782,8 +1785,10 @@ impl Check {
     }
 }
 
-/// A variable reference or a placeholder rather than a value: `$TOKEN`, `${TOKEN}`,
-/// `{{ token }}`, `<your-key>`, `%TOKEN%`, `***`, `xxxx`.
+/// A variable reference or a mask rather than a value: `$TOKEN`, `${TOKEN}`, `{{ token }}`,
+/// `<your-key>`, `%TOKEN%`, `***`, `xxxx`. Narrower than [`assign::is_placeholder`] on
+/// purpose: a value a format or a header already marks (`Bearer …`, `user:pass@`) is not
+/// second-guessed by the words in it.
 fn is_placeholder(v: &str) -> bool {
     let v = v.trim_matches(|c| c == '"' || c == '\'');
     v.is_empty()
@@ -1794,54 +1799,6 @@ fn is_placeholder(v: &str) -> bool {
         || v.starts_with('%') && v.ends_with('%')
         || v.chars()
             .all(|c| matches!(c, '*' | 'x' | 'X' | '.' | '•' | '-' | '_'))
-}
-
-fn is_path(v: &str) -> bool {
-    let b = v.as_bytes();
-    v.starts_with('/')
-        || v.starts_with("./")
-        || v.starts_with("../")
-        || v.starts_with("~/")
-        || (b.len() > 2
-            && b[0].is_ascii_alphabetic()
-            && b[1] == b':'
-            && (b[2] == b'\\' || b[2] == b'/'))
-}
-
-/// Values that configure rather than authenticate: booleans, `none`, small numbers.
-fn is_trivial_value(v: &str) -> bool {
-    const WORDS: [&str; 12] = [
-        "true",
-        "false",
-        "yes",
-        "no",
-        "on",
-        "off",
-        "none",
-        "null",
-        "nil",
-        "undefined",
-        "enabled",
-        "disabled",
-    ];
-    WORDS.iter().any(|w| v.eq_ignore_ascii_case(w))
-        || (v.len() < 12 && v.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Random-looking: letters with digits, or long mixed case, or very long without spaces.
-fn looks_random(v: &str) -> bool {
-    let n = v.chars().count();
-    if n < 8 {
-        return false;
-    }
-    let lower = v.bytes().any(|b| b.is_ascii_lowercase());
-    let upper = v.bytes().any(|b| b.is_ascii_uppercase());
-    let digit = v.bytes().any(|b| b.is_ascii_digit());
-    // A dotted path of words (`process.env.API_KEY`) is code, not a credential.
-    let dotted_words = v.contains('.') && !digit;
-    ((lower || upper) && digit)
-        || (lower && upper && n >= 12 && !dotted_words)
-        || (n >= 32 && !v.contains(' '))
 }
 
 /// Base64 of ASCII digits (a Discord user id): every full group of four characters encodes
@@ -1927,8 +1884,8 @@ pub fn is_secret_literal(source: SecretSource, name: &str, value: &str) -> bool 
     let v = value.trim();
     if v.chars().count() < MIN_LITERAL_SECRET_CHARS
         || is_placeholder(v)
-        || is_path(v)
-        || is_trivial_value(v)
+        || assign::is_path(v)
+        || assign::is_trivial(v)
     {
         return false;
     }
