@@ -17,6 +17,23 @@
 
 use std::ops::Range;
 
+/// The secret words whose occurrences start a parse (matched ASCII-case-insensitively by
+/// the redactor's automaton).
+pub const KEYWORDS: &[&str] = &[
+    "key",
+    "secret",
+    "token",
+    "pass",
+    "pwd",
+    "cred",
+    "auth",
+    "cookie",
+    "dsn",
+    "private",
+    "signature",
+    "_pat",
+];
+
 /// How strongly a name says that its value is a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Strength {
@@ -1261,39 +1278,25 @@ pub fn looks_generated(v: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The first value found from any keyword occurrence, as the redactor reports them.
     fn value(text: &str) -> Option<String> {
-        // Every keyword occurrence, as the automaton would report them.
         let lower = text.to_ascii_lowercase();
-        let mut done = 0;
-        for kw in [
-            "key",
-            "secret",
-            "token",
-            "pass",
-            "pwd",
-            "cred",
-            "auth",
-            "cookie",
-            "dsn",
-            "private",
-            "signature",
-            "session",
-            "pat",
-        ] {
-            let mut from = 0;
-            while let Some(i) = lower[from..].find(kw) {
-                let s = from + i;
-                if s >= done {
-                    let f = at_keyword(text, s, s + kw.len());
-                    if let Some(v) = f.value {
-                        return Some(text[v].to_string());
-                    }
-                }
-                from = s + 1;
+        let mut hits: Vec<(usize, usize)> = KEYWORDS
+            .iter()
+            .flat_map(|kw| lower.match_indices(kw).map(|(at, m)| (at, at + m.len())))
+            .collect();
+        hits.sort_unstable();
+        let mut parsed_until = 0;
+        for (start, end) in hits {
+            if start < parsed_until {
+                continue;
+            }
+            let found = at_keyword(text, start, end);
+            parsed_until = found.name_end;
+            if let Some(v) = found.value {
+                return Some(text[v].to_string());
             }
         }
-        done += 1;
-        let _ = done;
         None
     }
 

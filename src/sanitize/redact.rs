@@ -2085,21 +2085,6 @@ const PRIORITY_ASSIGN: usize = MAX_RULES - 1;
 /// Base64 runs shorter than this are not decoded; longer than the maximum neither (blobs).
 const MIN_BASE64_RUN: usize = 16;
 const MAX_BASE64_RUN: usize = 16 << 10;
-/// The secret words whose occurrences start an assignment parse.
-const ASSIGN_KEYWORDS: &[&str] = &[
-    "key",
-    "secret",
-    "token",
-    "pass",
-    "pwd",
-    "cred",
-    "auth",
-    "cookie",
-    "dsn",
-    "private",
-    "signature",
-    "_pat",
-];
 
 /// Large strings redacted lately, with what redaction made of them. A tool's output reaches
 /// two records, its own observation and the next LLM call's input, and redaction is by far
@@ -2213,7 +2198,7 @@ impl Redactor {
                 add((*kw).to_string(), Role::Trigger(i));
             }
         }
-        for kw in ASSIGN_KEYWORDS {
+        for kw in assign::KEYWORDS {
             add((*kw).to_string(), Role::Assign);
         }
         let mut literal_count = 0;
