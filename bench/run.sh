@@ -13,7 +13,9 @@
 #
 # Settings (environment): BENCH_BYTES (1G), BENCH_SEED (1), BENCH_DIR (target/bench),
 # BENCH_RUNS (2: each timing is the best of this many runs; the machines are noisy),
-# BENCH_STARTUP_RUNS (50), BENCH_FORMATS ("live extension session-log"), BENCH_NO_JQ=1.
+# BENCH_STARTUP_RUNS (50), BENCH_FORMATS ("live extension session-log"), BENCH_NO_JQ=1,
+# BENCH_LATENCY_MS (150: the sending row against a mock that answers every request this
+# late, as over a WAN; 0 skips it) on BENCH_LATENCY_BYTES (100M) of session log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +34,10 @@ BIN=target/release/omp-langfuse
 EX=target/release/examples
 mkdir -p "$DATA"
 WORK=$(mktemp -d)
-MOCK_PID=
+MOCK_PID= SLOW_PID=
 cleanup() {
     if [ -n "$MOCK_PID" ]; then kill "$MOCK_PID" 2>/dev/null || true; fi
+    if [ -n "$SLOW_PID" ]; then kill "$SLOW_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -127,6 +130,37 @@ for fmt in $FORMATS; do
         "$(ratio "$otlp_s" "$send_s")" "${note:+ $note}")")
 done
 
+# Sending at WAN latency: a backfill of a smaller session log to a mock that answers every
+# request LATENCY_MS late; observations per second and the most requests the mock saw at once.
+LATENCY_MS=${BENCH_LATENCY_MS:-150}
+LATENCY_SIZE=${BENCH_LATENCY_BYTES:-100M}
+LATENCY_LINE=
+if [ "$LATENCY_MS" != 0 ]; then
+    input="$DATA/session-log-$LATENCY_SIZE-seed$SEED.jsonl"
+    if [ ! -s "$input" ]; then
+        echo "generating $input…" >&2
+        "$EX/gen_omp" --bytes "$LATENCY_SIZE" --format session-log --seed "$SEED" --out "$input.tmp" 2>/dev/null
+        mv "$input.tmp" "$input"
+    fi
+    "$EX/mock_langfuse" --delay-ms "$LATENCY_MS" --stats "$WORK/slow.stats" >"$WORK/slow.url" 2>"$WORK/slow.log" &
+    SLOW_PID=$!
+    for _ in $(seq 50); do [ -s "$WORK/slow.url" ] && break; sleep 0.1; done
+    echo "measuring sending at $LATENCY_MS ms per request…" >&2
+    BEST_OF=1 BEFORE_RUN='rm -rf "$WORK/state"' run slow env LANGFUSE_PUBLIC_KEY=pk-lf-test LANGFUSE_SECRET_KEY=sk-lf-test \
+        "$BIN" --base-url "$(head -n 1 "$WORK/slow.url")" --transport otlp --state-dir "$WORK/state" "$input"
+    slow_s=$SECS slow_rss=$RSS_KB slow_status=$STATUS
+    sleep 0.3 # the mock rewrites its stats every 100 ms
+    slow_obs=$(grep -o '[0-9]* observations' "$WORK/slow.err" | head -n 1 | cut -d' ' -f1)
+    slow_posts=$(grep -o 'posts=[0-9]*' "$WORK/slow.stats" | cut -d= -f2)
+    slow_flight=$(grep -o 'max_in_flight=[0-9]*' "$WORK/slow.stats" | cut -d= -f2)
+    kill "$SLOW_PID" 2>/dev/null || true
+    SLOW_PID=
+    LATENCY_LINE="sending at $LATENCY_MS ms per request ($((${slow_obs:-0})) observations, $LATENCY_SIZE of session log): \
+$(awk -v o="${slow_obs:-0}" -v s="$slow_s" 'BEGIN { printf "%.0f", o / s }') observations/s, \
+${slow_posts:-?} requests, at most ${slow_flight:-?} in flight, ${slow_s} s, \
+peak RSS $(( ${slow_rss:-0} / 1024 )) MB$([ "$slow_status" = 0 ] || echo ", exit $slow_status")"
+fi
+
 # Startup: a whole run on an empty file, median of $RUNS; /bin/true for the fork+exec cost.
 : >"$WORK/empty.jsonl"
 median_ms() {
@@ -152,10 +186,15 @@ echo "|             |        | MB/s   | MB/s   |        |          | MB/s       
 echo "| ----------- | ------ | ------ | ------ | ------ | -------- | ------------ | ----- | ----------- | ------ | ------ | ----- |"
 printf '%s\n' "${ROWS[@]}"
 echo
+if [ -n "$LATENCY_LINE" ]; then
+    echo "$LATENCY_LINE"
+    echo
+fi
 echo "startup on empty input: $startup ms (median of $RUNS; /bin/true: $baseline ms)"
 echo
 echo "floor: parse each line into serde_json::Value (examples/parse_floor.rs). dry: --dry-run"
 echo "(legacy ingestion JSON to /dev/null). otlp: --dry-run=otlp. send: OTLP with gzip to the"
 echo "loopback mock, ×otlp = send throughput / otlp dry-run throughput. RSS: peak, dry-run / send."
 echo "Times: best of $BEST_OF runs (jq: 1)."
-echo "Targets: ×floor >= 0.5, ×jq >= 10, RSS <= 64 MB, ×otlp >= 0.8, startup <= 5 ms."
+echo "Targets: ×floor >= 0.5, ×jq >= 10, RSS <= 64 MB, ×otlp >= 0.8, startup <= 5 ms;"
+echo "at 150 ms per request >= 10,000 observations/s, RSS <= 64 MB."

@@ -71,6 +71,8 @@ pub struct MockConfig {
     /// Benchmark mode (`examples/mock_langfuse.rs`): accepted bodies are neither inflated,
     /// checked nor kept, only counted, so the mock costs the machine as little as possible.
     pub lean: bool,
+    /// Every POST is answered this much later (a WAN round trip plus server time).
+    pub delay: Duration,
 }
 
 impl Default for MockConfig {
@@ -85,6 +87,7 @@ impl Default for MockConfig {
             rate_limit_every: None,
             seed: 1,
             lean: false,
+            delay: Duration::ZERO,
         }
     }
 }
@@ -126,6 +129,9 @@ struct State {
     rng: u64,
     /// Lean mode: bytes of accepted bodies as received (compressed).
     lean_bytes: u64,
+    /// POSTs being answered now, and the most at once.
+    in_flight: u32,
+    max_in_flight: u32,
 }
 
 /// A running mock server. Stops when dropped.
@@ -217,6 +223,11 @@ impl MockLangfuse {
     pub fn lean_totals(&self) -> (u32, u64) {
         let s = self.state.lock().unwrap();
         (s.posts, s.lean_bytes)
+    }
+
+    /// The most POSTs that were being answered at once.
+    pub fn max_in_flight(&self) -> u32 {
+        self.state.lock().unwrap().max_in_flight
     }
 
     /// Every span of every OTLP body the mock accepted, in arrival order (a span sent twice
@@ -443,6 +454,26 @@ fn respond(conn: &mut TcpStream, status: u16, extra: &[(&str, String)], body: &[
     let _ = conn.shutdown(Shutdown::Write);
 }
 
+/// Counts a POST as being answered until dropped.
+struct InFlight<'a>(&'a Mutex<State>);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a Mutex<State>) -> Self {
+        let mut s = state.lock().unwrap();
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            s.in_flight -= 1;
+        }
+    }
+}
+
 fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: &AtomicBool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut write = match conn.try_clone() {
@@ -454,6 +485,10 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
         return;
     };
     let cfg = cfg.lock().unwrap().clone();
+    let _in_flight = (req.method == "POST").then(|| InFlight::enter(state));
+    if req.method == "POST" && !cfg.delay.is_zero() {
+        std::thread::sleep(cfg.delay);
+    }
     let raw_len = req.body.len();
     let header = |k: &str| {
         req.headers
