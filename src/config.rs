@@ -287,6 +287,7 @@ fn delivery_config(cli: &Cli, mode: &Mode) -> Result<DeliveryConfig> {
         secret_key,
         timeout: duration("--timeout / LANGFUSE_TIMEOUT", &cli.timeout, Unit::Secs)?,
         shutdown_timeout: duration("--shutdown-timeout", &cli.shutdown_timeout, Unit::Secs)?,
+        max_in_flight: usize::try_from(cli.max_in_flight).unwrap_or(1),
         transport: match cli.transport {
             TransportArg::Auto => TransportChoice::Auto,
             TransportArg::Otlp => TransportChoice::Otlp,

@@ -35,6 +35,7 @@ const FLAGS: &[&str] = &[
     "--otlp-endpoint",
     "--otlp-headers",
     "--timeout",
+    "--max-in-flight",
     "--shutdown-timeout",
     "--state-dir",
     "--no-replay",
@@ -607,4 +608,15 @@ fn every_type_omp_and_pi_write_is_known() {
             .any(|e| ev_type(e) == "span-create" && body_str(e, "name") == Some("compaction")),
         "pi's compaction is traced"
     );
+}
+
+#[test]
+fn max_in_flight_takes_one_to_sixty_four() {
+    for bad in ["0", "65", "many"] {
+        let out = run(&["--dry-run", "--max-in-flight", bad, "/dev/null"]);
+        assert_eq!(code(&out), 2, "--max-in-flight {bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--max-in-flight"), "{}", stderr(&out));
+    }
+    let out = run(&["--dry-run", "-q", "--max-in-flight", "8", "/dev/null"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }

@@ -425,8 +425,18 @@ pub struct HttpSink {
     ledger: Arc<Mutex<Ledger>>,
     clock: Arc<ShutdownClock>,
     status: Arc<Status>,
-    breaker: Breaker,
     seed: u64,
+    /// What all senders to this destination know of it (several may be in flight).
+    shared: Arc<Mutex<DestState>>,
+    /// A request of this sink failed and was retried or given up since the last look (see
+    /// [`HttpSink::take_trouble`]).
+    trouble: bool,
+}
+
+/// The destination as its senders see it, shared by every request in flight.
+#[derive(Debug, Default)]
+struct DestState {
+    breaker: Breaker,
     /// The cause of the last give-up, for batches spooled while the destination is down.
     last_cause: Option<String>,
     /// Set by 401/403/404/3xx: nothing more is sent.
@@ -483,13 +493,41 @@ impl HttpSink {
             ledger,
             clock,
             status,
-            breaker: Breaker::default(),
             seed,
-            fatal: None,
-            last_cause: None,
-            wants_otlp: false,
-            counts: Counts::default(),
+            shared: Arc::default(),
+            trouble: false,
         }
+    }
+
+    /// Another sender to the same destination (one more request in flight): the same
+    /// connection pool, spool, ledger, clock and destination state, its own jitter.
+    pub fn sibling(&self) -> HttpSink {
+        HttpSink {
+            agent: self.agent.clone(),
+            dest: self.dest.clone(),
+            headers: self.headers.clone(),
+            settings: self.settings.clone(),
+            spool: self.spool.clone(),
+            ledger: self.ledger.clone(),
+            clock: self.clock.clone(),
+            status: self.status.clone(),
+            seed: retry::entropy() ^ self.seed.rotate_left(17),
+            shared: self.shared.clone(),
+            trouble: false,
+        }
+    }
+
+    /// Whether a request failed (and was retried or given up) since the last call.
+    pub fn take_trouble(&mut self) -> bool {
+        std::mem::take(&mut self.trouble)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, DestState> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn counts(&self) -> Counts {
+        self.state().counts
     }
 
     fn post(&self, body: &[u8], timeout: Duration) -> Reply {
@@ -558,7 +596,7 @@ impl HttpSink {
 
     fn spool_items(&mut self, items: &[Item], report: &mut Report) {
         match self.spool.push(items) {
-            Ok(()) => self.counts.spooled += items.len() as u64,
+            Ok(()) => self.state().counts.spooled += items.len() as u64,
             Err(e) => {
                 // Nowhere left to keep them: say so loudly, and fail the run.
                 let msg = format!(
@@ -567,7 +605,7 @@ impl HttpSink {
                 );
                 self.status.warn(&msg);
                 report.rejected += items.len() as u64;
-                self.counts.rejected += items.len() as u64;
+                self.state().counts.rejected += items.len() as u64;
                 report.fatal.get_or_insert(msg);
             }
         }
@@ -575,7 +613,7 @@ impl HttpSink {
 
     fn delivered(&mut self, items: &[Item], report: &mut Report) {
         report.delivered += items.len() as u64;
-        self.counts.delivered += items.len() as u64;
+        self.state().counts.delivered += items.len() as u64;
         let result = self
             .ledger
             .lock()
@@ -596,7 +634,7 @@ impl HttpSink {
     fn rejected(&mut self, count: usize, reason: &str, report: &mut Report) {
         report.because(format!("rejected: {}", cause_phrase(reason)), count);
         report.rejected += count as u64;
-        self.counts.rejected += count as u64;
+        self.state().counts.rejected += count as u64;
         self.status.rejection(count, reason);
     }
 
@@ -608,9 +646,14 @@ impl HttpSink {
             "giving up after {attempts} attempts ({reason}); spooling {} items",
             items.len()
         ));
-        self.breaker.trip(self.settings.policy.cap);
+        self.trouble = true;
+        let cap = self.settings.policy.cap;
+        {
+            let mut st = self.state();
+            st.breaker.trip(cap);
+            st.last_cause = Some(cause_phrase(reason));
+        }
         let cause = format!("{} after {attempts} attempts", cause_phrase(reason));
-        self.last_cause = Some(cause_phrase(reason));
         report.because(cause, items.len());
         self.spool_items(items, report);
     }
@@ -670,12 +713,12 @@ impl HttpSink {
             );
             let (after, reason) = match verdict {
                 Verdict::Delivered => {
-                    self.breaker.reset();
+                    self.state().breaker.reset();
                     self.delivered(&items, report);
                     return Step::Done;
                 }
                 Verdict::Partial(errors) => {
-                    self.breaker.reset();
+                    self.state().breaker.reset();
                     let by_id: HashMap<String, usize> = items
                         .iter()
                         .enumerate()
@@ -697,7 +740,7 @@ impl HttpSink {
                     }
                     if errors.wants_otlp {
                         let n = fate.iter().filter(|f| **f == Fate::Rejected).count();
-                        self.wants_otlp = true;
+                        self.state().wants_otlp = true;
                         self.rejected(n, retry::WANTS_OTLP_MESSAGE, report);
                     }
                     let mut retry_items = Vec::new();
@@ -745,7 +788,7 @@ impl HttpSink {
                 Verdict::Fatal { reason } => {
                     let reason = self.status.scrub(&reason);
                     report.because(cause_phrase(&reason), items.len());
-                    self.fatal = Some(reason.clone());
+                    self.state().fatal = Some(reason.clone());
                     report.fatal.get_or_insert(reason);
                     self.spool_items(&items, report);
                     return Step::Done;
@@ -756,9 +799,10 @@ impl HttpSink {
                 return Step::Done;
             }
             last_failure = Some(reason.clone());
+            self.trouble = true;
             let wait = after.unwrap_or_else(|| backoff.next().unwrap_or_default());
             self.status
-                .progress(self.counts, &format!("retrying: {reason}"));
+                .progress(self.counts(), &format!("retrying: {reason}"));
             if !self.clock.sleep(wait) {
                 self.give_up(&items, attempt, &reason, report);
                 return Step::Done;
@@ -860,25 +904,32 @@ fn envelope_id(json: &[u8]) -> Option<String> {
 
 impl Sink for HttpSink {
     fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report) {
-        if self.fatal.is_some() || self.clock.over() {
-            let cause = match &self.fatal {
+        let (fatal, wants_otlp, probe_due, closed, last_cause) = {
+            let st = self.state();
+            (
+                st.fatal.clone(),
+                st.wants_otlp,
+                st.breaker.probe_due(),
+                st.breaker.closed(),
+                st.last_cause.clone(),
+            )
+        };
+        if fatal.is_some() || self.clock.over() {
+            let cause = match &fatal {
                 Some(f) => cause_phrase(f),
                 None => "the shutdown timeout ran out".to_string(),
             };
             report.because(cause, items.len());
             self.spool_items(&items, report);
-        } else if self.wants_otlp {
+        } else if wants_otlp {
             self.rejected(items.len(), retry::WANTS_OTLP_MESSAGE, report);
-        } else if !self.breaker.probe_due() {
+        } else if !probe_due {
             // Known down and no probe due: straight to the spool, the worker stays free.
-            let cause = self
-                .last_cause
-                .clone()
-                .unwrap_or_else(|| "server down".into());
+            let cause = last_cause.unwrap_or_else(|| "server down".into());
             report.because(cause, items.len());
             self.spool_items(&items, report);
         } else {
-            let single_attempt = !self.breaker.closed();
+            let single_attempt = !closed;
             let mut work = vec![items];
             while let Some(batch) = work.pop() {
                 if let Step::Split(a, b) = self.try_batch(encoder, batch, single_attempt, report) {
@@ -887,7 +938,7 @@ impl Sink for HttpSink {
                 }
             }
         }
-        self.status.progress(self.counts, "");
+        self.status.progress(self.counts(), "");
     }
 
     fn finish(&mut self, report: &mut Report) {
@@ -913,7 +964,8 @@ impl Sink for HttpSink {
     }
 
     fn healthy(&self) -> bool {
-        self.fatal.is_none() && !self.wants_otlp && self.breaker.probe_due()
+        let st = self.state();
+        st.fatal.is_none() && !st.wants_otlp && st.breaker.probe_due()
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod http;
 pub mod ledger;
+pub mod pool;
 pub mod retry;
 pub mod sender;
 pub mod spool;
@@ -82,6 +83,8 @@ pub struct DeliveryConfig {
     pub retry: RetryPolicy,
     /// Backoff jitter seed (tests); `None` → from the clock.
     pub seed: Option<u64>,
+    /// `--max-in-flight` / `OMP_LANGFUSE_MAX_IN_FLIGHT`: requests outstanding at most.
+    pub max_in_flight: usize,
 }
 
 impl DeliveryConfig {
@@ -103,6 +106,7 @@ impl DeliveryConfig {
             indicator: Indicator::Off,
             retry: RetryPolicy::default(),
             seed: None,
+            max_in_flight: pool::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 
@@ -467,9 +471,19 @@ impl Delivery {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let gauge = Arc::new(Gauge::default());
         let tx = Queue::new(tx, gauge.clone());
+        // One request at a time needs no threads of its own.
+        let sink: Box<dyn sender::Sink> = if cfg.max_in_flight > 1 {
+            Box::new(pool::PoolSink::new(
+                sink,
+                encoder.clone(),
+                cfg.max_in_flight,
+            ))
+        } else {
+            Box::new(sink)
+        };
         let worker = sender::spawn_with(
             encoder,
-            Box::new(sink),
+            sink,
             caps,
             time_cap,
             rx.clone(),

@@ -55,6 +55,26 @@ pub struct Report {
 }
 
 impl Report {
+    /// Add another report's counts (a request thread's) to this one.
+    pub fn merge(&mut self, other: Report) {
+        self.batches += other.batches;
+        self.bytes += other.bytes;
+        self.items += other.items;
+        self.delivered += other.delivered;
+        self.rejected += other.rejected;
+        self.spooled += other.spooled;
+        self.skipped += other.skipped;
+        self.replayed += other.replayed;
+        self.busy += other.busy;
+        self.unrecorded += other.unrecorded;
+        if self.fatal.is_none() {
+            self.fatal = other.fatal;
+        }
+        for (cause, n) in other.causes {
+            *self.causes.entry(cause).or_default() += n;
+        }
+    }
+
     /// Count `n` items under `cause`.
     pub fn because(&mut self, cause: String, n: usize) {
         if n > 0 {
@@ -69,6 +89,9 @@ pub trait Sink: Send {
     fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report);
     /// Called once after the last `send`: finish outstanding work.
     fn finish(&mut self, _report: &mut Report) {}
+    /// Return once everything sent so far is answered (a sink with several requests in
+    /// flight; the others are done when `send` returns).
+    fn barrier(&mut self) {}
     /// Whether sending now is worthwhile (false while the destination is known to be down
     /// and no probe is due). The worker pulls its backlog only when this holds.
     fn healthy(&self) -> bool {
@@ -268,6 +291,7 @@ pub fn spawn_with(
                 sink: &mut *sink,
                 batch: Batch::new(caps, encoder.prefix().len() + encoder.suffix().len()),
                 names: std::collections::HashMap::new(),
+                sent: std::collections::HashMap::new(),
                 caps,
                 report: Report::default(),
                 opened_at: None,
@@ -299,6 +323,8 @@ struct Worker<'a> {
     batch: Batch,
     /// Trace name per trace of the items in `batch` (hashes, see `Item::trace_tag`).
     names: std::collections::HashMap<u64, u64>,
+    /// Trace name per trace as last sent (one entry per trace of the run).
+    sent: std::collections::HashMap<u64, u64>,
     caps: Caps,
     report: Report,
     /// When the oldest item of the current batch arrived.
@@ -359,9 +385,14 @@ impl Worker<'_> {
         // A trace renamed while its items wait: the new name goes in a request after the
         // stale one, never beside it, so the name Langfuse ends with is the new one.
         if let Some((trace, name)) = item.trace_tag {
-            // (`names` holds the current batch's traces only.)
-            if self.names.get(&trace).is_some_and(|n| *n != name) {
+            // (`names` holds the current batch's traces, `sent` the name each trace last
+            // went out with.) With several requests in flight, the stale name must also be
+            // answered before the new one goes out.
+            let last = self.names.get(&trace).or_else(|| self.sent.get(&trace));
+            if last.is_some_and(|n| *n != name) {
                 self.flush();
+                self.sink.barrier();
+                self.sent.insert(trace, name);
             }
             self.names.insert(trace, name);
         }
@@ -407,7 +438,7 @@ impl Worker<'_> {
     fn flush(&mut self) {
         flush(self.encoder, self.sink, &mut self.batch, &mut self.report);
         self.opened_at = None;
-        self.names.clear();
+        self.sent.extend(self.names.drain());
     }
 }
 

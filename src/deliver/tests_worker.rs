@@ -561,6 +561,9 @@ fn a_full_queue_spills_to_disk_without_blocking_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&mock.url(), dir.path());
     cfg.timeout = Duration::from_millis(800);
+    // One request at a time, so the hung one stops the worker (with several in flight the
+    // request threads would absorb batches first; that is tested below).
+    cfg.max_in_flight = 1;
     // Generous: a debug build on a busy 2-core machine needs many seconds to deliver ten
     // thousand items; finishing early returns as soon as all is delivered.
     cfg.shutdown_timeout = Duration::from_secs(120);
@@ -953,4 +956,70 @@ fn giving_up_at_the_deadline_does_not_loop_over_the_spool() {
     assert_eq!(report.spooled, 30, "{report:?}");
     // Once the first batch gave up, the rest go straight to the spool: no busy loop.
     assert!(mock.posts() <= 5, "{} requests", mock.posts());
+}
+
+#[test]
+fn several_requests_are_in_flight_against_a_slow_server() {
+    // Every answer comes 400 ms late, as over a WAN: the window opens from one request to
+    // several, each batch is delivered exactly once.
+    let mock = MockLangfuse::start(MockConfig {
+        delay: Duration::from_millis(400),
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&mock.url(), dir.path());
+    cfg.max_in_flight = 4;
+    cfg.shutdown_timeout = Duration::from_secs(60);
+    let enc = otlp();
+    let all: Vec<Item> = (0..4)
+        .flat_map(|s| items(&*enc, &observations(&format!("sess-flight-{s}"), 30)))
+        .collect();
+    let report = run(&cfg, enc, &all, 10);
+    assert_eq!(report.delivered as usize, all.len(), "{report:?}");
+    assert_eq!(report.batches, 12, "{report:?}");
+    assert_exactly_once(&mock, &all);
+    assert!(mock.max_in_flight() >= 2, "{}", mock.max_in_flight());
+    assert!(mock.max_in_flight() <= 4, "{}", mock.max_in_flight());
+}
+
+#[test]
+fn a_renamed_trace_still_ends_with_its_new_name_with_several_in_flight() {
+    // The stale name's batches may be in flight together; the new name's batch waits for
+    // them, so it is the last Langfuse sees.
+    let mock = MockLangfuse::start(MockConfig {
+        delay: Duration::from_millis(200),
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&mock.url(), dir.path());
+    cfg.max_in_flight = 4;
+    cfg.shutdown_timeout = Duration::from_secs(60);
+    let enc = otlp();
+    let old = observations("sess-rename", 24);
+    let mut renamed = observations("sess-rename", 32).split_off(24);
+    for o in &mut renamed {
+        let mut t = (*o.trace).clone();
+        t.name = "the goal".into();
+        o.trace = Arc::new(t);
+    }
+    let mut all = items(&*enc, &old);
+    all.extend(items(&*enc, &renamed));
+    let report = run(&cfg, enc, &all, 4);
+    assert_eq!(report.delivered as usize, all.len(), "{report:?}");
+    let names: Vec<String> = mock
+        .accepted()
+        .iter()
+        .filter_map(|s| s.attrs.get("langfuse.trace.name"))
+        .map(|v| v.as_str().unwrap_or_default().to_string())
+        .collect();
+    let first_new = names.iter().position(|n| n == "the goal").expect("renamed");
+    assert!(
+        names[first_new..].iter().all(|n| n == "the goal"),
+        "{names:?}"
+    );
+    assert!(
+        names[..first_new]
+            .iter()
+            .all(|n| n == "session sess-rename")
+    );
 }
