@@ -134,6 +134,32 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
 }
 
 #[test]
+fn several_in_flight_arrive_exactly_once_under_failures_and_rate_limits() {
+    // The same faults with four requests in flight (OMP_LANGFUSE_MAX_IN_FLIGHT): the window
+    // shrinks and grows, every observation still arrives once.
+    let mock = MockLangfuse::start(MockConfig {
+        fail_rate: 0.3,
+        rate_limit_every: Some(4),
+        seed: 12,
+        delay: Duration::from_millis(20),
+        ..MockConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(&mock.url(), dir.path());
+    c.env("OMP_LANGFUSE_MAX_IN_FLIGHT", "4")
+        .args(["--transport", "otlp", "--max-queue", "6"]);
+    let out = run_with_input(c, &omp_stream(4, 5));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_each_once(&mock, observation_count(4, 5));
+    assert!(mock.max_in_flight() <= 4, "{}", mock.max_in_flight());
+}
+
+#[test]
 fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let url = refused_url();

@@ -28,6 +28,10 @@ use crate::encode::{Encoder, Item};
 /// One stays the default until the rest of the pipeline holds less.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1;
 
+/// With several requests in flight a request's byte cap is the transport's × 2 ÷ N, but
+/// not below this.
+pub const MIN_BATCH_BYTES: usize = 1 << 20;
+
 #[derive(Debug)]
 struct Window {
     /// Batches handed over and not yet answered (queued or being sent).
