@@ -7,11 +7,12 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::mock_langfuse::{MockConfig, MockLangfuse, Scripted, refused_url};
+use support::wait_bounded;
 
 /// A live `omp --mode json` stream: `sessions` sessions of `turns` turns, each turn one
 /// LLM call and one tool call (so 1 agent + 3 observations per turn per session).
@@ -91,18 +92,6 @@ fn run_with_input(mut c: Command, input: &str) -> Output {
     let out = wait_bounded(child, Duration::from_secs(30));
     writer.join().unwrap();
     out
-}
-
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("omp-langfuse did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
 }
 
 fn assert_each_once(mock: &MockLangfuse, expected: usize) {
