@@ -709,12 +709,19 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
     if labelled_name(text, before) {
         // `- name: DB_PASSWORD\n  value: "…"` (Kubernetes env), `{"name": "X_TOKEN",
         // "value": "…"}` (ECS, GitHub API): the value is in the pair's `value` field.
-        let value_at = paired_value(text, at)?;
+        let value_at = paired_value(text, at, &["value"])?;
         if let Some((v, _)) = quoted_value(text, value_at) {
             return accept(text, &v, Sep::Element, name, true).then_some(v);
         }
         let v = bare_value(text, value_at)?;
         return accept(text, &v, Sep::Assign, name, false).then_some(v);
+    }
+    if quoted_name && text[at..].trim_start_matches([' ', '\t']).starts_with('{') {
+        // A block labelled with the name (Terraform/HCL `variable "db_password" {
+        // default = "…" }`): the value is its `default` or `value`.
+        let value_at = paired_value(text, at, &["default", "value"])?;
+        let (v, _) = quoted_value(text, value_at)?;
+        return accept(text, &v, Sep::Element, name, true).then_some(v);
     }
     // Most keyword occurrences are code or prose (`Key(key.into())`, `the token.`): nothing
     // that can start an assignment follows them.
@@ -790,8 +797,9 @@ fn labelled_name(text: &str, name_start: usize) -> bool {
             .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Where the value of the `value` field after a labelled name starts (within a few lines).
-fn paired_value(text: &str, from: usize) -> Option<usize> {
+/// Where the value of the first of `fields` after a labelled name starts (within a few
+/// lines; not past another `name`).
+fn paired_value(text: &str, from: usize, fields: &[&str]) -> Option<usize> {
     const PAIR_WINDOW_BYTES: usize = 200;
     let mut end = (from + PAIR_WINDOW_BYTES).min(text.len());
     while !text.is_char_boundary(end) {
@@ -800,9 +808,13 @@ fn paired_value(text: &str, from: usize) -> Option<usize> {
     let window = &text[from..end];
     let lower = window.to_ascii_lowercase();
     let mut search = 0;
-    while let Some(i) = lower[search..].find("value") {
+    while let Some((i, field)) = fields
+        .iter()
+        .filter_map(|f| lower[search..].find(f).map(|i| (i, *f)))
+        .min()
+    {
         let at = search + i;
-        search = at + 5;
+        search = at + field.len();
         if lower[..at].contains("name") {
             return None;
         }
@@ -812,7 +824,7 @@ fn paired_value(text: &str, from: usize) -> Option<usize> {
         if !before_ok {
             continue;
         }
-        let rest = window[at + 5..].trim_start_matches(['"', '\'', '\\', ' ', '\t']);
+        let rest = window[search..].trim_start_matches(['"', '\'', '\\', ' ', '\t']);
         if let Some(r) = rest.strip_prefix([':', '=']) {
             let r = r.trim_start_matches([' ', '\t']);
             return Some(from + window.len() - r.len());
@@ -1383,6 +1395,7 @@ mod tests {
             format!("mySecretString = '{v}'"),
             format!("client_secret => \"{v}\""),
             format!("password is {v}"),
+            format!("variable \"db_password\" {{\n  default = \"{v}\"\n}}"),
         ] {
             assert_eq!(value(&text).as_deref(), Some(v), "{text}");
         }
@@ -1409,6 +1422,7 @@ mod tests {
             "if password == \"\" {",
             "password: <enter your password>",
             "cache key - a_b_c_d_e_f",
+            "variable \"db_password_length\" {\n  default = \"sixteen\"\n}",
         ] {
             assert_eq!(value(text), None, "{text}");
         }

@@ -172,6 +172,10 @@ const SYNTAXES: &[(&str, &str)] = &[
     ("ruby-hash-rocket", "{ :{s} => \"{v}\" }"),
     ("ruby-hash", "{ {s}: \"{v}\" }"),
     ("terraform", "  {s} = \"{v}\""),
+    (
+        "terraform-variable",
+        "variable \"{s}\" {\n  type    = string\n  default = \"{v}\"\n}",
+    ),
     ("dockerfile-env", "ENV {U} {v}"),
     ("dockerfile-env-eq", "ENV {U}={v}"),
     ("dockerfile-arg", "ARG {U}={v}"),
