@@ -687,30 +687,7 @@ impl HttpSink {
                 self.give_up(&items, attempt - 1, &why, report);
                 return Step::Done;
             }
-            let body_len = encoder.body_len(&items);
-            let payload = match self.dest.wire {
-                Wire::Otlp => gzip_body(encoder, &items),
-                // The legacy route cannot inflate request bodies.
-                Wire::Ingestion => encoder.body(&items),
-            };
-            let started = Instant::now();
-            let reply = self.post(&payload, timeout);
-            self.status.attempt(&Attempt {
-                wire: self.dest.wire,
-                items: items.len(),
-                bytes: body_len,
-                sent_bytes: payload.len(),
-                outcome: &reply.outcome(),
-                latency: started.elapsed(),
-                attempt,
-                max_attempts,
-            });
-            let verdict = retry::classify(
-                self.dest.wire,
-                reply.answer(),
-                &self.settings.policy,
-                SystemTime::now(),
-            );
+            let verdict = self.request(encoder, &items, timeout, attempt, max_attempts);
             let (after, reason) = match verdict {
                 Verdict::Delivered => {
                     self.state().breaker.reset();
@@ -719,60 +696,14 @@ impl HttpSink {
                 }
                 Verdict::Partial(errors) => {
                     self.state().breaker.reset();
-                    let by_id: HashMap<String, usize> = items
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(n, it)| envelope_id(&it.json).map(|id| (id, n)))
-                        .collect();
-                    let mut fate = vec![Fate::Delivered; items.len()];
-                    for (id, msg) in &errors.rejected {
-                        if let Some(&n) = by_id.get(id) {
-                            fate[n] = Fate::Rejected;
-                            if !errors.wants_otlp {
-                                self.rejected(1, msg, report);
-                            }
-                        }
-                    }
-                    for id in &errors.retry {
-                        if let Some(&n) = by_id.get(id) {
-                            fate[n] = Fate::Retry;
-                        }
-                    }
-                    if errors.wants_otlp {
-                        let n = fate.iter().filter(|f| **f == Fate::Rejected).count();
-                        self.state().wants_otlp = true;
-                        self.rejected(n, retry::WANTS_OTLP_MESSAGE, report);
-                    }
-                    let mut retry_items = Vec::new();
-                    let mut ok = Vec::new();
-                    for (item, f) in items.into_iter().zip(fate) {
-                        match f {
-                            Fate::Delivered => ok.push(item),
-                            Fate::Retry => retry_items.push(item),
-                            Fate::Rejected => {}
-                        }
-                    }
-                    self.delivered(&ok, report);
-                    if retry_items.is_empty() {
+                    items = self.settle_partial(items, &errors, report);
+                    if items.is_empty() {
                         return Step::Done;
                     }
-                    items = retry_items;
                     (None, "per-event server errors in a 207".to_string())
                 }
                 Verdict::Retry { after, reason } => (after, reason),
-                Verdict::Split => {
-                    if items.len() == 1 {
-                        let reason = format!(
-                            "an item of {} bytes is larger than the server accepts (HTTP 413); \
-                             lower the size limits for inputs and outputs",
-                            items[0].json.len()
-                        );
-                        self.rejected(1, &reason, report);
-                        return Step::Done;
-                    }
-                    let back = items.split_off(items.len() / 2);
-                    return Step::Split(items, back);
-                }
+                Verdict::Split => return self.split_too_large(items, report),
                 // A 400 refuses the whole batch for what may be one bad item (a bogus one
                 // read back from the spool): halve it until only the bad ones are left.
                 Verdict::Reject { reason } if reason.contains("(HTTP 400)") && items.len() > 1 => {
@@ -808,6 +739,104 @@ impl HttpSink {
                 return Step::Done;
             }
         }
+    }
+}
+
+impl HttpSink {
+    /// One request of `items`: the body, the POST, the attempt shown, the answer judged.
+    fn request(
+        &self,
+        encoder: &dyn Encoder,
+        items: &[Item],
+        timeout: Duration,
+        attempt: u32,
+        max_attempts: u32,
+    ) -> Verdict {
+        let body_len = encoder.body_len(items);
+        let payload = match self.dest.wire {
+            Wire::Otlp => gzip_body(encoder, items),
+            // The legacy route cannot inflate request bodies.
+            Wire::Ingestion => encoder.body(items),
+        };
+        let started = Instant::now();
+        let reply = self.post(&payload, timeout);
+        self.status.attempt(&Attempt {
+            wire: self.dest.wire,
+            items: items.len(),
+            bytes: body_len,
+            sent_bytes: payload.len(),
+            outcome: &reply.outcome(),
+            latency: started.elapsed(),
+            attempt,
+            max_attempts,
+        });
+        retry::classify(
+            self.dest.wire,
+            reply.answer(),
+            &self.settings.policy,
+            SystemTime::now(),
+        )
+    }
+
+    /// A legacy 207: the events it does not list were delivered, its 4xx ones are rejected
+    /// (all of them, with the OTLP hint, when the server wants OTLP); returns the 5xx ones,
+    /// to send again.
+    fn settle_partial(
+        &mut self,
+        items: Vec<Item>,
+        errors: &retry::EventErrors,
+        report: &mut Report,
+    ) -> Vec<Item> {
+        let by_id: HashMap<String, usize> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(n, it)| envelope_id(&it.json).map(|id| (id, n)))
+            .collect();
+        let mut fate = vec![Fate::Delivered; items.len()];
+        for (id, msg) in &errors.rejected {
+            if let Some(&n) = by_id.get(id) {
+                fate[n] = Fate::Rejected;
+                if !errors.wants_otlp {
+                    self.rejected(1, msg, report);
+                }
+            }
+        }
+        for id in &errors.retry {
+            if let Some(&n) = by_id.get(id) {
+                fate[n] = Fate::Retry;
+            }
+        }
+        if errors.wants_otlp {
+            let n = fate.iter().filter(|f| **f == Fate::Rejected).count();
+            self.state().wants_otlp = true;
+            self.rejected(n, retry::WANTS_OTLP_MESSAGE, report);
+        }
+        let mut retry_items = Vec::new();
+        let mut ok = Vec::new();
+        for (item, f) in items.into_iter().zip(fate) {
+            match f {
+                Fate::Delivered => ok.push(item),
+                Fate::Retry => retry_items.push(item),
+                Fate::Rejected => {}
+            }
+        }
+        self.delivered(&ok, report);
+        retry_items
+    }
+
+    /// A 413: halve the batch; a single item that is still too large is rejected.
+    fn split_too_large(&mut self, mut items: Vec<Item>, report: &mut Report) -> Step {
+        if items.len() == 1 {
+            let reason = format!(
+                "an item of {} bytes is larger than the server accepts (HTTP 413); lower the \
+                 size limits for inputs and outputs",
+                items[0].json.len()
+            );
+            self.rejected(1, &reason, report);
+            return Step::Done;
+        }
+        let back = items.split_off(items.len() / 2);
+        Step::Split(items, back)
     }
 }
 
