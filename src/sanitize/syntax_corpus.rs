@@ -224,13 +224,28 @@ fn fill(template: &str, t: &Token, v: &str) -> String {
 /// Every case of every class.
 pub fn cases() -> Vec<Case> {
     let mut out = Vec::new();
-    let plain = |class, syntax: String, text: String, secret: String| Case {
+    assignments(&mut out);
+    names(&mut out);
+    command_lines(&mut out);
+    encoded(&mut out);
+    echoed(&mut out);
+    glued(&mut out);
+    out
+}
+
+/// A case with one secret and no context before it.
+fn plain(class: &'static str, syntax: String, text: String, secret: String) -> Case {
+    Case {
         class,
         syntax,
         before: None,
         text,
         secrets: vec![secret],
-    };
+    }
+}
+
+/// Classes 1 and 3: prefix-less tokens in every syntax.
+fn assignments(out: &mut Vec<Case>) {
     // 1 and 3: prefix-less tokens, every syntax, wherever the assignment sits in a line.
     for t in tokens() {
         for (syntax, template) in SYNTAXES {
@@ -254,6 +269,10 @@ pub fn cases() -> Vec<Case> {
             ));
         }
     }
+}
+
+/// Class 2: names the old test missed.
+fn names(out: &mut Vec<Case>) {
     // 2: names the old test missed, in a few syntaxes each.
     for name in [
         "creds",
@@ -287,6 +306,10 @@ pub fn cases() -> Vec<Case> {
             ));
         }
     }
+}
+
+/// Class 3: command lines.
+fn command_lines(out: &mut Vec<Case>) {
     // 3: command lines.
     for (syntax, template) in [
         (
@@ -312,6 +335,10 @@ pub fn cases() -> Vec<Case> {
             v,
         ));
     }
+}
+
+/// Class 4: encoded secrets.
+fn encoded(out: &mut Vec<Case>) {
     // 4: encoded secrets.
     for (syntax, inner) in [
         (
@@ -390,6 +417,10 @@ pub fn cases() -> Vec<Case> {
             secrets: vec![e, u],
         });
     }
+}
+
+/// Class 5: identified by context, then repeated without it.
+fn echoed(out: &mut Vec<Case>) {
     // 5: a value identified by its context, then repeated without one.
     for (syntax, context, echo) in [
         (
@@ -427,6 +458,10 @@ pub fn cases() -> Vec<Case> {
             secrets: vec![v],
         });
     }
+}
+
+/// Class 6: glued to the word before.
+fn glued(out: &mut Vec<Case>) {
     // 6: distinctive tokens glued to the word before.
     for (syntax, token) in [
         ("perplexity", cat(&["pp", "lx-", &alnum(48)])),
@@ -449,7 +484,6 @@ pub fn cases() -> Vec<Case> {
             ));
         }
     }
-    out
 }
 
 /// Near-misses: text that looks like a secret to a careless rule and must stay as it is.
