@@ -23,9 +23,10 @@ use crate::deliver::sender::{Report, Sink};
 use crate::encode::{Encoder, Item};
 
 /// `--max-in-flight` default. Measured with `bench/run.sh` against a mock answering 150 ms
-/// late: 4 in flight deliver 3x the observations per second of 1, but a request in flight
-/// holds its batch (megabytes), and peak memory rose from 59 to 76 MB, past the 64 MB goal.
-/// One stays the default until the rest of the pipeline holds less.
+/// late: 4 full-size requests in flight deliver 3x the observations per second of 1 but
+/// peak memory rose from 59 to 76 MB, past the 64 MB goal; 4 of half size (see
+/// [`MIN_BATCH_BYTES`]) about 2x at 65-70 MB. One stays the default until the rest of the
+/// pipeline holds less.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1;
 
 /// With several requests in flight a request's byte cap is the transport's × 2 ÷ N, but
