@@ -958,18 +958,27 @@ fn giving_up_at_the_deadline_does_not_loop_over_the_spool() {
     assert!(mock.posts() <= 5, "{} requests", mock.posts());
 }
 
-#[test]
-fn several_requests_are_in_flight_against_a_slow_server() {
-    // Every answer comes 400 ms late, as over a WAN: the window opens from one request to
-    // several, each batch is delivered exactly once.
+/// A mock answering `delay` late, and a delivery config with four requests in flight to it
+/// (the shutdown timeout generous: no timing is asserted).
+fn four_in_flight_to_a_slow_mock(
+    delay: Duration,
+) -> (MockLangfuse, tempfile::TempDir, DeliveryConfig) {
     let mock = MockLangfuse::start(MockConfig {
-        delay: Duration::from_millis(400),
+        delay,
         ..MockConfig::default()
     });
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&mock.url(), dir.path());
     cfg.max_in_flight = 4;
     cfg.shutdown_timeout = Duration::from_secs(60);
+    (mock, dir, cfg)
+}
+
+#[test]
+fn several_requests_are_in_flight_against_a_slow_server() {
+    // Every answer comes 400 ms late, as over a WAN: the window opens from one request to
+    // several, each batch is delivered exactly once.
+    let (mock, _dir, cfg) = four_in_flight_to_a_slow_mock(Duration::from_millis(400));
     let enc = otlp();
     let all: Vec<Item> = (0..4)
         .flat_map(|s| items(&*enc, &observations(&format!("sess-flight-{s}"), 30)))
@@ -986,14 +995,7 @@ fn several_requests_are_in_flight_against_a_slow_server() {
 fn a_renamed_trace_still_ends_with_its_new_name_with_several_in_flight() {
     // The stale name's batches may be in flight together; the new name's batch waits for
     // them, so it is the last Langfuse sees.
-    let mock = MockLangfuse::start(MockConfig {
-        delay: Duration::from_millis(200),
-        ..MockConfig::default()
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(&mock.url(), dir.path());
-    cfg.max_in_flight = 4;
-    cfg.shutdown_timeout = Duration::from_secs(60);
+    let (mock, _dir, cfg) = four_in_flight_to_a_slow_mock(Duration::from_millis(200));
     let enc = otlp();
     let old = observations("sess-rename", 24);
     let mut renamed = observations("sess-rename", 32).split_off(24);

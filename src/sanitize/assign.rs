@@ -838,20 +838,11 @@ fn paired_value(text: &str, from: usize, fields: &[&str]) -> Option<usize> {
 
 /// `=`, `:=`, `::=`, `:::=`, `?=`, `+=`, `.=`, `||=`, `=>`, `<-` (not `==`, `=~`).
 fn assign_operator(rest: &[u8]) -> Option<usize> {
-    for op in [
-        &b":::="[..],
-        b"::=",
-        b":=",
-        b"?=",
-        b"+=",
-        b".=",
-        b"||=",
-        b"=>",
-        b"<-",
-    ] {
-        if rest.starts_with(op) {
-            return Some(op.len());
-        }
+    let ops: [&[u8]; 9] = [
+        b":::=", b"::=", b":=", b"?=", b"+=", b".=", b"||=", b"=>", b"<-",
+    ];
+    if let Some(len) = starts_with_any(rest, &ops) {
+        return Some(len);
     }
     match rest {
         [b'=', b'=' | b'~', ..] => None,
@@ -928,8 +919,8 @@ fn env_keyword_before(text: &str, name_start: usize) -> bool {
 
 /// Between a name and its value in prose: `-`, `–`, `—`, `is`, `was`, `are`.
 fn prose_separator(rest: &[u8]) -> Option<usize> {
-    for sep in [
-        &b"- "[..],
+    let seps: [&[u8]; 8] = [
+        b"- ",
         "– ".as_bytes(),
         "— ".as_bytes(),
         b"is: ",
@@ -937,12 +928,16 @@ fn prose_separator(rest: &[u8]) -> Option<usize> {
         b"was ",
         b"are ",
         b"of ",
-    ] {
-        if rest.starts_with(sep) {
-            return Some(sep.len());
-        }
-    }
-    None
+    ];
+    starts_with_any(rest, &seps)
+}
+
+/// The length of the first of `prefixes` that `rest` starts with.
+fn starts_with_any(rest: &[u8], prefixes: &[&[u8]]) -> Option<usize> {
+    prefixes
+        .iter()
+        .find(|p| rest.starts_with(p))
+        .map(|p| p.len())
 }
 
 /// A quoted value at `at`: `"…"`, `'…'`, `` `…` ``, JSON-escaped `\"…\"`, with an optional
