@@ -750,10 +750,28 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
     } else if spaced && (flag || env_keyword_before(text, before)) {
         (Sep::Flag, 0)
     } else if spaced {
+        // A directive with its value after a space: nginx `proxy_set_header X-Api-Key "…";`,
+        // SQL `… WITH PASSWORD '…'`.
+        // Prose quotes words too (`the password "field"`): unless the name is an upper-case
+        // keyword or variable, the value must look random.
+        if let Some((v, _)) = quoted_value(text, at) {
+            let upper = !name.bytes().any(|c| c.is_ascii_lowercase());
+            return (accept(text, &v, Sep::Assign, name, true)
+                && (upper || looks_random(&text[v.clone()])))
+            .then_some(v);
+        }
         if let Some(value_at) = go_declaration(b, at) {
             return quoted_value(text, value_at)
                 .filter(|(v, _)| accept(text, v, Sep::Assign, name, true))
                 .map(|(v, _)| v);
+        }
+        if rest.first() == Some(&b'|') && table_cell_before(text, before) {
+            // A Markdown table row: `| DB_PASSWORD | … |`.
+            let cell_end = text[at + 1..].find(['|', '\n']).map(|i| at + 1 + i)?;
+            let raw = &text[at + 1..cell_end];
+            let lead = raw.len() - raw.trim_start().len();
+            let v = at + 1 + lead..at + 1 + lead + raw.trim().len();
+            return accept(text, &v, Sep::Assign, name, false).then_some(v);
         }
         match prose_separator(rest) {
             Some(len) => (Sep::Prose, len),
@@ -774,6 +792,13 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
     }
     let v = bare_value(text, at)?;
     accept(text, &v, sep, name, false).then_some(v)
+}
+
+/// Whether the name at `name_start` starts a Markdown table cell (`| NAME |`).
+fn table_cell_before(text: &str, name_start: usize) -> bool {
+    text[..name_start]
+        .trim_end_matches([' ', '\t', '`'])
+        .ends_with('|')
 }
 
 /// Whether the name at `name_start` is the value of a `name` field (`name: X`, `"name": "X"`,

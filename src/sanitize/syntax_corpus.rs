@@ -209,6 +209,13 @@ const SYNTAXES: &[(&str, &str)] = &[
         "2026-08-23T09:14:02Z INFO loaded {s}={v} from vault",
     ),
     ("systemd", "Environment={U}={v}"),
+    ("nginx", "proxy_set_header X-{c} \"{v}\";"),
+    ("sql", "ALTER USER app WITH {U} '{v}';"),
+    (
+        "markdown-table",
+        "| name | value |\n| --- | --- |\n| {U} | {v} |",
+    ),
+    ("powershell", "$env:{U} = \"{v}\""),
     ("k8s-env", "- name: {U}\n  value: \"{v}\""),
 ];
 
@@ -565,6 +572,8 @@ pub fn near_misses() -> Vec<String> {
         "echo $DB_PASSWORD | docker login --password-stdin",
         "a secret-free sentence about tokens and keys",
         "tokens: 1,234 in / 567 out",
+        "| token | meaning |\n| --- | --- |\n| max_tokens | the output budget |",
+        "the password \"field\" is required",
     ]
     .iter()
     .map(|s| s.to_string())
