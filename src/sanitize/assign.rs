@@ -699,9 +699,8 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
             if at < b.len() && b[at] == b']' {
                 at += 1;
             }
-        } else {
-            // Inside a sentence in quotes (`"my token is …"`): read it as prose.
         }
+        // Otherwise the quote opens a sentence (`"my token is …"`): read on as prose.
     }
     if prev == Some(b'<') {
         return element_value(text, at).filter(|v| accept(text, v, Sep::Element, name, true));
