@@ -678,50 +678,95 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
     }
     let prev = before.checked_sub(1).map(|i| b[i]);
     let flag = start > 0 && b[start - 1] == b'-';
-    let mut at = name_end;
-    let mut quoted_name = false;
-    if let Some(q @ (b'"' | b'\'' | b'`')) = prev {
-        // The closing quote, escaped the same way as the opening one.
-        let mut open_escapes = 0;
-        while before >= 2 + open_escapes && b[before - 2 - open_escapes] == b'\\' {
-            open_escapes += 1;
-        }
-        let mut i = at;
-        let mut close_escapes = 0;
-        while i < b.len() && b[i] == b'\\' {
-            i += 1;
-            close_escapes += 1;
-        }
-        if i < b.len() && b[i] == q && close_escapes == open_escapes {
-            at = i + 1;
-            quoted_name = true;
-            // `ENV["TOKEN"] = …`, `os.environ['TOKEN'] = …`
-            if at < b.len() && b[at] == b']' {
-                at += 1;
-            }
-        }
-        // Otherwise the quote opens a sentence (`"my token is …"`): read on as prose.
+    let closed = match prev {
+        Some(q @ (b'"' | b'\'' | b'`')) => closing_quote(b, before, name_end, q),
+        _ => None,
+    };
+    let name = Name {
+        text: name,
+        before,
+        flag,
+        quoted: closed.is_some(),
+    };
+    // Without its closing quote, a quote opens a sentence (`"my token is …"`): prose.
+    let at = closed.unwrap_or(name_end);
+    if let Some(decided) = structured_value(text, prev, at, &name) {
+        return decided;
     }
+    separated_value(text, at, &name)
+}
+
+/// A name and what surrounds it.
+struct Name<'t> {
+    text: &'t str,
+    /// Where the name starts, sigils (`$`, `@`) included.
+    before: usize,
+    /// After a dash: a command-line flag.
+    flag: bool,
+    /// In quotes, closed the way they were opened (`"k"`, `\"k\"`).
+    quoted: bool,
+}
+
+/// Past the quote that closes a quoted name (escaped the same way as the opening one, and
+/// a `]` after it: `ENV["TOKEN"] = …`); `None` when there is none.
+fn closing_quote(b: &[u8], before: usize, name_end: usize, q: u8) -> Option<usize> {
+    let mut open_escapes = 0;
+    while before >= 2 + open_escapes && b[before - 2 - open_escapes] == b'\\' {
+        open_escapes += 1;
+    }
+    let mut i = name_end;
+    let mut close_escapes = 0;
+    while i < b.len() && b[i] == b'\\' {
+        i += 1;
+        close_escapes += 1;
+    }
+    if i >= b.len() || b[i] != q || close_escapes != open_escapes {
+        return None;
+    }
+    let at = i + 1;
+    Some(if b.get(at) == Some(&b']') { at + 1 } else { at })
+}
+
+/// The forms where the value sits in a structure around the name rather than after a
+/// separator: an XML element, a name/value pair, a labelled block. `Some` when one applies.
+fn structured_value(
+    text: &str,
+    prev: Option<u8>,
+    at: usize,
+    name: &Name<'_>,
+) -> Option<Option<Range<usize>>> {
     if prev == Some(b'<') {
-        return element_value(text, at).filter(|v| accept(text, v, Sep::Element, name, true));
+        return Some(
+            element_value(text, at).filter(|v| accept(text, v, Sep::Element, name.text, true)),
+        );
     }
-    if labelled_name(text, before) {
+    // The fields holding the value, and whether it may be unquoted there.
+    let (fields, bare_ok) = if labelled_name(text, name.before) {
         // `- name: DB_PASSWORD\n  value: "…"` (Kubernetes env), `{"name": "X_TOKEN",
         // "value": "…"}` (ECS, GitHub API): the value is in the pair's `value` field.
-        let value_at = paired_value(text, at, &["value"])?;
-        if let Some((v, _)) = quoted_value(text, value_at) {
-            return accept(text, &v, Sep::Element, name, true).then_some(v);
-        }
-        let v = bare_value(text, value_at)?;
-        return accept(text, &v, Sep::Assign, name, false).then_some(v);
-    }
-    if quoted_name && text[at..].trim_start_matches([' ', '\t']).starts_with('{') {
+        (&["value"][..], true)
+    } else if name.quoted && text[at..].trim_start_matches([' ', '\t']).starts_with('{') {
         // A block labelled with the name (Terraform/HCL `variable "db_password" {
         // default = "…" }`): the value is its `default` or `value`.
-        let value_at = paired_value(text, at, &["default", "value"])?;
-        let (v, _) = quoted_value(text, value_at)?;
-        return accept(text, &v, Sep::Element, name, true).then_some(v);
+        (&["default", "value"][..], false)
+    } else {
+        return None;
+    };
+    let Some(value_at) = paired_value(text, at, fields) else {
+        return Some(None);
+    };
+    if let Some((v, _)) = quoted_value(text, value_at) {
+        return Some(accept(text, &v, Sep::Element, name.text, true).then_some(v));
     }
+    Some(
+        bare_value(text, value_at)
+            .filter(|v| bare_ok && accept(text, v, Sep::Assign, name.text, false)),
+    )
+}
+
+/// The value after a separator (`=`, `:`, `:=`, …, a flag's space, prose).
+fn separated_value(text: &str, mut at: usize, name: &Name<'_>) -> Option<Range<usize>> {
+    let b = text.as_bytes();
     // Most keyword occurrences are code or prose (`Key(key.into())`, `the token.`): nothing
     // that can start an assignment follows them.
     if !matches!(
@@ -741,41 +786,18 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
     } else if rest.first() == Some(&b':') && rest.get(1) != Some(&b':') {
         // `name: value`, or a typed declaration `name: Type = "value"`.
         if let Some((v, _)) = typed_declaration(b, at + 1).and_then(|at| quoted_value(text, at)) {
-            return accept(text, &v, Sep::Assign, name, true).then_some(v);
+            return accept(text, &v, Sep::Assign, name.text, true).then_some(v);
         }
         (Sep::Assign, 1)
-    } else if quoted_name && rest.first() == Some(&b',') {
+    } else if name.quoted && rest.first() == Some(&b',') {
         (Sep::Argument, 1)
-    } else if spaced && (flag || env_keyword_before(text, before)) {
+    } else if spaced && (name.flag || env_keyword_before(text, name.before)) {
         (Sep::Flag, 0)
     } else if spaced {
-        // A directive with its value after a space: nginx `proxy_set_header X-Api-Key "…";`,
-        // SQL `… WITH PASSWORD '…'`.
-        // Prose quotes words too (`the password "field"`): unless the name is an upper-case
-        // keyword or variable, the value must look random.
-        if let Some((v, _)) = quoted_value(text, at) {
-            let upper = !name.bytes().any(|c| c.is_ascii_lowercase());
-            return (accept(text, &v, Sep::Assign, name, true)
-                && (upper || looks_random(&text[v.clone()])))
-            .then_some(v);
+        if let Some(decided) = spaced_value(text, at, name) {
+            return decided;
         }
-        if let Some(value_at) = go_declaration(b, at) {
-            return quoted_value(text, value_at)
-                .filter(|(v, _)| accept(text, v, Sep::Assign, name, true))
-                .map(|(v, _)| v);
-        }
-        if rest.first() == Some(&b'|') && table_cell_before(text, before) {
-            // A Markdown table row: `| DB_PASSWORD | … |`.
-            let cell_end = text[at + 1..].find(['|', '\n']).map(|i| at + 1 + i)?;
-            let raw = &text[at + 1..cell_end];
-            let lead = raw.len() - raw.trim_start().len();
-            let v = at + 1 + lead..at + 1 + lead + raw.trim().len();
-            return accept(text, &v, Sep::Assign, name, false).then_some(v);
-        }
-        match prose_separator(rest) {
-            Some(len) => (Sep::Prose, len),
-            None => return None,
-        }
+        (Sep::Prose, prose_separator(rest)?)
     } else {
         return None;
     };
@@ -784,13 +806,46 @@ fn parse_assignment(text: &str, start: usize, name_end: usize, name: &str) -> Op
         at += 1;
     }
     if let Some((v, _)) = quoted_value(text, at) {
-        return accept(text, &v, sep, name, true).then_some(v);
+        return accept(text, &v, sep, name.text, true).then_some(v);
     }
     if sep == Sep::Argument {
         return None;
     }
     let v = bare_value(text, at)?;
-    accept(text, &v, sep, name, false).then_some(v)
+    accept(text, &v, sep, name.text, false).then_some(v)
+}
+
+/// After the name and a space: a directive's quoted value, a Go declaration, a Markdown
+/// table cell. `Some` when one applies (prose is tried next otherwise).
+fn spaced_value(text: &str, at: usize, name: &Name<'_>) -> Option<Option<Range<usize>>> {
+    let b = text.as_bytes();
+    // A directive with its value after a space: nginx `proxy_set_header X-Api-Key "…";`,
+    // SQL `… WITH PASSWORD '…'`. Prose quotes words too (`the password "field"`): unless
+    // the name is an upper-case keyword or variable, the value must look random.
+    if let Some((v, _)) = quoted_value(text, at) {
+        let upper = !name.text.bytes().any(|c| c.is_ascii_lowercase());
+        let ok = accept(text, &v, Sep::Assign, name.text, true)
+            && (upper || looks_random(&text[v.clone()]));
+        return Some(ok.then_some(v));
+    }
+    if let Some(value_at) = go_declaration(b, at) {
+        return Some(
+            quoted_value(text, value_at)
+                .filter(|(v, _)| accept(text, v, Sep::Assign, name.text, true))
+                .map(|(v, _)| v),
+        );
+    }
+    if b.get(at) == Some(&b'|') && table_cell_before(text, name.before) {
+        // A Markdown table row: `| DB_PASSWORD | … |`.
+        let Some(cell_end) = text[at + 1..].find(['|', '\n']).map(|i| at + 1 + i) else {
+            return Some(None);
+        };
+        let raw = &text[at + 1..cell_end];
+        let lead = raw.len() - raw.trim_start().len();
+        let v = at + 1 + lead..at + 1 + lead + raw.trim().len();
+        return Some(accept(text, &v, Sep::Assign, name.text, false).then_some(v));
+    }
+    None
 }
 
 /// Whether the name at `name_start` starts a Markdown table cell (`| NAME |`).

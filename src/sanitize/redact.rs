@@ -357,17 +357,21 @@ fn find_kubernetes_secret_json(text: &str, out: &mut Vec<(usize, usize)>) {
     static DATA: OnceLock<Regex> = OnceLock::new();
     static ENTRY: OnceLock<Regex> = OnceLock::new();
     static KIND: OnceLock<Regex> = OnceLock::new();
-    // Quotes may be escaped (`\"kind\"`: JSON inside a JSON string).
-    let kind =
-        KIND.get_or_init(|| Regex::new(r#"\\*"kind\\*"\s*:\s*\\*"Secret\\*""#).expect("valid"));
+    // Quotes may be escaped (`\"kind\"`: JSON inside a JSON string). Quotes and braces are
+    // written `\x22`, `\x7B`, `\x7D` in the patterns.
+    let kind = KIND.get_or_init(|| {
+        Regex::new(r"\\*\x22kind\\*\x22\s*:\s*\\*\x22Secret\\*\x22").expect("valid")
+    });
     if !kind.is_match(text) {
         return;
     }
     let data = DATA.get_or_init(|| {
-        Regex::new(r#"\\*"(?:data|stringData)\\*"\s*:\s*\{(?P<body>[^{}]*)\}"#).expect("valid")
+        Regex::new(r"\\*\x22(?:data|stringData)\\*\x22\s*:\s*\x7B(?P<body>[^\x7B\x7D]*)\x7D")
+            .expect("valid")
     });
     let entry = ENTRY.get_or_init(|| {
-        Regex::new(r#"\\*"[^"\\\r\n]*\\*"\s*:\s*\\*"(?P<v>[^"\\\r\n]*)\\*""#).expect("valid")
+        Regex::new(r"\\*\x22[^\x22\\\r\n]*\\*\x22\s*:\s*\\*\x22(?P<v>[^\x22\\\r\n]*)\\*\x22")
+            .expect("valid")
     });
     for caps in data.captures_iter(text) {
         let Some(body) = caps.name("body") else {

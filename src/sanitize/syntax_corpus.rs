@@ -20,115 +20,28 @@ pub struct Case {
     pub secrets: Vec<String>,
 }
 
-/// A provider whose tokens have no distinctive prefix: caught only by their context.
-struct Token {
-    upper: &'static str,
-    snake: &'static str,
-    camel: &'static str,
-    kebab: &'static str,
-    value: fn() -> String,
-}
+/// Providers whose tokens have no distinctive prefix (caught only by their context): the
+/// variable name (snake, camel and kebab forms are derived from it) and a value generator.
+type Token = (&'static str, fn() -> String);
 
 fn tokens() -> Vec<Token> {
     vec![
-        Token {
-            upper: "DATADOG_API_KEY",
-            snake: "datadog_api_key",
-            camel: "datadogApiKey",
-            kebab: "datadog-api-key",
-            value: || hex(32),
-        },
-        Token {
-            upper: "DD_APP_KEY",
-            snake: "dd_app_key",
-            camel: "ddAppKey",
-            kebab: "dd-app-key",
-            value: || hex(40),
-        },
-        Token {
-            upper: "TWILIO_AUTH_TOKEN",
-            snake: "twilio_auth_token",
-            camel: "twilioAuthToken",
-            kebab: "twilio-auth-token",
-            value: || hex(32),
-        },
-        Token {
-            upper: "HEROKU_API_KEY",
-            snake: "heroku_api_key",
-            camel: "herokuApiKey",
-            kebab: "heroku-api-key",
-            value: uuid,
-        },
-        Token {
-            upper: "MAILCHIMP_API_KEY",
-            snake: "mailchimp_api_key",
-            camel: "mailchimpApiKey",
-            kebab: "mailchimp-api-key",
-            value: || format!("{}-us{}", hex(32), digits(2)),
-        },
-        Token {
-            upper: "ALGOLIA_ADMIN_KEY",
-            snake: "algolia_admin_key",
-            camel: "algoliaAdminKey",
-            kebab: "algolia-admin-key",
-            value: || hex(32),
-        },
-        Token {
-            upper: "CLOUDFLARE_API_TOKEN",
-            snake: "cloudflare_api_token",
-            camel: "cloudflareApiToken",
-            kebab: "cloudflare-api-token",
-            value: || b64url(40),
-        },
-        Token {
-            upper: "OKTA_API_TOKEN",
-            snake: "okta_api_token",
-            camel: "oktaApiToken",
-            kebab: "okta-api-token",
-            value: || format!("00{}", b64url(40)),
-        },
-        Token {
-            upper: "AUTH0_CLIENT_SECRET",
-            snake: "auth0_client_secret",
-            camel: "auth0ClientSecret",
-            kebab: "auth0-client-secret",
-            value: || b64url(64),
-        },
-        Token {
-            upper: "FACEBOOK_APP_SECRET",
-            snake: "facebook_app_secret",
-            camel: "facebookAppSecret",
-            kebab: "facebook-app-secret",
-            value: || hex(32),
-        },
-        Token {
-            upper: "AWS_SECRET_ACCESS_KEY",
-            snake: "aws_secret_access_key",
-            camel: "awsSecretAccessKey",
-            kebab: "aws-secret-access-key",
-            value: || b64(40),
-        },
-        Token {
-            upper: "DB_PASSWORD",
-            snake: "db_password",
-            camel: "dbPassword",
-            kebab: "db-password",
-            value: || format!("Pw{}#{}", alnum(10), alnum(4)),
-        },
-        Token {
-            upper: "JWT_SECRET",
-            snake: "jwt_secret",
-            camel: "jwtSecret",
-            kebab: "jwt-secret",
-            value: || alnum(48),
-        },
-        Token {
-            upper: "STRIPE_KEY",
-            snake: "stripe_key",
-            camel: "stripeKey",
-            kebab: "stripe-key",
-            value: || alnum(32),
-        },
+        ("DATADOG_API_KEY", || hex(32)),
+        ("DD_APP_KEY", || hex(40)),
+        ("TWILIO_AUTH_TOKEN", || hex(32)),
+        ("HEROKU_API_KEY", uuid),
+        ("MAILCHIMP_API_KEY", || {
+            format!("{}-us{}", hex(32), digits(2))
+        }),
+        ("ALGOLIA_ADMIN_KEY", || hex(32)),
+        ("CLOUDFLARE_API_TOKEN", || b64url(40)),
+        ("OKTA_API_TOKEN", || format!("00{}", b64url(40))),
+        ("AUTH0_CLIENT_SECRET", || b64url(64)),
+        ("FACEBOOK_APP_SECRET", || hex(32)),
+        ("AWS_SECRET_ACCESS_KEY", || b64(40)),
+        ("DB_PASSWORD", || format!("Pw{}#{}", alnum(10), alnum(4))),
+        ("JWT_SECRET", || alnum(48)),
+        ("STRIPE_KEY", || alnum(32)),
     ]
 }
 
@@ -219,12 +132,33 @@ const SYNTAXES: &[(&str, &str)] = &[
     ("k8s-env", "- name: {U}\n  value: \"{v}\""),
 ];
 
-fn fill(template: &str, t: &Token, v: &str) -> String {
+/// `DB_PASSWORD` as `db_password`.
+fn snake(upper: &str) -> String {
+    upper.to_ascii_lowercase()
+}
+
+/// `DB_PASSWORD` as `dbPassword`.
+fn camel(upper: &str) -> String {
+    let mut out = String::new();
+    for (n, word) in upper.split('_').enumerate() {
+        let word = word.to_ascii_lowercase();
+        match (n, word.split_at_checked(1)) {
+            (0, _) | (_, None) => out.push_str(&word),
+            (_, Some((first, rest))) => {
+                out.push_str(&first.to_ascii_uppercase());
+                out.push_str(rest);
+            }
+        }
+    }
+    out
+}
+
+fn fill(template: &str, upper: &str, v: &str) -> String {
     template
-        .replace("{U}", t.upper)
-        .replace("{s}", t.snake)
-        .replace("{c}", t.camel)
-        .replace("{k}", t.kebab)
+        .replace("{U}", upper)
+        .replace("{s}", &snake(upper))
+        .replace("{c}", &camel(upper))
+        .replace("{k}", &snake(upper).replace('_', "-"))
         .replace("{v}", v)
 }
 
@@ -254,9 +188,9 @@ fn plain(class: &'static str, syntax: String, text: String, secret: String) -> C
 /// Classes 1 and 3: prefix-less tokens in every syntax.
 fn assignments(out: &mut Vec<Case>) {
     // 1 and 3: prefix-less tokens, every syntax, wherever the assignment sits in a line.
-    for t in tokens() {
+    for (upper, value) in tokens() {
         for (syntax, template) in SYNTAXES {
-            let v = (t.value)();
+            let v = value();
             let class = if syntax.starts_with("grep")
                 || syntax.starts_with("log")
                 || syntax.starts_with("prose")
@@ -270,8 +204,8 @@ fn assignments(out: &mut Vec<Case>) {
             };
             out.push(plain(
                 class,
-                format!("{syntax}/{}", t.snake),
-                fill(template, &t, &v),
+                format!("{syntax}/{}", snake(upper)),
+                fill(template, upper, &v),
                 v,
             ));
         }
