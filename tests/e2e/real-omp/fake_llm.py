@@ -30,9 +30,12 @@ MODEL = "fake-model"
 
 # Tools whose streamed arguments omp previews (edit: a `tool_stream_update` line per settled
 # preview). omp computes the preview on its native worker pool and drops one that settles after
-# the call has run, so each argument piece is followed by a pause long enough for a busy machine.
+# the call has run, so each argument piece is followed by a pause long enough for a busy machine
+# (0.5 s once proved too short on CI), and the arguments come in three pieces, so two previews
+# of partial arguments can settle before the complete one.
 PREVIEWED = {"edit"}
-PREVIEW_PAUSE = 0.5
+PREVIEW_PAUSE = 2.0
+PREVIEW_PIECES = 3
 
 # scenario -> list of steps; a step is (text, [(tool name, arguments)]).
 # Tool arguments carry omp's intent field "i", as real models fill it in.
@@ -244,10 +247,11 @@ class Handler(BaseHTTPRequestHandler):
         for index, (name, args) in enumerate(calls):
             call_id = f"call_fake{n:04d}_{index}"
             raw = json.dumps(args)
-            half = len(raw) // 2
+            cuts = PREVIEW_PIECES if name in PREVIEWED else 2
+            bounds = [len(raw) * k // cuts for k in range(cuts + 1)]
             events.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
                                                  "function": {"name": name, "arguments": ""}}]}))
-            for piece in (raw[:half], raw[half:]):
+            for piece in (raw[a:b] for a, b in zip(bounds, bounds[1:])):
                 events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
                 if name in PREVIEWED:
                     pauses[len(events) - 1] = PREVIEW_PAUSE
