@@ -149,6 +149,12 @@ pub struct Cli {
     )]
     pub ui_indicator: Option<bool>,
 
+    /// Append delivery's state to FILE as JSON lines (started, ok, retrying, spooled,
+    /// failed, done; with counts and the cause): the channel the omp extension reads for
+    /// its footer item. Never payloads or keys.
+    #[arg(long, env = "OMP_LANGFUSE_STATUS_FILE", value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+
     /// One trace per omp session, or one per user prompt (all in the session).
     #[arg(long, value_name = "UNIT", default_value = "session")]
     pub trace_per: TracePerArg,

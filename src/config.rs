@@ -312,6 +312,10 @@ fn delivery_config(cli: &Cli, mode: &Mode) -> Result<DeliveryConfig> {
             DebugLog::Off
         },
         indicator,
+        status_file: cli
+            .status_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty()),
         ..DeliveryConfig::new(&base)
     })
 }

@@ -38,6 +38,7 @@ const FLAGS: &[&str] = &[
     "--max-in-flight",
     "--shutdown-timeout",
     "--state-dir",
+    "--status-file",
     "--no-replay",
     "--resend",
     "--debug",

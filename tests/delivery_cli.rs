@@ -457,3 +457,81 @@ fn a_spool_under_another_key_is_mentioned() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("under another public key"), "{err}");
 }
+
+/// The lines of a `--status-file`, parsed.
+fn status_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each status line is JSON"))
+        .collect()
+}
+
+fn states(lines: &[Value]) -> Vec<&str> {
+    lines.iter().map(|l| l["state"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn the_status_file_tells_delivered_spooled_and_rejected_keys() {
+    // Delivered: started, ok, done with the counts.
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("status.jsonl");
+    let mut c = cmd(&mock.url(), &dir.path().join("state"));
+    c.arg("--status-file").arg(&file);
+    let out = run_with_input(c, &omp_stream(1, 2));
+    assert_eq!(out.status.code(), Some(0));
+    let lines = status_lines(&file);
+    let s = states(&lines);
+    assert_eq!(s.first(), Some(&"started"), "{lines:?}");
+    assert!(s.contains(&"ok"), "{lines:?}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["state"], "done");
+    assert_eq!(last["delivered"], observation_count(1, 2) as u64);
+    assert_eq!(last["spooled"], 0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the status file is private");
+    }
+
+    // Server down: retrying, then spooled with the cause, from the variable.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("status.jsonl");
+    let mut c = cmd(&refused_url(), &dir.path().join("state"));
+    c.env("OMP_LANGFUSE_STATUS_FILE", &file).args([
+        "--transport",
+        "otlp",
+        "--shutdown-timeout",
+        "1",
+    ]);
+    let out = run_with_input(c, &omp_stream(1, 2));
+    assert_eq!(out.status.code(), Some(1));
+    let lines = status_lines(&file);
+    let spooled = lines.iter().find(|l| l["state"] == "spooled");
+    let spooled = spooled.unwrap_or_else(|| panic!("no spooled line: {lines:?}"));
+    assert_eq!(spooled["cause"], "connection refused");
+    assert_eq!(
+        lines.last().unwrap()["spooled"],
+        observation_count(1, 2) as u64
+    );
+
+    // Keys rejected: failed, in plain words, and never the key.
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("status.jsonl");
+    let mut c = cmd(&mock.url(), &dir.path().join("state"));
+    c.env("LANGFUSE_SECRET_KEY", "sk-lf-very-secret")
+        .arg("--status-file")
+        .arg(&file);
+    let out = run_with_input(c, &omp_stream(1, 2));
+    assert_eq!(out.status.code(), Some(2));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("sk-lf-very-secret"), "{text}");
+    let lines = status_lines(&file);
+    let failed = lines.iter().find(|l| l["state"] == "failed");
+    let failed = failed.unwrap_or_else(|| panic!("no failed line: {lines:?}"));
+    assert_eq!(failed["cause"], "keys rejected (HTTP 401)");
+    assert_eq!(lines.last().unwrap()["state"], "done");
+}

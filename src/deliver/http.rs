@@ -15,7 +15,7 @@ use crate::deliver::ledger::Ledger;
 use crate::deliver::retry::{self, Answer, Backoff, RetryPolicy, Verdict};
 use crate::deliver::sender::{Report, ShutdownClock, Sink};
 use crate::deliver::spool::Spool;
-use crate::deliver::status::{Attempt, Counts, Status};
+use crate::deliver::status::{Attempt, Counts, Phase, Status};
 use crate::encode::otlp::{SERVICE_NAME, TOOL_VERSION};
 use crate::encode::{Encoder, Item, Wire};
 
@@ -733,7 +733,7 @@ impl HttpSink {
             self.trouble = true;
             let wait = after.unwrap_or_else(|| backoff.next().unwrap_or_default());
             self.status
-                .progress(self.counts(), &format!("retrying: {reason}"));
+                .progress(self.counts(), Phase::Retrying(&reason));
             if !self.clock.sleep(wait) {
                 self.give_up(&items, attempt, &reason, report);
                 return Step::Done;
@@ -743,6 +743,36 @@ impl HttpSink {
 }
 
 impl HttpSink {
+    /// After a batch: the status line and file learn whether it went through, to the
+    /// spool (and why), or whether nothing more is sent.
+    fn tell_phase(&self, spooled_before: u64) {
+        let (counts, fatal, cause) = {
+            let st = self.state();
+            (st.counts, st.fatal.clone(), st.last_cause.clone())
+        };
+        let failed;
+        let spooled;
+        let phase = if let Some(f) = fatal {
+            let phrase = cause_phrase(&f);
+            failed = if f.contains("HTTP 401") || f.contains("HTTP 403") {
+                format!("keys rejected ({phrase})")
+            } else {
+                phrase
+            };
+            Phase::Failed(&failed)
+        } else if counts.spooled > spooled_before {
+            spooled = if self.clock.over() {
+                "the shutdown timeout ran out".to_string()
+            } else {
+                cause.unwrap_or_else(|| "server down".into())
+            };
+            Phase::Spooled(&spooled)
+        } else {
+            Phase::Ok
+        };
+        self.status.progress(counts, phase);
+    }
+
     /// One request of `items`: the body, the POST, the attempt shown, the answer judged.
     fn request(
         &self,
@@ -850,7 +880,7 @@ enum Fate {
 /// A failure reason in one short phrase for the summary: the kind of network failure
 /// (connection refused, DNS, TLS with its cause, timeout, connection closed) or the HTTP
 /// status with its meaning; anything else cut short.
-fn cause_phrase(reason: &str) -> String {
+pub(crate) fn cause_phrase(reason: &str) -> String {
     let r = reason.to_ascii_lowercase();
     let has = |k: &[&str]| k.iter().any(|k| r.contains(k));
     let tls = |what: &str| format!("TLS: {what}");
@@ -933,6 +963,7 @@ fn envelope_id(json: &[u8]) -> Option<String> {
 
 impl Sink for HttpSink {
     fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report) {
+        let spooled_before = self.counts().spooled;
         let (fatal, wants_otlp, probe_due, closed, last_cause) = {
             let st = self.state();
             (
@@ -967,7 +998,7 @@ impl Sink for HttpSink {
                 }
             }
         }
-        self.status.progress(self.counts(), "");
+        self.tell_phase(spooled_before);
     }
 
     fn finish(&mut self, report: &mut Report) {

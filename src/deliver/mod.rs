@@ -36,7 +36,7 @@ use crate::deliver::sender::{
     Backlog, Extras, Gauge, QUEUE_CAPACITY, Queue, Report, ShutdownClock, TimeCap,
 };
 use crate::deliver::spool::{Origin, Replay, Spool};
-use crate::deliver::status::{DebugLog, Indicator, Status};
+use crate::deliver::status::{Counts, DebugLog, Indicator, Status, StatusFile};
 use crate::encode::{Encoder, Item, Wire};
 
 /// `LANGFUSE_BASE_URL` / `LANGFUSE_HOST` default.
@@ -79,6 +79,8 @@ pub struct DeliveryConfig {
     pub debug: DebugLog,
     /// `LANGFUSE_UI_INDICATOR` (default: on when stderr is a terminal).
     pub indicator: Indicator,
+    /// `--status-file` / `OMP_LANGFUSE_STATUS_FILE`: delivery's state as JSON lines.
+    pub status_file: Option<PathBuf>,
     /// Retry schedule (no flag; tests shorten it).
     pub retry: RetryPolicy,
     /// Backoff jitter seed (tests); `None` → from the clock.
@@ -104,6 +106,7 @@ impl DeliveryConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             debug: DebugLog::Off,
             indicator: Indicator::Off,
+            status_file: None,
             retry: RetryPolicy::default(),
             seed: None,
             max_in_flight: pool::DEFAULT_MAX_IN_FLIGHT,
@@ -445,7 +448,18 @@ impl Delivery {
             .flatten()
             .cloned()
             .collect();
-        let status = Arc::new(Status::new(cfg.debug, cfg.indicator, secrets));
+        let mut status = Status::new(cfg.debug, cfg.indicator, secrets);
+        if let Some(path) = &cfg.status_file {
+            match StatusFile::create(path) {
+                Ok(file) => status = status.with_file(file),
+                // The run goes on: the file is for a footer, not for the data.
+                Err(e) => crate::messages::warn(&format!(
+                    "could not open the status file {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        let status = Arc::new(status);
         status.debug(&format!(
             "transport {} to {} ({}); state in {}",
             dest.wire.as_str(),
@@ -708,6 +722,12 @@ impl Delivery {
                 .fatal
                 .get_or_insert_with(|| format!("{lost} items could not be spooled and are lost"));
         }
+        let counts = Counts {
+            delivered: report.delivered,
+            rejected: report.rejected,
+            spooled: report.spooled,
+        };
+        self.status.done(counts, report.fatal.as_deref());
         report
     }
 }
