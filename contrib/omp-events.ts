@@ -1,9 +1,23 @@
 /**
- * omp-events: an Oh My Pi extension that adds `--events[=PATH]` to omp and writes
- * every extension hook event as one JSON line, for `omp-langfuse` to turn into traces.
+ * omp-events: an Oh My Pi (and pi) extension that traces every session into Langfuse
+ * through `omp-langfuse`, or writes every extension hook event as one JSON line.
+ *
+ *   cp omp-events.ts ~/.omp/agent/extensions/      # with LANGFUSE_PUBLIC_KEY/SECRET_KEY set:
+ *   omp                                              # every session traced, status in the footer
  *
  *   omp -e contrib/omp-events.ts --events=events.jsonl "prompt"     # append to a file
  *   omp -e contrib/omp-events.ts --mode json --events=- "prompt"     # stdout, beside the json stream
+ *
+ * Without `--events` and with both keys in the environment, the extension starts one
+ * `omp-langfuse` child per omp process (`OMP_LANGFUSE_BIN`, else `omp-langfuse` on PATH),
+ * in its own session so terminal signals do not reach it, and streams the lines into its
+ * stdin. The child reads every other setting (LANGFUSE_BASE_URL/HOST, FLUSH_MS, MAX_QUEUE,
+ * SAMPLE_RATE, TAGS, DEBUG, ...) from the environment it inherits, delivers as a pipe does,
+ * and reports its state in a status file (`--status-file`, JSON lines) that this extension
+ * polls for a footer item (`langfuse ✓ 42`; off with LANGFUSE_UI_INDICATOR=false). omp's
+ * exit never waits for delivery: the child sees the end of its input when omp exits (also
+ * after kill -9), closes what is open and finishes on its own within its shutdown timeout.
+ * Without keys the extension stays silent.
  *
  * Each line is the hook event object plus:
  *   ts           epoch milliseconds when the handler ran
@@ -28,7 +42,10 @@
  * The file is self-contained (no imports from omp) so it also loads under a plain
  * TypeScript-to-JavaScript transpile for the node tests.
  */
+import * as childProcess from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 
 // ---------------------------------------------------------------------------
 // The slice of omp's extension API used here (see ExtensionAPI / ExtensionContext in
@@ -44,6 +61,12 @@ export interface ContextUsage {
 export interface EventContext {
 	/** "tui" | "rpc" | "json" | "print" (omp's ExtensionMode). */
 	mode?: string;
+	/** Whether a UI is there (the TUI); false in print, json and rpc modes. */
+	hasUI?: boolean;
+	ui?: {
+		setStatus?(key: string, text: string | undefined): void;
+		notify?(message: string, type?: "info" | "warning" | "error"): void;
+	};
 	sessionManager?: {
 		getSessionId?(): string | undefined;
 		getSessionFile?(): string | undefined;
@@ -86,6 +109,10 @@ export interface BridgeOptions {
 	exitHook?: boolean;
 	/** Where the bridge reports its own trouble (one line per problem kind). */
 	warn?: (message: string) => void;
+	/** The environment (keys, OMP_LANGFUSE_BIN, LANGFUSE_UI_INDICATOR); default process.env. */
+	env?: Record<string, string | undefined>;
+	/** How the engine child is started and watched; injected by tests. */
+	engine?: EngineOptions;
 }
 
 // Every event omp 18.2 delivers to extensions (the `on(...)` overloads in types.ts).
@@ -448,10 +475,274 @@ export function resolveDestination(flag: unknown, argv: readonly string[]): Dest
 }
 
 // ---------------------------------------------------------------------------
+// The engine: one omp-langfuse child per omp process
+// ---------------------------------------------------------------------------
+
+/** The slice of node's ChildProcess the engine uses. */
+export interface EngineChild {
+	stdin: {
+		write(chunk: string, cb: (err?: Error | null) => void): unknown;
+		on(event: "error", listener: (error: Error) => void): unknown;
+		unref?(): void;
+		_handle?: { fd?: number };
+	} | null;
+	stderr?: { on(event: "data", listener: (chunk: Buffer | string) => void): unknown; on(event: "error", listener: (error: Error) => void): unknown; unref?(): void } | null;
+	on(event: "error", listener: (error: Error & { code?: string }) => void): unknown;
+	on(event: "exit", listener: (code: number | null, signal: string | null) => void): unknown;
+	unref?(): void;
+}
+
+export interface EngineOptions {
+	/** node's child_process.spawn, or a fake. */
+	spawn?: (command: string, args: string[], options: Record<string, unknown>) => EngineChild;
+	/** Where the child writes its status lines (default: a fresh file in the temp directory). */
+	statusPath?: string;
+	/** How often the status file is read (default 500 ms). */
+	pollMs?: number;
+}
+
+/** One line of the child's status file (`omp-langfuse --status-file`, see its man page). */
+export interface EngineStatus {
+	state: string;
+	delivered?: number;
+	rejected?: number;
+	spooled?: number;
+	cause?: string;
+}
+
+/** Keys in the environment: the engine starts; without them the extension stays silent. */
+export function hasKeys(env: Record<string, string | undefined>): boolean {
+	return !!env.LANGFUSE_PUBLIC_KEY?.trim() && !!env.LANGFUSE_SECRET_KEY?.trim();
+}
+
+/** LANGFUSE_UI_INDICATOR as omp-langfuse reads it: on unless it says false. */
+export function indicatorOn(env: Record<string, string | undefined>): boolean {
+	const v = env.LANGFUSE_UI_INDICATOR?.trim().toLowerCase();
+	return !(v === "0" || v === "false" || v === "no" || v === "off");
+}
+
+/** The footer item for the engine's state. */
+export function footerText(status: EngineStatus | undefined, down: string | undefined): string {
+	if (down) return `langfuse ✗ ${down}`;
+	switch (status?.state) {
+		case "failed":
+			return `langfuse ✗ ${status.cause ?? "failed"}`;
+		case "retrying":
+			return "langfuse ⟳ retrying";
+		case "spooled":
+			return `langfuse ⏸ spooled ${status.spooled ?? 0}`;
+		default:
+			return `langfuse ✓ ${status?.delivered ?? 0}`;
+	}
+}
+
+/** What the user is told, once, when the engine is in trouble (undefined: no trouble). */
+export function troubleNotice(status: EngineStatus | undefined): string | undefined {
+	if (status?.state !== "failed") return undefined;
+	const cause = status.cause ?? "delivery failed";
+	const hint = cause.startsWith("keys rejected") ? "; check LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY and LANGFUSE_BASE_URL" : "";
+	return `omp-langfuse: Langfuse tracing stopped: ${cause}${hint}. What was recorded is spooled for the next run.`;
+}
+
+/**
+ * With LANGFUSE_DEBUG on, the child's stderr goes to `omp-langfuse-extension.log` in its
+ * state directory (appended, 0600); the descriptor, or undefined when off or unopenable.
+ */
+export function debugLog(env: Record<string, string | undefined>): number | undefined {
+	const v = env.LANGFUSE_DEBUG?.trim().toLowerCase();
+	if (!(v === "1" || v === "true" || v === "yes" || v === "on")) return undefined;
+	return openDebugLog(env) ?? undefined;
+}
+
+/** Where the debug log goes: omp-langfuse's state directory, as it picks it. */
+export function stateDir(env: Record<string, string | undefined>): string {
+	const explicit = env.OMP_LANGFUSE_STATE_DIR?.trim();
+	if (explicit) return explicit;
+	const xdg = env.XDG_STATE_HOME?.trim();
+	return path.join(xdg || path.join(env.HOME || os.homedir(), ".local", "state"), "omp-langfuse");
+}
+
+function openDebugLog(env: Record<string, string | undefined>): number | undefined {
+	try {
+		const dir = stateDir(env);
+		fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+		return fs.openSync(path.join(dir, "omp-langfuse-extension.log"), "a", 0o600);
+	} catch {
+		return undefined;
+	}
+}
+
+/** Last bytes of the child's stderr kept, to name why it stopped. */
+const STDERR_TAIL = 4096;
+
+/**
+ * The omp-langfuse child, its stdin as a LineWriter, and its status file. Nothing here
+ * throws: a child that cannot start or stops is reported once through `trouble` and the
+ * writer then fails (the queue drops and counts what follows).
+ */
+export class Engine {
+	readonly statusPath: string;
+	#child: EngineChild | undefined;
+	#down: string | undefined;
+	#status: EngineStatus | undefined;
+	#offset = 0;
+	#partial = "";
+	#stderr = "";
+	#timer: ReturnType<typeof setInterval> | undefined;
+	readonly #trouble: (message: string, footer: string) => void;
+	readonly #changed: () => void;
+
+	constructor(
+		env: Record<string, string | undefined>,
+		options: EngineOptions,
+		trouble: (message: string, footer: string) => void,
+		changed: () => void,
+	) {
+		this.#trouble = trouble;
+		this.#changed = changed;
+		this.statusPath = options.statusPath ?? path.join(os.tmpdir(), `omp-langfuse-${process.pid}-${Date.now().toString(36)}.status.jsonl`);
+		const bin = env.OMP_LANGFUSE_BIN?.trim() || "omp-langfuse";
+		const spawn = options.spawn ?? (childProcess.spawn as unknown as NonNullable<EngineOptions["spawn"]>);
+		// The status file is the footer's; a live line on a stderr nobody sees is not.
+		const args = ["--status-file", this.statusPath, "--ui-indicator=false"];
+		const log = debugLog(env);
+		try {
+			const child = spawn(bin, args, {
+				// Its own session: Ctrl+C in the TUI and the terminal closing do not reach it;
+				// it ends when its stdin does (omp exited, however).
+				detached: true,
+				// stderr: read while omp runs (to say why the child stopped), or, with
+				// LANGFUSE_DEBUG, a log file that outlives omp (the exit summary included).
+				stdio: ["pipe", "ignore", log ?? "pipe"],
+				env: { ...env },
+			});
+			this.#child = child;
+			child.on("error", error => this.#stopped(error.code === "ENOENT" ? `${bin} not found (put omp-langfuse on PATH or set OMP_LANGFUSE_BIN)` : `${bin} could not start: ${describe(error)}`, "not running"));
+			child.on("exit", (code, signal) => {
+				const last = this.#stderr.trim().split("\n").pop()?.replace(/^omp-langfuse: /, "");
+				const how = signal ? `was killed (${signal})` : `stopped (exit status ${code})`;
+				this.#stopped(`omp-langfuse ${how}${last ? `: ${last}` : ""}`, signal ? "stopped" : `stopped (${code})`);
+			});
+			child.stdin?.on("error", () => {}); // EPIPE after the child died: the exit handler tells
+			child.stderr?.on("error", () => {});
+			child.stderr?.on("data", chunk => {
+				this.#stderr = (this.#stderr + String(chunk)).slice(-STDERR_TAIL);
+			});
+			// omp's exit never waits for the child or its pipes.
+			child.unref?.();
+			child.stdin?.unref?.();
+			child.stderr?.unref?.();
+		} catch (error) {
+			this.#stopped(`${bin} could not start: ${describe(error)}`, "not running");
+		} finally {
+			// The child has its own copy.
+			if (log !== undefined) {
+				try {
+					fs.closeSync(log);
+				} catch {}
+			}
+		}
+		this.#timer = setInterval(() => this.poll(), options.pollMs ?? 500);
+		(this.#timer as { unref?: () => void }).unref?.();
+	}
+
+	/** Why the child is not running (for the footer), if it is not. */
+	get down(): string | undefined {
+		return this.#down;
+	}
+
+	get status(): EngineStatus | undefined {
+		return this.#status;
+	}
+
+	#stopped(message: string, footer: string): void {
+		if (this.#down) return;
+		this.poll();
+		this.#down = footer;
+		this.#child = undefined;
+		this.#trouble(message.trim(), footer);
+		this.#changed();
+	}
+
+	writer(): LineWriter {
+		const child = this.#child;
+		const stdin = child?.stdin;
+		if (!stdin || this.#down) throw new Error(`omp-langfuse is ${this.#down ?? "not running"}`);
+		const fd = stdin._handle?.fd;
+		return {
+			write: chunk =>
+				new Promise<void>((resolve, reject) => {
+					if (this.#down) return reject(new Error(`omp-langfuse is ${this.#down}`));
+					stdin.write(chunk, err => (err ? reject(err) : resolve()));
+				}),
+			// At exit only: the pipe's descriptor, where the runtime exposes it.
+			writeSync: typeof fd === "number" && fd >= 0 ? chunk => void fs.writeSync(fd, chunk) : undefined,
+		};
+	}
+
+	/** Read what the child added to its status file; tell `changed` when the state moved. */
+	poll(): void {
+		let text = "";
+		try {
+			const fd = fs.openSync(this.statusPath, "r");
+			try {
+				const buf = Buffer.alloc(64 * 1024);
+				for (;;) {
+					const n = fs.readSync(fd, buf, 0, buf.length, this.#offset);
+					if (n <= 0) break;
+					this.#offset += n;
+					text += buf.toString("utf8", 0, n);
+				}
+			} finally {
+				fs.closeSync(fd);
+			}
+		} catch {
+			return; // not there yet
+		}
+		const lines = (this.#partial + text).split("\n");
+		this.#partial = lines.pop() ?? "";
+		let latest: EngineStatus | undefined;
+		for (const line of lines) {
+			try {
+				const v = JSON.parse(line);
+				if (v && typeof v.state === "string") latest = v;
+			} catch {}
+		}
+		if (!latest) return;
+		this.#status = latest;
+		const notice = troubleNotice(latest);
+		if (notice) this.#trouble(notice, footerText(latest, undefined));
+		this.#changed();
+	}
+
+	/** At exit: stop polling, remove the status file (the child keeps writing to its open copy). */
+	dispose(): void {
+		if (this.#timer) clearInterval(this.#timer);
+		try {
+			fs.unlinkSync(this.statusPath);
+		} catch {}
+	}
+}
+
+/** The process's engine, shared by every session's bridge (subagents included). */
+let sharedEngine:
+	| { engine: Engine; queue: LineQueue; ui: { ctx: EventContext | undefined }; footer: () => void }
+	| undefined;
+
+/** For tests: forget the process's engine (its child is left alone). */
+export function resetEngine(): void {
+	sharedEngine?.engine.dispose();
+	sharedEngine = undefined;
+}
+
+// ---------------------------------------------------------------------------
 // The extension
 // ---------------------------------------------------------------------------
 
-export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}): { queue: () => LineQueue | undefined } {
+export function createEventsBridge(
+	pi: ExtensionAPI,
+	options: BridgeOptions = {},
+): { queue: () => LineQueue | undefined; engine: () => Engine | undefined } {
 	const now = options.now ?? Date.now;
 	const shutdownFlushMs = options.shutdownFlushMs ?? DEFAULTS.shutdownFlushMs;
 	const warnedAbout = new Set<string>();
@@ -487,9 +778,73 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 		write(`${JSON.stringify({ type: "events_dropped", count: q.dropped, ts: now(), sessionId: sessionIdOf(ctx), seq: seq++ })}\n`);
 	};
 
+	const env = options.env ?? process.env;
+	const maxLines = options.maxQueuedLines ?? DEFAULTS.maxQueuedLines;
+	const maxBytes = options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes;
+
+	/** The TUI's context, for the footer item and notices; the footer shows at once. */
+	const noteUi = (ctx: EventContext | undefined) => {
+		if (!sharedEngine || !ctx?.hasUI) return;
+		const first = !sharedEngine.ui.ctx;
+		sharedEngine.ui.ctx = ctx;
+		if (first) sharedEngine.footer();
+	};
+
+	/** The process's engine (started by the first session that needs it) and its queue. */
+	const engineQueue = (): LineQueue => {
+		if (!sharedEngine) {
+			const ui: { ctx: EventContext | undefined } = { ctx: undefined };
+			const indicator = indicatorOn(env);
+			let told = false;
+			// Once per process, in plain words: a notification in the TUI, stderr elsewhere
+			// (never stdout: in json mode that is omp's data).
+			const trouble = (message: string) => {
+				if (told) return;
+				told = true;
+				const c = ui.ctx;
+				if (c?.hasUI && typeof c.ui?.notify === "function") {
+					try {
+						c.ui.notify(message, "warning");
+						return;
+					} catch {}
+				}
+				warn(message);
+			};
+			let engine: Engine | undefined;
+			const footer = () => {
+				if (!indicator || !engine || !ui.ctx?.hasUI) return;
+				try {
+					ui.ctx.ui?.setStatus?.("langfuse", footerText(engine.status, engine.down));
+				} catch {}
+			};
+			engine = new Engine(env, options.engine ?? {}, trouble, footer);
+			const started = engine;
+			// The engine tells why writes fail (the child stopped); the queue only counts.
+			const q = new LineQueue(() => started.writer(), maxLines, maxBytes, () => {});
+			sharedEngine = { engine: started, queue: q, ui, footer };
+			if (options.exitHook !== false) {
+				atExit(() => {
+					q.setSync(true);
+					q.drainSync();
+					started.dispose();
+				});
+			}
+		}
+		return sharedEngine.queue;
+	};
+
 	const getQueue = (ctx: EventContext | undefined): LineQueue | undefined => {
+		if (sharedEngine && dest?.kind === "off") {
+			noteUi(ctx);
+			return sharedEngine.queue;
+		}
 		if (!dest) {
 			dest = resolveDestination(pi.getFlag("events"), options.argv ?? process.argv.slice(2));
+			if (dest.kind === "off" && hasKeys(env)) {
+				const q = engineQueue();
+				noteUi(ctx);
+				return q;
+			}
 			// In the TUI stdout is the screen, in rpc/acp modes it is the protocol channel:
 			// lines there would break omp, so stdout is only used in json and text print mode.
 			const mode = ctx?.mode;
@@ -500,12 +855,7 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 			if (dest.kind !== "off") {
 				const target = dest;
 				const open = options.openWriter ?? openWriter;
-				const q = new LineQueue(
-					() => open(target),
-					options.maxQueuedLines ?? DEFAULTS.maxQueuedLines,
-					options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
-					message => warnOnce("write", message),
-				);
+				const q = new LineQueue(() => open(target), maxLines, maxBytes, message => warnOnce("write", message));
 				queue = q;
 				// omp emits a few events after session_shutdown, while it finishes disposing, and
 				// then exits without waiting for async writes. Write what is left on the way out.
@@ -577,7 +927,7 @@ export function createEventsBridge(pi: ExtensionAPI, options: BridgeOptions = {}
 		return undefined;
 	});
 
-	return { queue: () => queue };
+	return { queue: () => queue ?? (dest?.kind === "off" ? sharedEngine?.queue : undefined), engine: () => sharedEngine?.engine };
 }
 
 // One process "exit" listener for all bridge instances (omp can load the extension once per

@@ -6,6 +6,10 @@ import { describe, test } from "node:test";
 import { compiledBridgePath, fakeCtx, fakePi, loadBridge, tempDir } from "../test-support/fake-omp.mjs";
 
 const bridge = await loadBridge();
+// These tests are about --events: the engine mode (engine.test.mjs) stays off, whatever
+// keys the developer's shell has.
+delete process.env.LANGFUSE_PUBLIC_KEY;
+delete process.env.LANGFUSE_SECRET_KEY;
 
 function tempFile(name = "events.jsonl") {
 	return path.join(tempDir(), name);
