@@ -55,6 +55,9 @@ enum Way {
     Events,
     /// `omp-langfuse backfill` over the session files omp wrote.
     Backfill,
+    /// The extension alone (no `--events`, the keys exported): it starts omp-langfuse
+    /// itself and delivers live.
+    Extension,
 }
 
 const WAYS: [Way; 3] = [Way::Stdout, Way::Events, Way::Backfill];
@@ -153,6 +156,7 @@ impl Capture {
             // The whole sessions directory when kept, else the one session file.
             Way::Backfill if self.dir.join("sessions").is_dir() => self.dir.join("sessions"),
             Way::Backfill => self.dir.join("session.jsonl"),
+            Way::Extension => return None,
         };
         let empty = p.is_file() && std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) == 0;
         (p.exists() && !empty).then_some(p)
@@ -180,7 +184,8 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
     }
     // Subagents nest into the main session with backfill, and with the bridge when it names
     // their parent; the json stream does not see them.
-    let nested = way == Way::Backfill || (way == Way::Events && c.bridge_nests);
+    let bridge = matches!(way, Way::Events | Way::Extension);
+    let nested = way == Way::Backfill || (bridge && c.bridge_nests);
     let main: Vec<&SpanView> = spans
         .iter()
         .filter(|s| s.session() == c.main.session_id)
@@ -268,7 +273,7 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
                     "{at}"
                 );
             }
-            Way::Events => {
+            Way::Events | Way::Extension => {
                 let own: Vec<&SpanView> = spans
                     .iter()
                     .filter(|s| s.session() == sub.session_id)
@@ -281,7 +286,7 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
         }
     }
     let sessions: HashSet<&str> = spans.iter().map(|s| s.session()).collect();
-    let want_sessions = if way == Way::Events && !nested {
+    let want_sessions = if bridge && !nested {
         1 + c.subagents.len()
     } else {
         1
@@ -405,9 +410,13 @@ fn real_omp_sessions_arrive_in_langfuse() {
     let require = std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
     let out = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/real-omp/run.sh");
+    // Where the extension scenarios' own omp-langfuse children deliver.
+    let live = MockLangfuse::start(MockConfig::default());
     let mut child = Command::new("bash")
         .arg(&script)
         .arg(out.path())
+        .env("OMP_E2E_LANGFUSE_URL", live.url())
+        .env("OMP_E2E_BIN", env!("CARGO_BIN_EXE_omp-langfuse"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -462,5 +471,81 @@ fn real_omp_sessions_arrive_in_langfuse() {
         checked,
         3 * SCENARIOS.len() - 1,
         "combined has no events file"
+    );
+    check_extension(&live, out.path());
+}
+
+/// The extension scenarios of run.sh, each beside its twin without the extension.
+const EXT_SCENARIOS: &[&str] = &["ext-json", "ext-print", "ext-tui"];
+
+/// The extension alone traced each run completely (its child delivered to `live`), and
+/// omp's output and exit status are what they are without it.
+fn check_extension(live: &MockLangfuse, out: &Path) {
+    assert!(live.invalid().is_empty(), "{:?}", live.invalid());
+    let spans = live.accepted();
+    for name in EXT_SCENARIOS {
+        let dir = out.join(name);
+        let engine = std::fs::read_to_string(dir.join("engine.txt"))
+            .unwrap_or_else(|_| panic!("{name}: not run (see run.sh's log)"));
+        assert_eq!(engine.trim(), "finished", "{name}: omp-langfuse children");
+        let c = Capture::load(&dir);
+        assert!(!c.killed, "{name}: omp failed");
+        // omp's own stderr ("Working...", the resume hint), but nothing from the extension.
+        let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
+        assert!(!stderr.contains("langfuse"), "{name}: {stderr}");
+        let own: Vec<SpanView> = spans
+            .iter()
+            .filter(|s| s.session() == c.main.session_id)
+            .cloned()
+            .collect();
+        assert!(!own.is_empty(), "{name}: nothing arrived");
+        check(&c, Way::Extension, &own);
+    }
+    let exit_code = |name: &str| Capture::load(&out.join(name)).killed;
+    let stderr = |name: &str| std::fs::read(out.join(name).join("stderr.txt")).unwrap();
+    for (with, without) in [
+        ("ext-json", "ext-json-plain"),
+        ("ext-print", "ext-print-plain"),
+    ] {
+        assert_eq!(exit_code(with), exit_code(without), "{with}: exit status");
+        assert_eq!(stderr(with), stderr(without), "{with}: stderr");
+    }
+    // Print mode: byte for byte what omp prints without the extension.
+    let printed = |name: &str| std::fs::read(out.join(name).join("stdout.txt")).unwrap();
+    assert!(!printed("ext-print").is_empty());
+    assert_eq!(
+        printed("ext-print"),
+        printed("ext-print-plain"),
+        "print mode output"
+    );
+    // Json mode: omp's own lines only (no bridge line), the same events in the same order
+    // (streaming updates, ids and times differ between any two runs).
+    let events = |name: &str| -> Vec<String> {
+        let lines = read_jsonl(&out.join(name).join("stdout.jsonl"));
+        assert!(
+            lines.iter().all(|l| l.get("seq").is_none()),
+            "{name}: a bridge line on stdout"
+        );
+        lines
+            .iter()
+            .filter_map(|l| l["type"].as_str())
+            .filter(|t| !matches!(*t, "message_update" | "tool_execution_update"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        events("ext-json"),
+        events("ext-json-plain"),
+        "json mode output"
+    );
+    // The TUI showed the footer item, counting deliveries.
+    let screen = std::fs::read_to_string(out.join("ext-tui").join("screen.txt")).unwrap();
+    let footer = screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("langfuse ✓ "))
+        .unwrap_or_else(|| panic!("no footer item on the screen:\n{screen}"));
+    assert!(
+        footer.parse::<u64>().is_ok_and(|n| n > 0),
+        "footer: {footer}"
     );
 }

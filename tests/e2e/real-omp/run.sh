@@ -19,6 +19,14 @@
 #   OMP_E2E_TIMEOUT  seconds one omp run may take (default 120)
 #   OMP_E2E_REQUIRE  1 = fail instead of skipping
 #   OMP_E2E_SCENARIOS  the scenarios to run (default: all)
+#   OMP_E2E_LANGFUSE_URL, OMP_E2E_BIN  a (mock) Langfuse and the omp-langfuse binary: with
+#                    both, the extension scenarios run too, where the extension alone (no
+#                    --events, the keys exported) starts omp-langfuse and delivers there:
+#                    ext-json, ext-print (each beside a twin run without the extension,
+#                    *-plain) and ext-tui (the interactive TUI in tmux: a prompt typed, the
+#                    answer and the footer item awaited, /exit). Per scenario also
+#                    stdout.txt (print mode), screen.txt (the TUI's last screen) and
+#                    engine.txt (whether every omp-langfuse child finished afterwards).
 set -euo pipefail
 
 OMP_VERSION=18.2.3
@@ -33,7 +41,7 @@ NEUTRAL_REPO=/home/dev/omp-langfuse
 NEUTRAL_CACHE=/opt/omp
 
 usage() {
-	sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -144,6 +152,11 @@ log "omp $OMP_VERSION on bun $BUN_VERSION, fake LLM on 127.0.0.1:$PORT, output i
 # (a file in the scenario's directory unless set to `-`: omp's stdout).
 AGENT_CONFIG=
 EVENTS_TO=
+# How omp is started: EXT=events (the bridge with --events, as in the recorded scenarios),
+# engine (the extension alone with the Langfuse keys: it starts omp-langfuse) or none;
+# MODE=json or print.
+EXT=events
+MODE=json
 prepare_home() { # $1 = home
 	local home=$1
 	mkdir -p "$home/project" "$home/.omp/agent" "$home/tmp"
@@ -166,6 +179,13 @@ EOF
 	if [ -n "$AGENT_CONFIG" ]; then printf '%s' "$AGENT_CONFIG" >"$home/.omp/agent/config.yml"; fi
 }
 
+# What the extension needs to start omp-langfuse (no spaces in any value). $1 = home
+engine_env() {
+	printf '%s\n' LANGFUSE_PUBLIC_KEY=pk-lf-test LANGFUSE_SECRET_KEY=sk-lf-test \
+		"LANGFUSE_BASE_URL=$OMP_E2E_LANGFUSE_URL" "OMP_LANGFUSE_BIN=$OMP_E2E_BIN" \
+		"OMP_LANGFUSE_STATE_DIR=$1/state" LANGFUSE_FLUSH_MS=200
+}
+
 # Run omp bounded in time (timeout), in a session of its own (setsid, so its leftovers can be
 # killed as a group), with a cleared environment. Runs in the background.
 # $1 = scenario, $2 = home, rest = omp arguments. Sets OMP_PID (timeout) and BUN_PID (omp).
@@ -176,10 +196,30 @@ start_omp() {
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	: >"$dir/events.jsonl"
-	local events_arg=(--events "$dir/events.jsonl") events_shown="--events events.jsonl"
+	local ext_args=(-e "$REPO/contrib/omp-events.ts" --events "$dir/events.jsonl")
+	local ext_shown="-e contrib/omp-events.ts --events events.jsonl"
 	if [ "$EVENTS_TO" = - ]; then
-		events_arg=(--events=-)
-		events_shown="--events=-"
+		ext_args=(-e "$REPO/contrib/omp-events.ts" --events=-)
+		ext_shown="-e contrib/omp-events.ts --events=-"
+	fi
+	case $EXT in
+	engine)
+		ext_args=(-e "$REPO/contrib/omp-events.ts")
+		ext_shown="-e contrib/omp-events.ts (Langfuse keys exported)"
+		rm -f "$dir/events.jsonl"
+		;;
+	none)
+		ext_args=()
+		ext_shown="(no extension)"
+		rm -f "$dir/events.jsonl"
+		;;
+	esac
+	local engine_env=()
+	if [ "$EXT" = engine ]; then engine_env=($(engine_env "$home")); fi
+	local mode_args=(--mode json) out_file=stdout.jsonl
+	if [ "$MODE" = print ]; then
+		mode_args=(--print)
+		out_file=stdout.txt
 	fi
 	(
 		cd "$home/project"
@@ -190,10 +230,11 @@ start_omp() {
 			TMPDIR="$home/tmp" \
 			LANG=C.UTF-8 TERM=dumb NO_COLOR=1 \
 			NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
+			"${engine_env[@]}" \
 			"$BUN" "$OMP_CLI" \
-			--mode json --model fakellm/fake-model \
-			-e "$REPO/contrib/omp-events.ts" "${events_arg[@]}" \
-			"$@" >"$dir/stdout.jsonl" 2>"$dir/stderr.txt"
+			"${mode_args[@]}" --model fakellm/fake-model \
+			"${ext_args[@]}" \
+			"$@" >"$dir/$out_file" 2>"$dir/stderr.txt"
 	) &
 	OMP_PID=$!
 	BUN_PID=
@@ -203,7 +244,7 @@ start_omp() {
 		kill -0 "$OMP_PID" 2>/dev/null || break
 		sleep 0.05
 	done
-	printf '%s\n' "omp --mode json --model fakellm/fake-model -e contrib/omp-events.ts $events_shown$(printf ' %q' "$@")" >"$dir/command.txt"
+	printf '%s\n' "omp ${mode_args[*]} --model fakellm/fake-model $ext_shown$(printf ' %q' "$@")" >"$dir/command.txt"
 }
 
 # Wait for omp; then kill whatever it left behind in its session. Sets RC.
@@ -284,6 +325,73 @@ run_killed() {
 	finish_scenario "$scenario" "$home" "$RC" "$(elapsed "$t0")"
 }
 
+# The interactive TUI in tmux (a real terminal): wait for the footer item, type a prompt,
+# wait for the answer and for the footer to count deliveries, then /exit.
+TMUX_SOCKET="omp-e2e-$$"
+tui() { tmux -L "$TMUX_SOCKET" -f /dev/null "$@"; }
+wait_screen() { # $1 = extended regex, $2 = seconds; the screen is kept in $SCREEN
+	local i
+	for i in $(seq $(($2 * 10))); do
+		SCREEN=$(tui capture-pane -p -t ext 2>/dev/null || true)
+		if grep -Eq -- "$1" <<<"$SCREEN"; then return 0; fi
+		sleep 0.1
+	done
+	log "ext-tui: timed out waiting for /$1/ on the screen:"
+	printf '%s\n' "$SCREEN" | grep -v '^ *$' | tail -15 >&2
+	return 1
+}
+run_tui() {
+	local scenario=ext-tui home="$WORK/ext-tui/home" dir="$OUT/ext-tui" t0 rc=1
+	prepare_home "$home"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	t0=$(now)
+	local prompt="List the files, then show notes.txt. [fake:tools]"
+	printf '%s\n' "omp --model fakellm/fake-model -e contrib/omp-events.ts (Langfuse keys exported; the TUI in tmux) $prompt" >"$dir/command.txt"
+	{
+		printf 'cd %q\n' "$home/project"
+		printf 'env -i HOME=%q PI_CODING_AGENT_DIR=%q PATH=%q TMPDIR=%q LANG=C.UTF-8 TERM=xterm-256color' \
+			"$home" "$home/.omp/agent" "$BUN_DIR:/usr/local/bin:/usr/bin:/bin" "$home/tmp"
+		printf ' NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost'
+		printf ' %q' $(engine_env "$home") "$BUN" "$OMP_CLI" --model fakellm/fake-model -e "$REPO/contrib/omp-events.ts"
+		printf ' 2>%q\n' "$dir/stderr.txt"
+		printf 'echo $? >%q\n' "$dir/exit-code"
+	} >"$WORK/ext-tui/launch.sh"
+	tui new-session -d -s ext -x 120 -y 40 "timeout -k 5 $RUN_TIMEOUT bash $WORK/ext-tui/launch.sh"
+	if wait_screen 'langfuse ✓ 0' 90; then
+		tui send-keys -t ext "$prompt" Enter
+		if wait_screen 'There is no notes.txt' 90 && wait_screen 'langfuse ✓ [1-9]' 60; then
+			printf '%s\n' "$SCREEN" >"$dir/screen.txt"
+			tui send-keys -t ext /exit Enter
+			for _ in $(seq 300); do
+				[ -s "$dir/exit-code" ] && break
+				sleep 0.1
+			done
+		fi
+	fi
+	[ -s "$dir/exit-code" ] && rc=$(cat "$dir/exit-code")
+	rm -f "$dir/exit-code"
+	tui kill-server 2>/dev/null || true
+	finish_scenario "$scenario" "$home" "$rc" "$(elapsed "$t0")"
+}
+
+# After the extension scenarios: every omp-langfuse child they started has finished
+# (bounded), so the mock has all there is. Written to each scenario's engine.txt.
+wait_engines() {
+	local left=
+	for _ in $(seq 600); do
+		left=$(pgrep -f -- "--status-file $WORK/" || true)
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	local verdict=finished
+	[ -n "$left" ] && verdict="still running: $left"
+	for scenario in "$@"; do
+		[ -d "$OUT/$scenario" ] && echo "$verdict" >"$OUT/$scenario/engine.txt"
+	done
+	log "omp-langfuse children: $verdict"
+}
+
 for scenario in "${SCENARIOS[@]}"; do
 	case $scenario in
 	tools) run_scenario tools "List the files, then show notes.txt. [fake:tools]" ;;
@@ -318,6 +426,29 @@ for scenario in "${SCENARIOS[@]}"; do
 		;;
 	esac
 done
+
+EXT_SCENARIOS=()
+if [ -n "${OMP_E2E_LANGFUSE_URL:-}" ] && [ -n "${OMP_E2E_BIN:-}" ]; then
+	PROMPT="List the files, then show notes.txt. [fake:tools]"
+	EXT=engine run_scenario ext-json "$PROMPT"
+	EXT=none run_scenario ext-json-plain "$PROMPT"
+	EXT=engine MODE=print run_scenario ext-print "$PROMPT"
+	EXT=none MODE=print run_scenario ext-print-plain "$PROMPT"
+	EXT_SCENARIOS+=(ext-json ext-json-plain ext-print ext-print-plain)
+	if command -v tmux >/dev/null 2>&1; then
+		AGENT_CONFIG=$'startup:\n  setupWizard: false\n  checkUpdate: false\n'
+		run_tui
+		AGENT_CONFIG=
+		EXT_SCENARIOS+=(ext-tui)
+	elif [ "${OMP_E2E_REQUIRE:-0}" = 1 ]; then
+		log "tmux is not installed: the TUI scenario cannot run"
+		exit 1
+	else
+		log "tmux is not installed: ext-tui skipped"
+	fi
+	wait_engines "${EXT_SCENARIOS[@]}"
+fi
+
 kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=
