@@ -476,7 +476,7 @@ fn real_omp_sessions_arrive_in_langfuse() {
 }
 
 /// The extension scenarios of run.sh, each beside its twin without the extension.
-const EXT_SCENARIOS: &[&str] = &["ext-json", "ext-print", "ext-tui"];
+const EXT_SCENARIOS: &[&str] = &["ext-json", "ext-killed", "ext-print", "ext-tui"];
 
 /// The extension alone traced each run completely (its child delivered to `live`), and
 /// omp's output and exit status are what they are without it.
@@ -489,7 +489,7 @@ fn check_extension(live: &MockLangfuse, out: &Path) {
             .unwrap_or_else(|_| panic!("{name}: not run (see run.sh's log)"));
         assert_eq!(engine.trim(), "finished", "{name}: omp-langfuse children");
         let c = Capture::load(&dir);
-        assert!(!c.killed, "{name}: omp failed");
+        assert_eq!(c.killed, *name == "ext-killed", "{name}: omp's exit status");
         // omp's own stderr ("Working...", the resume hint), but nothing from the extension.
         let stderr = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
         assert!(!stderr.contains("langfuse"), "{name}: {stderr}");

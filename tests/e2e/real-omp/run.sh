@@ -23,7 +23,7 @@
 #                    both, the extension scenarios run too, where the extension alone (no
 #                    --events, the keys exported) starts omp-langfuse and delivers there:
 #                    ext-json, ext-print (each beside a twin run without the extension,
-#                    *-plain) and ext-tui (the interactive TUI in tmux: a prompt typed, the
+#                    *-plain), ext-killed (omp killed with -9 in a tool) and ext-tui (the interactive TUI in tmux: a prompt typed, the
 #                    answer and the footer item awaited, /exit). Per scenario also
 #                    stdout.txt (print mode), screen.txt (the TUI's last screen) and
 #                    engine.txt (whether every omp-langfuse child finished afterwards).
@@ -304,14 +304,15 @@ run_scenario() { # $1 = scenario, rest = prompts
 	finish_scenario "$scenario" "$home" "$RC" "$(elapsed "$t0")"
 }
 
-run_killed() {
-	local scenario=killed home="$WORK/killed/home" t0
+run_killed() { # $1 = scenario (default killed)
+	local scenario=${1:-killed} t0
+	local home="$WORK/$scenario/home"
 	prepare_home "$home"
 	t0=$(now)
 	start_omp "$scenario" "$home" "Wait half a minute, then list the files. [fake:killed]"
 	# Wait until the bash tool runs `sleep 30`, then SIGKILL omp: it gets no chance to clean up.
 	for _ in $(seq 600); do
-		grep -q '"type":"tool_execution_start"' "$OUT/$scenario/events.jsonl" 2>/dev/null && break
+		grep -q '"type":"tool_execution_start"' "$OUT/$scenario/stdout.jsonl" 2>/dev/null && break
 		kill -0 "$OMP_PID" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -432,9 +433,11 @@ if [ -n "${OMP_E2E_LANGFUSE_URL:-}" ] && [ -n "${OMP_E2E_BIN:-}" ]; then
 	PROMPT="List the files, then show notes.txt. [fake:tools]"
 	EXT=engine run_scenario ext-json "$PROMPT"
 	EXT=none run_scenario ext-json-plain "$PROMPT"
+	# omp killed in a running tool: the child sees its input end and closes what was open.
+	EXT=engine run_killed ext-killed
 	EXT=engine MODE=print run_scenario ext-print "$PROMPT"
 	EXT=none MODE=print run_scenario ext-print-plain "$PROMPT"
-	EXT_SCENARIOS+=(ext-json ext-json-plain ext-print ext-print-plain)
+	EXT_SCENARIOS+=(ext-json ext-json-plain ext-killed ext-print ext-print-plain)
 	if command -v tmux >/dev/null 2>&1; then
 		AGENT_CONFIG=$'startup:\n  setupWizard: false\n  checkUpdate: false\n'
 		run_tui
