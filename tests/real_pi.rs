@@ -243,9 +243,13 @@ fn real_pi_sessions_arrive_in_langfuse() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/real-pi/run.sh");
     let out_dir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
+    // Where the extension scenario's own omp-langfuse child delivers.
+    let live = MockLangfuse::start(MockConfig::default());
     let mut child = Command::new("bash")
         .arg(&script)
         .arg(out_dir.path())
+        .env("PI_E2E_LANGFUSE_URL", live.url())
+        .env("PI_E2E_BIN", env!("CARGO_BIN_EXE_omp-langfuse"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -283,4 +287,56 @@ fn real_pi_sessions_arrive_in_langfuse() {
             );
         }
     }
+    check_extension(&live, out_dir.path());
+}
+
+/// pi with the extension alone (no --events, the keys exported): its omp-langfuse child
+/// delivered the whole session, and pi's output is what it is without the extension.
+fn check_extension(live: &MockLangfuse, out: &Path) {
+    let dir = out.join("ext-json");
+    let engine = std::fs::read_to_string(dir.join("engine.txt")).expect("ext-json ran");
+    assert_eq!(engine.trim(), "finished", "omp-langfuse children");
+    assert!(live.invalid().is_empty(), "{:?}", live.invalid());
+    let session = read_jsonl(&dir.join("session.jsonl"));
+    let id = session[0]["id"].as_str().expect("pi's session id");
+    let spans: Vec<_> = live
+        .accepted()
+        .into_iter()
+        .filter(|s| s.session() == id)
+        .collect();
+    let truth = recorded(&dir.join("session.jsonl"));
+    let count = |kind: &str| spans.iter().filter(|s| s.kind() == kind).count();
+    let roots: Vec<_> = spans.iter().filter(|s| s.parent_id.is_none()).collect();
+    assert_eq!(roots.len(), 1, "one root: {spans:?}");
+    assert_eq!((roots[0].kind(), roots[0].name.as_str()), ("agent", "pi"));
+    assert_eq!(
+        count("generation"),
+        truth.assistants,
+        "one generation per LLM call"
+    );
+    assert_eq!(count("tool"), truth.tool_results, "one tool per call");
+    // pi's stdout: the same events as without the extension (streaming updates, ids and
+    // times differ between any two runs), no bridge line; stderr and exit status the same.
+    let events = |name: &str| -> Vec<String> {
+        let lines = read_jsonl(&out.join(name).join("stdout.jsonl"));
+        assert!(
+            lines.iter().all(|l| l.get("seq").is_none()),
+            "{name}: a bridge line"
+        );
+        lines
+            .iter()
+            .filter_map(|l| l["type"].as_str())
+            .filter(|t| !matches!(*t, "message_update" | "tool_execution_update"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(events("ext-json"), events("ext-json-plain"));
+    let file = |name: &str, f: &str| std::fs::read(out.join(name).join(f)).unwrap();
+    assert_eq!(
+        file("ext-json", "stderr.txt"),
+        file("ext-json-plain", "stderr.txt")
+    );
+    let meta = |name: &str| -> Value { serde_json::from_slice(&file(name, "meta.json")).unwrap() };
+    assert_eq!(meta("ext-json")["exitCode"], 0);
+    assert_eq!(meta("ext-json-plain")["exitCode"], 0);
 }

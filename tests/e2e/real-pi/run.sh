@@ -16,6 +16,10 @@
 #   PI_E2E_CACHE    install directory (default: $XDG_CACHE_HOME or ~/.cache, /omp-langfuse/real-pi-<version>)
 #   PI_E2E_TIMEOUT  seconds one pi run may take (default 120)
 #   PI_E2E_REQUIRE  1 = fail instead of skipping
+#   PI_E2E_LANGFUSE_URL, PI_E2E_BIN  a (mock) Langfuse and the omp-langfuse binary: with both,
+#                   ext-json runs too (the extension alone, no --events, the keys exported:
+#                   it starts omp-langfuse, which delivers there), beside ext-json-plain (no
+#                   extension); engine.txt says whether every child finished afterwards.
 set -euo pipefail
 
 PI_VERSION=0.73.1
@@ -29,7 +33,7 @@ NEUTRAL_HOME=/home/dev
 NEUTRAL_REPO=/home/dev/omp-langfuse
 
 usage() {
-	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -129,6 +133,9 @@ EOF
 }
 
 LLM_SEEN=0
+# EXT=events (the bridge with --events), engine (the extension alone with the Langfuse keys:
+# it starts omp-langfuse) or none.
+EXT=events
 run_scenario() { # $1 = scenario, rest = prompts
 	local scenario=$1
 	shift
@@ -136,7 +143,19 @@ run_scenario() { # $1 = scenario, rest = prompts
 	prepare_home "$home"
 	rm -rf "$dir"
 	mkdir -p "$dir"
-	: >"$dir/events.jsonl"
+	local ext_args=() engine_env=()
+	case $EXT in
+	events)
+		: >"$dir/events.jsonl"
+		ext_args=(-e "$REPO/contrib/omp-events.ts" --events "$dir/events.jsonl")
+		;;
+	engine)
+		ext_args=(-e "$REPO/contrib/omp-events.ts")
+		engine_env=(LANGFUSE_PUBLIC_KEY=pk-lf-test LANGFUSE_SECRET_KEY=sk-lf-test
+			"LANGFUSE_BASE_URL=$PI_E2E_LANGFUSE_URL" "OMP_LANGFUSE_BIN=$PI_E2E_BIN"
+			"OMP_LANGFUSE_STATE_DIR=$home/state" LANGFUSE_FLUSH_MS=200)
+		;;
+	esac
 	(
 		cd "$home/project"
 		exec timeout -k 5 "$RUN_TIMEOUT" setsid env -i \
@@ -145,9 +164,10 @@ run_scenario() { # $1 = scenario, rest = prompts
 			TMPDIR="$home/tmp" \
 			LANG=C.UTF-8 TERM=dumb NO_COLOR=1 \
 			NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
+			"${engine_env[@]}" \
 			"$NODE" "$PI_CLI" \
 			--mode json --provider fakellm --model fake-model \
-			-e "$REPO/contrib/omp-events.ts" --events "$dir/events.jsonl" \
+			"${ext_args[@]}" \
 			"$@" >"$dir/stdout.jsonl" 2>"$dir/stderr.txt"
 	) || rc=$?
 	local n=0
@@ -161,11 +181,13 @@ run_scenario() { # $1 = scenario, rest = prompts
 	seen=$(wc -l <"$LLM_LOG" 2>/dev/null || echo 0)
 	tail -n +"$((LLM_SEEN + 1))" "$LLM_LOG" >"$dir/llm-requests.jsonl" 2>/dev/null || true
 	LLM_SEEN=$seen
-	python3 - "$dir" "$scenario" "$rc" "$PI_VERSION" "$(node --version)" "$@" <<'EOF'
+	python3 - "$dir" "$scenario" "$rc" "$PI_VERSION" "$(node --version)" "$EXT" "$@" <<'EOF'
 import json, sys, pathlib
-d, scenario, rc, pi, node, *prompts = sys.argv[1:]
+d, scenario, rc, pi, node, ext, *prompts = sys.argv[1:]
+extension = {"events": " -e contrib/omp-events.ts --events events.jsonl",
+             "engine": " -e contrib/omp-events.ts (Langfuse keys exported)", "none": ""}[ext]
 meta = {"scenario": scenario, "exitCode": int(rc), "pi": pi, "node": node,
-        "command": "pi --mode json --provider fakellm --model fake-model -e contrib/omp-events.ts --events events.jsonl",
+        "command": "pi --mode json --provider fakellm --model fake-model" + extension,
         "prompts": prompts}
 (pathlib.Path(d) / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 EOF
@@ -186,6 +208,21 @@ for scenario in "${SCENARIOS[@]}"; do
 	retry) run_scenario retry "Say something once the provider is back. [fake:retry1]" ;;
 	esac
 done
+if [ -n "${PI_E2E_LANGFUSE_URL:-}" ] && [ -n "${PI_E2E_BIN:-}" ]; then
+	EXT=engine run_scenario ext-json "List the files, then show notes.txt. [fake:tools]"
+	EXT=none run_scenario ext-json-plain "List the files, then show notes.txt. [fake:tools]"
+	# Every omp-langfuse child has finished (bounded), so the mock has all there is.
+	left=
+	for _ in $(seq 600); do
+		left=$(pgrep -f -- "--status-file $WORK/" || true)
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	verdict=finished
+	[ -n "$left" ] && verdict="still running: $left"
+	echo "$verdict" >"$OUT/ext-json/engine.txt"
+	log "omp-langfuse children: $verdict"
+fi
 kill "$SERVER_PID" 2>/dev/null || true
 wait "$SERVER_PID" 2>/dev/null || true
 SERVER_PID=
