@@ -572,6 +572,12 @@ function openDebugLog(env: Record<string, string | undefined>): number | undefin
 	}
 }
 
+/** The notice for a binary that is not there. */
+function notFound(bin: string): string {
+	const where = bin.includes("/") ? `not found at ${bin}` : `${bin} not found on PATH`;
+	return `${where} (install omp-langfuse, or set OMP_LANGFUSE_BIN): sessions are not traced`;
+}
+
 /** Last bytes of the child's stderr kept, to name why it stopped. */
 const STDERR_TAIL = 4096;
 
@@ -617,11 +623,13 @@ export class Engine {
 				env: { ...env },
 			});
 			this.#child = child;
-			child.on("error", error => this.#stopped(error.code === "ENOENT" ? `${bin} not found (put omp-langfuse on PATH or set OMP_LANGFUSE_BIN)` : `${bin} could not start: ${describe(error)}`, "not running"));
+			child.on("error", error =>
+				this.#stopped(error.code === "ENOENT" ? notFound(bin) : `could not start ${bin}: ${describe(error)}`, "not running"),
+			);
 			child.on("exit", (code, signal) => {
 				const last = this.#stderr.trim().split("\n").pop()?.replace(/^omp-langfuse: /, "");
-				const how = signal ? `was killed (${signal})` : `stopped (exit status ${code})`;
-				this.#stopped(`omp-langfuse ${how}${last ? `: ${last}` : ""}`, signal ? "stopped" : `stopped (${code})`);
+				const how = signal ? `killed (${signal})` : `stopped (exit status ${code})`;
+				this.#stopped(`${how}${last ? `: ${last}` : ""}; the rest of this omp run is not traced`, signal ? "stopped" : `stopped (${code})`);
 			});
 			child.stdin?.on("error", () => {}); // EPIPE after the child died: the exit handler tells
 			child.stderr?.on("error", () => {});
@@ -633,7 +641,7 @@ export class Engine {
 			child.stdin?.unref?.();
 			child.stderr?.unref?.();
 		} catch (error) {
-			this.#stopped(`${bin} could not start: ${describe(error)}`, "not running");
+			this.#stopped(`could not start ${bin}: ${describe(error)}`, "not running");
 		} finally {
 			// The child has its own copy.
 			if (log !== undefined) {
@@ -660,7 +668,7 @@ export class Engine {
 		this.poll();
 		this.#down = footer;
 		this.#child = undefined;
-		this.#trouble(message.trim(), footer);
+		this.#trouble(`omp-langfuse: ${message.trim()}`, footer);
 		this.#changed();
 	}
 
@@ -826,6 +834,8 @@ export function createEventsBridge(
 				atExit(() => {
 					q.setSync(true);
 					q.drainSync();
+					// A last look: trouble the child reported since the last poll is still told.
+					started.poll();
 					started.dispose();
 				});
 			}

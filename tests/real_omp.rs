@@ -518,6 +518,40 @@ fn check_extension(live: &MockLangfuse, out: &Path) {
         printed("ext-print-plain"),
         "print mode output"
     );
+    // Trouble changes nothing omp prints or returns; the user is told once, in plain words
+    // (for rejected keys only if the server answered before omp exited).
+    let extra_lines = |name: &str| -> Vec<String> {
+        let plain = String::from_utf8(stderr("ext-print-plain")).unwrap();
+        let plain: HashSet<&str> = plain.lines().collect();
+        String::from_utf8(stderr(name))
+            .unwrap()
+            .lines()
+            .filter(|l| !plain.contains(l))
+            .map(String::from)
+            .collect()
+    };
+    for name in ["ext-nobin", "ext-badkeys"] {
+        assert_eq!(printed(name), printed("ext-print-plain"), "{name}: output");
+        assert_eq!(
+            exit_code(name),
+            exit_code("ext-print-plain"),
+            "{name}: exit status"
+        );
+    }
+    assert_eq!(
+        extra_lines("ext-nobin"),
+        [
+            "omp-langfuse: not found at /nonexistent/omp-langfuse (install omp-langfuse, \
+             or set OMP_LANGFUSE_BIN): sessions are not traced"
+        ]
+    );
+    let told = extra_lines("ext-badkeys");
+    assert!(told.len() <= 1, "told more than once: {told:?}");
+    assert!(
+        told.iter()
+            .all(|l| l.contains("keys rejected (HTTP 401); check LANGFUSE_PUBLIC_KEY")),
+        "{told:?}"
+    );
     // Json mode: omp's own lines only (no bridge line), the same events in the same order
     // (streaming updates, ids and times differ between any two runs).
     let events = |name: &str| -> Vec<String> {

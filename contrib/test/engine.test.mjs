@@ -129,7 +129,7 @@ describe("trouble is told once and omp goes on", () => {
 		for (let i = 0; i < 5; i++) assert.deepEqual(s.pi.emit({ type: "turn_start", turnIndex: i }, fakeCtx()), [undefined]);
 		await Promise.all(s.pi.emit({ type: "session_shutdown" }, fakeCtx()));
 		assert.equal(s.warnings.length, 1, s.warnings.join("\n"));
-		assert.match(s.warnings[0], /omp-langfuse not found \(put omp-langfuse on PATH or set OMP_LANGFUSE_BIN\)/);
+		assert.equal(s.warnings[0], "omp-langfuse: omp-langfuse not found on PATH (install omp-langfuse, or set OMP_LANGFUSE_BIN): sessions are not traced");
 		assert.ok(s.queue().dropped >= 5, "what could not go out is counted");
 	});
 
@@ -155,7 +155,7 @@ describe("trouble is told once and omp goes on", () => {
 		child.emit("exit", 3, null);
 		child.emit("exit", 3, null);
 		s.pi.emit({ type: "turn_start" }, fakeCtx());
-		assert.deepEqual(s.warnings, ["omp-langfuse stopped (exit status 3): the delivery worker crashed"]);
+		assert.deepEqual(s.warnings, ["omp-langfuse: stopped (exit status 3): the delivery worker crashed; the rest of this omp run is not traced"]);
 		assert.equal(s.engine().down, "stopped (3)");
 	});
 
@@ -288,7 +288,7 @@ describe("with real processes", () => {
 		assert.equal(r.status, 0, r.stderr);
 		assert.equal(r.stdout, "");
 		assert.deepEqual(r.stderr.trim().split("\n"), [
-			"/nonexistent/omp-langfuse not found (put omp-langfuse on PATH or set OMP_LANGFUSE_BIN)",
+			"omp-langfuse: not found at /nonexistent/omp-langfuse (install omp-langfuse, or set OMP_LANGFUSE_BIN): sessions are not traced",
 		]);
 	});
 
@@ -304,7 +304,7 @@ describe("with real processes", () => {
 		);
 		assert.equal(r.status, 0, r.stderr);
 		assert.equal(r.stdout, "");
-		assert.deepEqual(r.stderr.trim().split("\n"), ["omp-langfuse stopped (exit status 3): something broke"]);
+		assert.deepEqual(r.stderr.trim().split("\n"), ["omp-langfuse: stopped (exit status 3): something broke; the rest of this omp run is not traced"]);
 	});
 
 	test("a child killed with omp still alive: omp goes on", () => {
@@ -323,6 +323,6 @@ describe("with real processes", () => {
 		);
 		assert.equal(r.status, 0, r.stderr);
 		assert.equal(r.stdout, "");
-		assert.deepEqual(r.stderr.trim().split("\n"), ["omp-langfuse was killed (SIGKILL)"]);
+		assert.deepEqual(r.stderr.trim().split("\n"), ["omp-langfuse: killed (SIGKILL); the rest of this omp run is not traced"]);
 	});
 });

@@ -23,7 +23,8 @@
 #                    both, the extension scenarios run too, where the extension alone (no
 #                    --events, the keys exported) starts omp-langfuse and delivers there:
 #                    ext-json, ext-print (each beside a twin run without the extension,
-#                    *-plain), ext-killed (omp killed with -9 in a tool) and ext-tui (the interactive TUI in tmux: a prompt typed, the
+#                    *-plain), ext-killed (omp killed with -9 in a tool), ext-nobin and
+#                    ext-badkeys (print mode; no binary, keys rejected) and ext-tui (the interactive TUI in tmux: a prompt typed, the
 #                    answer and the footer item awaited, /exit). Per scenario also
 #                    stdout.txt (print mode), screen.txt (the TUI's last screen) and
 #                    engine.txt (whether every omp-langfuse child finished afterwards).
@@ -215,7 +216,7 @@ start_omp() {
 		;;
 	esac
 	local engine_env=()
-	if [ "$EXT" = engine ]; then engine_env=($(engine_env "$home")); fi
+	if [ "$EXT" = engine ]; then engine_env=($(engine_env "$home") ${ENGINE_OVERRIDE:-}); fi
 	local mode_args=(--mode json) out_file=stdout.jsonl
 	if [ "$MODE" = print ]; then
 		mode_args=(--print)
@@ -437,7 +438,10 @@ if [ -n "${OMP_E2E_LANGFUSE_URL:-}" ] && [ -n "${OMP_E2E_BIN:-}" ]; then
 	EXT=engine run_killed ext-killed
 	EXT=engine MODE=print run_scenario ext-print "$PROMPT"
 	EXT=none MODE=print run_scenario ext-print-plain "$PROMPT"
-	EXT_SCENARIOS+=(ext-json ext-json-plain ext-killed ext-print ext-print-plain)
+	# Trouble: no binary where OMP_LANGFUSE_BIN points; keys the server rejects.
+	EXT=engine MODE=print ENGINE_OVERRIDE=OMP_LANGFUSE_BIN=/nonexistent/omp-langfuse run_scenario ext-nobin "$PROMPT"
+	EXT=engine MODE=print ENGINE_OVERRIDE=LANGFUSE_SECRET_KEY=sk-lf-rejected run_scenario ext-badkeys "$PROMPT"
+	EXT_SCENARIOS+=(ext-json ext-json-plain ext-killed ext-print ext-print-plain ext-nobin ext-badkeys)
 	if command -v tmux >/dev/null 2>&1; then
 		AGENT_CONFIG=$'startup:\n  setupWizard: false\n  checkUpdate: false\n'
 		run_tui
