@@ -185,7 +185,8 @@ fn check(c: &Capture, way: Way, spans: &[SpanView]) {
     // Subagents nest into the main session with backfill, and with the bridge when it names
     // their parent; the json stream does not see them.
     let bridge = matches!(way, Way::Events | Way::Extension);
-    let nested = way == Way::Backfill || (bridge && c.bridge_nests);
+    // The extension names a subagent's parent (omp 18.2.3 does; the events captures show it).
+    let nested = way == Way::Backfill || way == Way::Extension || (bridge && c.bridge_nests);
     let main: Vec<&SpanView> = spans
         .iter()
         .filter(|s| s.session() == c.main.session_id)
@@ -476,7 +477,13 @@ fn real_omp_sessions_arrive_in_langfuse() {
 }
 
 /// The extension scenarios of run.sh, each beside its twin without the extension.
-const EXT_SCENARIOS: &[&str] = &["ext-json", "ext-killed", "ext-print", "ext-tui"];
+const EXT_SCENARIOS: &[&str] = &[
+    "ext-json",
+    "ext-subagent",
+    "ext-killed",
+    "ext-print",
+    "ext-tui",
+];
 
 /// The extension alone traced each run completely (its child delivered to `live`), and
 /// omp's output and exit status are what they are without it.

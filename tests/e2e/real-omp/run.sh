@@ -23,7 +23,7 @@
 #                    both, the extension scenarios run too, where the extension alone (no
 #                    --events, the keys exported) starts omp-langfuse and delivers there:
 #                    ext-json, ext-print (each beside a twin run without the extension,
-#                    *-plain), ext-killed (omp killed with -9 in a tool), ext-nobin and
+#                    *-plain), ext-subagent, ext-killed (omp killed with -9 in a tool), ext-nobin and
 #                    ext-badkeys (print mode; no binary, keys rejected) and ext-tui (the interactive TUI in tmux: a prompt typed, the
 #                    answer and the footer item awaited, /exit). Per scenario also
 #                    stdout.txt (print mode), screen.txt (the TUI's last screen) and
@@ -434,6 +434,10 @@ if [ -n "${OMP_E2E_LANGFUSE_URL:-}" ] && [ -n "${OMP_E2E_BIN:-}" ]; then
 	PROMPT="List the files, then show notes.txt. [fake:tools]"
 	EXT=engine run_scenario ext-json "$PROMPT"
 	EXT=none run_scenario ext-json-plain "$PROMPT"
+	# A subagent: its session's copy of the extension shares the parent's child.
+	AGENT_CONFIG=$'async:\n  enabled: false\n'
+	EXT=engine run_scenario ext-subagent "Delegate a greeting. [fake:subagent]"
+	AGENT_CONFIG=
 	# omp killed in a running tool: the child sees its input end and closes what was open.
 	EXT=engine run_killed ext-killed
 	EXT=engine MODE=print run_scenario ext-print "$PROMPT"
@@ -441,7 +445,7 @@ if [ -n "${OMP_E2E_LANGFUSE_URL:-}" ] && [ -n "${OMP_E2E_BIN:-}" ]; then
 	# Trouble: no binary where OMP_LANGFUSE_BIN points; keys the server rejects.
 	EXT=engine MODE=print ENGINE_OVERRIDE=OMP_LANGFUSE_BIN=/nonexistent/omp-langfuse run_scenario ext-nobin "$PROMPT"
 	EXT=engine MODE=print ENGINE_OVERRIDE=LANGFUSE_SECRET_KEY=sk-lf-rejected run_scenario ext-badkeys "$PROMPT"
-	EXT_SCENARIOS+=(ext-json ext-json-plain ext-killed ext-print ext-print-plain ext-nobin ext-badkeys)
+	EXT_SCENARIOS+=(ext-json ext-json-plain ext-subagent ext-killed ext-print ext-print-plain ext-nobin ext-badkeys)
 	if command -v tmux >/dev/null 2>&1; then
 		AGENT_CONFIG=$'startup:\n  setupWizard: false\n  checkUpdate: false\n'
 		run_tui
