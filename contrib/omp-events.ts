@@ -627,7 +627,8 @@ export class Engine {
 				this.#stopped(error.code === "ENOENT" ? notFound(bin) : `could not start ${bin}: ${describe(error)}`, "not running"),
 			);
 			child.on("exit", (code, signal) => {
-				const last = this.#stderr.trim().split("\n").pop()?.replace(/^omp-langfuse: /, "");
+				// Its last message says why it gave up; a signal needs no other reason.
+				const last = signal ? undefined : this.#stderr.trim().split("\n").pop()?.replace(/^omp-langfuse: /, "");
 				const how = signal ? `killed (${signal})` : `stopped (exit status ${code})`;
 				this.#stopped(`${how}${last ? `: ${last}` : ""}; the rest of this omp run is not traced`, signal ? "stopped" : `stopped (${code})`);
 			});

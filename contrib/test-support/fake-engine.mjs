@@ -17,6 +17,7 @@ fs.writeFileSync(`${record}.args`, JSON.stringify(args));
 const statusFd = fs.openSync(statusPath, "a");
 const status = o => fs.writeSync(statusFd, `${JSON.stringify({ delivered: 0, rejected: 0, spooled: 0, ...o })}\n`);
 status({ state: "started" });
+process.stderr.write("omp-langfuse: transport otlp (fake)\n");
 
 let lines = 0;
 process.stdin.on("data", chunk => {

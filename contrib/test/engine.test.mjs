@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, test } from "node:test";
@@ -281,6 +281,25 @@ describe("with real processes", () => {
 		const args = JSON.parse(readFileSync(`${record}.args`, "utf8"));
 		assert.equal(args[0], "--status-file");
 		assert.equal(existsSync(args[1]), false, "the status file is removed when omp exits");
+	});
+
+	test("LANGFUSE_DEBUG: the child's stderr goes to a private log in the state directory", async () => {
+		const dir = tempDir();
+		const record = path.join(dir, "stdin.jsonl");
+		const state = path.join(dir, "state");
+		const r = runOmpLike({
+			...KEYS,
+			LANGFUSE_DEBUG: "true",
+			OMP_LANGFUSE_STATE_DIR: state,
+			OMP_LANGFUSE_BIN: FAKE_ENGINE,
+			FAKE_ENGINE_RECORD: record,
+		});
+		assert.equal(r.status, 0, r.stderr);
+		assert.equal(r.stderr, "");
+		assert.ok(await waitFor(`${record}.done`));
+		const log = path.join(state, "omp-langfuse-extension.log");
+		assert.equal(readFileSync(log, "utf8"), "omp-langfuse: transport otlp (fake)\n");
+		assert.equal(statSync(log).mode & 0o777, 0o600);
 	});
 
 	test("a binary that is not there: one line on stderr, nothing on stdout, exit 0", () => {
