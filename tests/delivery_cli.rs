@@ -535,3 +535,116 @@ fn the_status_file_tells_delivered_spooled_and_rejected_keys() {
     assert_eq!(failed["cause"], "keys rejected (HTTP 401)");
     assert_eq!(lines.last().unwrap()["state"], "done");
 }
+
+/// A third request the server stores but answers only after the client gave up.
+fn lost_answer_mock(observations_api: bool) -> MockLangfuse {
+    let mock = MockLangfuse::start(MockConfig {
+        observations_api,
+        ..MockConfig::default()
+    });
+    mock.script([
+        Scripted::Pass,
+        Scripted::Pass,
+        Scripted::StoreThenHang(Duration::from_secs(4)),
+    ]);
+    mock
+}
+
+/// 1,501 observations of one trace, 500 a request: the server holds 1,500 when asked.
+const LOST_ANSWER_TURNS: usize = 500;
+
+fn in_flight_records(state: &Path) -> usize {
+    std::fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("inflight"))
+        .flat_map(|p| std::fs::read_dir(p).into_iter().flatten().flatten())
+        .count()
+}
+
+#[test]
+fn a_lost_answer_is_asked_about_not_blindly_resent() {
+    let mock = lost_answer_mock(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(&mock.url(), dir.path());
+    c.env("LANGFUSE_TIMEOUT", "1").args(["--max-queue", "500"]);
+    let input = omp_stream(1, LOST_ANSWER_TURNS);
+    let out = run_with_input(c, &input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // The server had the whole batch: nothing sent twice, and the ledger knows.
+    let n = observation_count(1, LOST_ANSWER_TURNS);
+    assert_each_once(&mock, n);
+    assert!(
+        stderr.contains("500 found on the server after a lost answer (not sent again)"),
+        "{stderr}"
+    );
+    let asked = mock
+        .received()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/api/public/v2/observations"))
+        .count();
+    assert_eq!(asked, 2, "one trace, asked in two pages of 1,000");
+    assert_eq!(in_flight_records(dir.path()), 0, "answered: no record left");
+    let out = run_with_input(cmd(&mock.url(), dir.path()), &input);
+    assert_eq!(out.status.code(), Some(0));
+    assert_each_once(&mock, n);
+}
+
+#[test]
+fn without_the_read_api_a_lost_answer_is_resent_and_said_to_be_possibly_duplicated() {
+    let mock = lost_answer_mock(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cmd(&mock.url(), dir.path());
+    c.env("LANGFUSE_TIMEOUT", "1").args(["--max-queue", "500"]);
+    let out = run_with_input(c, &omp_stream(1, LOST_ANSWER_TURNS));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("500 sent again after a lost answer"),
+        "{stderr}"
+    );
+    // What the summary warns of does happen against such a server.
+    let twice = mock.spans().values().filter(|&&c| c == 2).count();
+    assert_eq!(twice, 500);
+}
+
+#[test]
+fn a_run_killed_mid_request_leaves_nothing_to_send_twice() {
+    // The first request is stored but never answered; the run is killed meanwhile.
+    let mock = MockLangfuse::start(MockConfig::default());
+    mock.script([Scripted::StoreThenHang(Duration::from_secs(30))]);
+    let dir = tempfile::tempdir().unwrap();
+    let input = omp_stream(2, 3);
+    let mut child = cmd(&mock.url(), dir.path()).spawn().unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    let t0 = Instant::now();
+    while mock.spans().is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "nothing was sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        in_flight_records(dir.path()),
+        1,
+        "the request's record stays"
+    );
+    let stored = mock.spans().len();
+    assert!(stored > 0);
+
+    // The next run over the same input asks first, then sends only the rest.
+    let out = run_with_input(cmd(&mock.url(), dir.path()), &input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_each_once(&mock, observation_count(2, 3));
+    assert!(
+        stderr.contains(&format!("{stored} already delivered earlier")),
+        "{stderr}"
+    );
+    assert_eq!(in_flight_records(dir.path()), 0, "settled: removed");
+}

@@ -11,7 +11,9 @@ use base64::Engine;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
+use crate::deliver::inflight::{InFlight, Ticket};
 use crate::deliver::ledger::Ledger;
+use crate::deliver::reconcile::Api;
 use crate::deliver::retry::{self, Answer, Backoff, RetryPolicy, Verdict};
 use crate::deliver::sender::{Report, ShutdownClock, Sink};
 use crate::deliver::spool::Spool;
@@ -431,6 +433,10 @@ pub struct HttpSink {
     /// A request of this sink failed and was retried or given up since the last look (see
     /// [`HttpSink::take_trouble`]).
     trouble: bool,
+    /// Where requests are recorded while on their way (`None`: not recorded).
+    inflight: Option<Arc<InFlight>>,
+    /// Langfuse's read API, to ask what the server has after a lost answer.
+    api: Option<Api>,
 }
 
 /// The destination as its senders see it, shared by every request in flight.
@@ -444,6 +450,21 @@ struct DestState {
     /// Set when a v4 server refused legacy events: the rest is rejected unsent.
     wants_otlp: bool,
     counts: Counts,
+}
+
+/// A batch's in-flight record, and whether its last answer was lost.
+struct Flight {
+    ticket: Option<Ticket>,
+    lost: bool,
+}
+
+/// Whether a failed request may have been stored all the same: the body went out and the
+/// answer never came (a timeout, a dropped connection, an answer cut off).
+fn answer_lost(reason: &str) -> bool {
+    let phrase = cause_phrase(reason);
+    phrase == "timeout"
+        || phrase == "connection closed by the server"
+        || reason.starts_with("reading the response")
 }
 
 /// What became of one sub-batch (413 splits it).
@@ -484,8 +505,23 @@ impl HttpSink {
             }
         }
         let seed = settings.seed.unwrap_or_else(retry::entropy);
+        let agent = agent_for(&dest.url);
+        let api = match dest.wire {
+            Wire::Otlp => Api::beside(&dest.url).map(|url| Api {
+                agent: agent.clone(),
+                url,
+                // Auth and the SDK's names; not the POST's body headers.
+                headers: headers
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("x-langfuse-sdk") || k == "Authorization")
+                    .cloned()
+                    .collect(),
+            }),
+            // Legacy events are upserted by id: a second copy replaces the first.
+            Wire::Ingestion => None,
+        };
         HttpSink {
-            agent: agent_for(&dest.url),
+            agent,
             dest,
             headers,
             settings,
@@ -496,7 +532,20 @@ impl HttpSink {
             seed,
             shared: Arc::default(),
             trouble: false,
+            inflight: None,
+            api,
         }
+    }
+
+    /// Record every request in `inflight` while it is on its way.
+    pub fn with_inflight(mut self, inflight: Arc<InFlight>) -> HttpSink {
+        self.inflight = Some(inflight);
+        self
+    }
+
+    /// Langfuse's read API beside this destination (`None`: a collector, legacy ingestion).
+    pub fn api(&self) -> Option<&Api> {
+        self.api.as_ref()
     }
 
     /// Another sender to the same destination (one more request in flight): the same
@@ -514,6 +563,8 @@ impl HttpSink {
             seed: retry::entropy() ^ self.seed.rotate_left(17),
             shared: self.shared.clone(),
             trouble: false,
+            inflight: self.inflight.clone(),
+            api: self.api.clone(),
         }
     }
 
@@ -658,6 +709,76 @@ impl HttpSink {
         self.spool_items(items, report);
     }
 
+    /// Record `items` as on their way (a failure to is said once in the debug log: the
+    /// request goes out anyway).
+    fn begin_flight(&self, items: &[Item]) -> Option<Ticket> {
+        let inflight = self.inflight.as_ref()?;
+        match inflight.begin(items) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.status
+                    .debug(&format!("could not record a request in flight: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Give up on a batch; when its last answer was lost, its in-flight record stays for
+    /// the next run to ask the server about (it may have the items that are now spooled).
+    fn give_up_flight(
+        &mut self,
+        items: &[Item],
+        attempts: u32,
+        reason: &str,
+        report: &mut Report,
+        flight: Flight,
+    ) {
+        self.give_up(items, attempts, reason, report);
+        if flight.lost
+            && let Some(t) = flight.ticket
+        {
+            t.keep();
+        }
+    }
+
+    /// After a lost answer: mark what the server has as delivered and return the rest.
+    /// Without a read API (or when it cannot be asked now) everything is sent again and
+    /// counted as possibly duplicated.
+    fn take_known(&mut self, items: Vec<Item>, report: &mut Report) -> Vec<Item> {
+        let answer = match &self.api {
+            Some(api) => api.which_known(&items).map_err(|e| format!("{e:?}")),
+            None => Err("no read API".to_string()),
+        };
+        let known = match answer {
+            Ok(known) => known,
+            Err(why) => {
+                self.status.debug(&format!(
+                    "cannot ask the server which of {} items it has ({why}): sending them again",
+                    items.len()
+                ));
+                report.maybe_duplicated += items.len() as u64;
+                return items;
+            }
+        };
+        let (mut have, mut rest) = (Vec::new(), Vec::new());
+        for (item, k) in items.into_iter().zip(known) {
+            if k {
+                have.push(item);
+            } else {
+                rest.push(item);
+            }
+        }
+        if !have.is_empty() {
+            self.status.debug(&format!(
+                "the server already has {} of the items whose answer was lost",
+                have.len()
+            ));
+            report.reconciled += have.len() as u64;
+            self.delivered(&have, report);
+        }
+        rest
+    }
+
     /// Try one (sub-)batch until it is delivered, rejected, split or spooled.
     fn try_batch(
         &mut self,
@@ -676,15 +797,26 @@ impl HttpSink {
         let mut attempt = 0;
         // The last failure, so running out of time still names what went wrong.
         let mut last_failure: Option<String> = None;
+        let mut flight = Flight {
+            ticket: self.begin_flight(&items),
+            lost: false,
+        };
         loop {
             attempt += 1;
+            if flight.lost {
+                // The last answer was lost: send only what the server does not have.
+                items = self.take_known(items, report);
+                if items.is_empty() {
+                    return Step::Done;
+                }
+            }
             let timeout = self.request_timeout();
             if timeout < MIN_REQUEST_TIME.min(self.settings.timeout) {
                 let why = match &last_failure {
                     Some(r) => format!("{r}; then no time left before shutdown"),
                     None => "no time left before shutdown".to_string(),
                 };
-                self.give_up(&items, attempt - 1, &why, report);
+                self.give_up_flight(&items, attempt - 1, &why, report, flight);
                 return Step::Done;
             }
             let verdict = self.request(encoder, &items, timeout, attempt, max_attempts);
@@ -702,7 +834,10 @@ impl HttpSink {
                     }
                     (None, "per-event server errors in a 207".to_string())
                 }
-                Verdict::Retry { after, reason } => (after, reason),
+                Verdict::Retry { after, reason } => {
+                    flight.lost = answer_lost(&reason);
+                    (after, reason)
+                }
                 Verdict::Split => return self.split_too_large(items, report),
                 // A 400 refuses the whole batch for what may be one bad item (a bogus one
                 // read back from the spool): halve it until only the bad ones are left.
@@ -726,7 +861,7 @@ impl HttpSink {
                 }
             };
             if attempt >= max_attempts {
-                self.give_up(&items, attempt, &reason, report);
+                self.give_up_flight(&items, attempt, &reason, report, flight);
                 return Step::Done;
             }
             last_failure = Some(reason.clone());
@@ -735,7 +870,7 @@ impl HttpSink {
             self.status
                 .progress(self.counts(), Phase::Retrying(&reason));
             if !self.clock.sleep(wait) {
-                self.give_up(&items, attempt, &reason, report);
+                self.give_up_flight(&items, attempt, &reason, report, flight);
                 return Step::Done;
             }
         }

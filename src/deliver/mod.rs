@@ -7,8 +7,10 @@
 
 pub mod batch;
 pub mod http;
+pub mod inflight;
 pub mod ledger;
 pub mod pool;
+pub mod reconcile;
 pub mod retry;
 pub mod sender;
 pub mod spool;
@@ -30,6 +32,7 @@ use crossbeam_channel::Receiver;
 
 use crate::deliver::batch::Caps;
 use crate::deliver::http::{Destination, HttpSink, SinkSettings, TransportChoice};
+use crate::deliver::inflight::InFlight;
 use crate::deliver::ledger::{Claim, Ledger, ResendPolicy};
 use crate::deliver::retry::RetryPolicy;
 use crate::deliver::sender::{
@@ -201,6 +204,8 @@ struct Counters {
     busy: AtomicU64,
     replayed: AtomicU64,
     lost: AtomicU64,
+    /// Items an earlier run left in flight that the server cannot say about.
+    maybe_duplicated: AtomicU64,
 }
 
 /// Where the request bodies go and how they are cut into requests.
@@ -439,7 +444,7 @@ impl Delivery {
                  between can read them (use https://)"
             ));
         }
-        let (state_dir, ledger, spool, claimed) = open_state(cfg, &dest)?;
+        let (state_dir, ledger, spool) = open_state(cfg, &dest)?;
         let ledger = Arc::new(Mutex::new(ledger));
         let spool = Arc::new(spool);
         let clock = ShutdownClock::new();
@@ -468,7 +473,7 @@ impl Delivery {
             state_dir.display()
         ));
         let network_budget = cfg.network_budget();
-        let sink = HttpSink::new(
+        let mut sink = HttpSink::new(
             dest,
             SinkSettings {
                 public_key: cfg.public_key.clone(),
@@ -484,6 +489,30 @@ impl Delivery {
             status.clone(),
         );
         let counters = Arc::new(Counters::default());
+        // What an earlier run left in flight is settled before the spool is claimed: what
+        // the server has is marked delivered, so neither the input nor the spool sends it.
+        match InFlight::open(&state_dir.join("inflight")) {
+            Ok(inflight) => {
+                let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+                let r = reconcile::reconcile(&inflight, sink.api(), &mut l);
+                drop(l);
+                tell_reconciled(&status, r);
+                counters
+                    .maybe_duplicated
+                    .fetch_add(r.unknown, Ordering::Relaxed);
+                sink = sink.with_inflight(Arc::new(inflight));
+            }
+            Err(e) => status.warn(&format!(
+                "could not open the in-flight records in {}: {e} (a crash mid-request may \
+                 then send a batch twice)",
+                state_dir.display()
+            )),
+        }
+        let claimed = claim_spool(
+            &spool,
+            &mut ledger.lock().unwrap_or_else(|e| e.into_inner()),
+        )
+        .with_context(|| format!("reading the spool in {}", state_dir.display()))?;
         let backlog = Arc::new(Replayer {
             spool: spool.clone(),
             claimed: Mutex::new(claimed),
@@ -715,6 +744,7 @@ impl Delivery {
         report.skipped += self.counters.skipped.load(Ordering::Relaxed);
         report.busy += self.counters.busy.load(Ordering::Relaxed);
         report.replayed += self.counters.replayed.load(Ordering::Relaxed);
+        report.maybe_duplicated += self.counters.maybe_duplicated.load(Ordering::Relaxed);
         let lost = self.counters.lost.load(Ordering::Relaxed);
         if lost > 0 {
             report.rejected += lost;
@@ -834,7 +864,7 @@ mod tests {
 fn open_state(
     cfg: &DeliveryConfig,
     dest: &Destination,
-) -> anyhow::Result<(PathBuf, Ledger, Spool, HashSet<(Arc<str>, String)>)> {
+) -> anyhow::Result<(PathBuf, Ledger, Spool)> {
     let root = match &cfg.state_dir {
         Some(d) => d.clone(),
         None => default_state_dir()
@@ -845,22 +875,42 @@ fn open_state(
     mention_other_spools(&root, &name);
     private_dir(&state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
-    let mut ledger = Ledger::open(&state_dir.join("ledger"), cfg.resend)
+    let ledger = Ledger::open(&state_dir.join("ledger"), cfg.resend)
         .with_context(|| format!("opening the delivery ledger in {}", state_dir.display()))?;
     let spool = Spool::open(&state_dir.join("spool"), dest.wire, cfg.replay)
         .with_context(|| format!("opening the spool in {}", state_dir.display()))?;
-    // Spooled copies of delivered items (left by a crash) are dropped silently: the
-    // `skipped` count is about input the user gave, not about our own leftovers.
+    Ok((state_dir, ledger, spool))
+}
+
+/// Claim in the ledger what earlier runs left in the spool. Spooled copies of delivered
+/// items (left by a crash) are dropped silently: the `skipped` count is about input the
+/// user gave, not about our own leftovers.
+fn claim_spool(spool: &Spool, ledger: &mut Ledger) -> std::io::Result<HashSet<(Arc<str>, String)>> {
     let mut claimed = HashSet::new();
-    spool
-        .scan_earlier(|session, key| {
-            let session: Arc<str> = session.into();
-            if ledger.claim(&session, key) == Claim::Fresh {
-                claimed.insert((session, key.to_string()));
-            }
-        })
-        .with_context(|| format!("reading the spool in {}", state_dir.display()))?;
-    Ok((state_dir, ledger, spool, claimed))
+    spool.scan_earlier(|session, key| {
+        let session: Arc<str> = session.into();
+        if ledger.claim(&session, key) == Claim::Fresh {
+            claimed.insert((session, key.to_string()));
+        }
+    })?;
+    Ok(claimed)
+}
+
+/// Say what start-up learned about an earlier run's batches in flight.
+fn tell_reconciled(status: &Status, r: reconcile::Reconciled) {
+    if r.found > 0 {
+        status.debug(&format!(
+            "{} that an earlier run was sending when it stopped are on the server: not sent again",
+            crate::messages::plural(r.found, "observation")
+        ));
+    }
+    if r.unknown > 0 {
+        status.warn(&format!(
+            "{} were on their way when an earlier run stopped, and this server cannot say \
+             whether it stored them: they may be sent twice",
+            crate::messages::plural(r.unknown, "observation")
+        ));
+    }
 }
 
 /// Spool items waiting under another key for the same host (the name's host part): a

@@ -48,6 +48,12 @@ pub struct Report {
     pub busy: u64,
     /// Items delivered that the ledger could not record (a later run may send them again).
     pub unrecorded: u64,
+    /// Items whose request's answer was lost but which the server turned out to have (not
+    /// sent again; counted as delivered too).
+    pub reconciled: u64,
+    /// Items sent again after a lost answer although the server could not say whether it
+    /// had them (no read API): they may be stored twice.
+    pub maybe_duplicated: u64,
     /// A fatal delivery error (e.g. bad credentials): exit status 2.
     pub fatal: Option<String>,
     /// Why items were spooled or rejected: a short phrase per cause, with its item count.
@@ -67,6 +73,8 @@ impl Report {
         self.replayed += other.replayed;
         self.busy += other.busy;
         self.unrecorded += other.unrecorded;
+        self.reconciled += other.reconciled;
+        self.maybe_duplicated += other.maybe_duplicated;
         if self.fatal.is_none() {
             self.fatal = other.fatal;
         }

@@ -208,6 +208,14 @@ fn write_delivery(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
             r.unrecorded,
             "not recorded in the ledger (may be sent again)",
         ),
+        (
+            r.reconciled,
+            "found on the server after a lost answer (not sent again)",
+        ),
+        (
+            r.maybe_duplicated,
+            "sent again after a lost answer (the server cannot say what it has: may be duplicated)",
+        ),
     ] {
         if n > 0 {
             write!(f, ", {n} {what}")?;

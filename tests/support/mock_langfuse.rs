@@ -51,6 +51,11 @@ pub enum Scripted {
     Html,
     /// 200 whose body is cut off (fewer bytes than its Content-Length), nothing stored.
     CutOff,
+    /// OTLP only: store the batch, then wait this long and drop the connection without an
+    /// answer (a server slower than the client's timeout: the answer is lost, the data not).
+    StoreThenHang(Duration),
+    /// Answer as if nothing were scripted (to script a later request).
+    Pass,
 }
 
 /// What the mock does.
@@ -73,6 +78,9 @@ pub struct MockConfig {
     pub lean: bool,
     /// Every POST is answered this much later (a WAN round trip plus server time).
     pub delay: Duration,
+    /// Serve Langfuse's read API `GET /api/public/v2/observations?traceId=…` (off: 404, as
+    /// an older server or a collector answers).
+    pub observations_api: bool,
 }
 
 impl Default for MockConfig {
@@ -88,6 +96,7 @@ impl Default for MockConfig {
             seed: 1,
             lean: false,
             delay: Duration::ZERO,
+            observations_api: true,
         }
     }
 }
@@ -366,6 +375,59 @@ fn next_rand(state: &mut State) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// One page of `GET /api/public/v2/observations?traceId=…&limit=…&cursor=…` over the
+/// stored spans (ids sorted; the cursor is the next offset, base64 as Langfuse's is opaque).
+fn observations_page(state: &Mutex<State>, path: &str) -> Vec<u8> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| {
+                v.replace("%3D", "=")
+                    .replace("%2B", "+")
+                    .replace("%2F", "/")
+            })
+    };
+    let trace = param("traceId").unwrap_or_default();
+    let limit: usize = param("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(50)
+        .clamp(1, 1000);
+    let offset: usize = param("cursor")
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let bodies: Vec<Value> = state
+        .lock()
+        .unwrap()
+        .received
+        .iter()
+        .filter(|r| r.status == 200 && r.path == "/api/public/otel/v1/traces")
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect();
+    let mut ids: Vec<String> = spans_of(&bodies)
+        .into_iter()
+        .filter(|s| s.trace_id == trace)
+        .map(|s| s.span_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let page: Vec<Value> = ids
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|id| json!({"id": id, "traceId": trace, "type": "SPAN"}))
+        .collect();
+    let next = offset + page.len();
+    let cursor = (next < ids.len())
+        .then(|| base64::engine::general_purpose::STANDARD.encode(next.to_string()));
+    json!({"data": page, "meta": {"cursor": cursor}})
+        .to_string()
+        .into_bytes()
+}
+
 struct Request {
     method: String,
     path: String,
@@ -555,6 +617,24 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
         }
         return;
     }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", cfg.public_key, cfg.secret_key))
+    );
+    if req.method == "GET"
+        && cfg.observations_api
+        && req.path.split('?').next() == Some("/api/public/v2/observations")
+    {
+        let (status, answer) = if header("authorization") != Some(expected.as_str()) {
+            (401, json_err("Invalid credentials"))
+        } else {
+            (200, observations_page(state, &req.path))
+        };
+        record(status);
+        respond(&mut write, status, &[], &answer);
+        return;
+    }
     let otlp = req.path == "/api/public/otel/v1/traces";
     let ingestion = req.path == "/api/public/ingestion";
     if req.method != "POST" || !(otlp || ingestion) {
@@ -568,11 +648,6 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
         respond(&mut write, 413, &[], b"Body exceeded 4.5mb limit");
         return;
     }
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", cfg.public_key, cfg.secret_key))
-    );
     if header("authorization") != Some(expected.as_str()) {
         record(401);
         respond(
@@ -604,6 +679,7 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
         })
     };
     let mut event_errors = None;
+    let mut lose_answer = None;
     match scripted {
         Some(Scripted::Status(code)) => {
             record(code);
@@ -653,7 +729,8 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
             return;
         }
         Some(Scripted::EventErrors { status, n }) => event_errors = Some((status, n)),
-        None => {}
+        Some(Scripted::StoreThenHang(d)) => lose_answer = Some(d),
+        Some(Scripted::Pass) | None => {}
     }
 
     if otlp {
@@ -687,6 +764,13 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
                 }
                 drop(s);
                 record(200);
+                if let Some(d) = lose_answer {
+                    let until = Instant::now() + d.min(MAX_HANG);
+                    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return;
+                }
                 respond(&mut write, 200, &[], b"{}");
             }
             Err(e) => {
