@@ -1174,3 +1174,64 @@ fn two_backfills_at_once_send_nothing_twice() {
         .sum();
     assert_eq!(spans.len(), expected, "every observation arrived");
 }
+
+/// Five backfills killed with SIGKILL while their requests are on their way (the server
+/// stores each batch and answers late), then one to the end: every observation arrives
+/// once. The in-flight records and the server's read API settle what each kill left open.
+#[test]
+fn backfills_killed_mid_request_five_times_send_nothing_twice() {
+    let home = tempfile::tempdir().unwrap();
+    let sessions_dir = home.path().join("sessions");
+    let generated = generate(&sessions_dir, 40);
+    let state = tempfile::tempdir().unwrap();
+    // Each request is held 300 ms before it is stored and answered: kills land mid-request.
+    let mock = MockLangfuse::start(MockConfig {
+        delay: Duration::from_millis(300),
+        ..MockConfig::default()
+    });
+    let start = || {
+        let mut c = cmd(&mock.url(), state.path());
+        c.args(["--max-queue", "40", "backfill"]).arg(&sessions_dir);
+        c.spawn().unwrap()
+    };
+    let posts = |m: &MockLangfuse| m.received().iter().filter(|r| r.method == "POST").count();
+    let mut killed_mid_request = 0;
+    for _ in 0..5 {
+        let before = posts(&mock);
+        let mut child = start();
+        // Killed once a request after its first has reached the server, unanswered: the
+        // first answered, the server idle, then busy with the next one.
+        let t0 = Instant::now();
+        let wait_for = |done: &dyn Fn() -> bool, child: &mut std::process::Child| {
+            while !done() && child.try_wait().unwrap().is_none() {
+                assert!(t0.elapsed() < Duration::from_secs(120), "no request came");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        wait_for(&|| posts(&mock) > before, &mut child);
+        wait_for(&|| mock.in_flight() == 0, &mut child);
+        wait_for(&|| mock.in_flight() > 0, &mut child);
+        let _ = child.kill();
+        let _ = child.wait();
+        // The server stores what it received all the same (its answer goes nowhere).
+        killed_mid_request += usize::from(mock.in_flight() > 0);
+        while mock.in_flight() > 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(
+        killed_mid_request >= 3,
+        "only {killed_mid_request} kills mid-request"
+    );
+    let out = wait_bounded(start(), Duration::from_secs(300));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let spans = mock.spans();
+    let twice: Vec<_> = spans.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "{} spans arrived twice", twice.len());
+    let expected: usize = generated
+        .sessions
+        .values()
+        .map(|(k, _)| expected_observations(*k))
+        .sum();
+    assert_eq!(spans.len(), expected, "every observation arrived");
+}

@@ -239,6 +239,11 @@ impl MockLangfuse {
         self.state.lock().unwrap().max_in_flight
     }
 
+    /// POSTs received in full and not yet answered, now.
+    pub fn in_flight(&self) -> u32 {
+        self.state.lock().unwrap().in_flight
+    }
+
     /// Every span of every OTLP body the mock accepted, in arrival order (a span sent twice
     /// shows twice).
     pub fn accepted(&self) -> Vec<SpanView> {
