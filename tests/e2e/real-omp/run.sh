@@ -180,6 +180,12 @@ EOF
 	if [ -n "$AGENT_CONFIG" ]; then printf '%s' "$AGENT_CONFIG" >"$home/.omp/agent/config.yml"; fi
 }
 
+# The extension installed for every session, as the README says. $1 = home
+install_extension() {
+	mkdir -p "$1/.omp/agent/extensions"
+	cp "$REPO/contrib/omp-events.ts" "$1/.omp/agent/extensions/"
+}
+
 # What the extension needs to start omp-langfuse (no spaces in any value). $1 = home
 engine_env() {
 	printf '%s\n' LANGFUSE_PUBLIC_KEY=pk-lf-test LANGFUSE_SECRET_KEY=sk-lf-test \
@@ -205,8 +211,10 @@ start_omp() {
 	fi
 	case $EXT in
 	engine)
-		ext_args=(-e "$REPO/contrib/omp-events.ts")
-		ext_shown="-e contrib/omp-events.ts (Langfuse keys exported)"
+		# Installed as a user would: copied into the agent's extensions directory.
+		install_extension "$home"
+		ext_args=()
+		ext_shown="(contrib/omp-events.ts in ~/.omp/agent/extensions, Langfuse keys exported)"
 		rm -f "$dir/events.jsonl"
 		;;
 	none)
@@ -349,13 +357,14 @@ run_tui() {
 	mkdir -p "$dir"
 	t0=$(now)
 	local prompt="List the files, then show notes.txt. [fake:tools]"
-	printf '%s\n' "omp --model fakellm/fake-model -e contrib/omp-events.ts (Langfuse keys exported; the TUI in tmux) $prompt" >"$dir/command.txt"
+	install_extension "$home"
+	printf '%s\n' "omp --model fakellm/fake-model (contrib/omp-events.ts in ~/.omp/agent/extensions, Langfuse keys exported; the TUI in tmux) $prompt" >"$dir/command.txt"
 	{
 		printf 'cd %q\n' "$home/project"
 		printf 'env -i HOME=%q PI_CODING_AGENT_DIR=%q PATH=%q TMPDIR=%q LANG=C.UTF-8 TERM=xterm-256color' \
 			"$home" "$home/.omp/agent" "$BUN_DIR:/usr/local/bin:/usr/bin:/bin" "$home/tmp"
 		printf ' NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost'
-		printf ' %q' $(engine_env "$home") "$BUN" "$OMP_CLI" --model fakellm/fake-model -e "$REPO/contrib/omp-events.ts"
+		printf ' %q' $(engine_env "$home") "$BUN" "$OMP_CLI" --model fakellm/fake-model
 		printf ' 2>%q\n' "$dir/stderr.txt"
 		printf 'echo $? >%q\n' "$dir/exit-code"
 	} >"$WORK/ext-tui/launch.sh"

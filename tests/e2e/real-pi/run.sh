@@ -150,7 +150,9 @@ run_scenario() { # $1 = scenario, rest = prompts
 		ext_args=(-e "$REPO/contrib/omp-events.ts" --events "$dir/events.jsonl")
 		;;
 	engine)
-		ext_args=(-e "$REPO/contrib/omp-events.ts")
+		# Installed as a user would: copied into pi's extensions directory.
+		mkdir -p "$home/.pi/agent/extensions"
+		cp "$REPO/contrib/omp-events.ts" "$home/.pi/agent/extensions/"
 		engine_env=(LANGFUSE_PUBLIC_KEY=pk-lf-test LANGFUSE_SECRET_KEY=sk-lf-test
 			"LANGFUSE_BASE_URL=$PI_E2E_LANGFUSE_URL" "OMP_LANGFUSE_BIN=$PI_E2E_BIN"
 			"OMP_LANGFUSE_STATE_DIR=$home/state" LANGFUSE_FLUSH_MS=200)
@@ -185,7 +187,7 @@ run_scenario() { # $1 = scenario, rest = prompts
 import json, sys, pathlib
 d, scenario, rc, pi, node, ext, *prompts = sys.argv[1:]
 extension = {"events": " -e contrib/omp-events.ts --events events.jsonl",
-             "engine": " -e contrib/omp-events.ts (Langfuse keys exported)", "none": ""}[ext]
+             "engine": " (contrib/omp-events.ts in ~/.pi/agent/extensions, Langfuse keys exported)", "none": ""}[ext]
 meta = {"scenario": scenario, "exitCode": int(rc), "pi": pi, "node": node,
         "command": "pi --mode json --provider fakellm --model fake-model" + extension,
         "prompts": prompts}
