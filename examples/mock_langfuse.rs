@@ -1,5 +1,5 @@
 //! A standalone loopback mock Langfuse for the benchmark (`bench/run.sh`): the test suite's
-//! mock (`tests/support/mock_langfuse.rs`) in lean mode, where accepted bodies are only
+//! mock (`tests/it/support/langfuse/mock_langfuse.rs`) in lean mode, where accepted bodies are only
 //! counted (not inflated, checked or kept) so that the mock takes as little of the machine as
 //! possible from the tool being measured.
 //!
@@ -12,7 +12,7 @@
 //! `--delay-ms N` answers every POST N ms late (a WAN round trip); `--stats FILE` keeps
 //! `posts=<n> max_in_flight=<n>` in FILE, rewritten every 100 ms.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/langfuse/mod.rs"]
 mod support;
 
 use std::io::Write;

@@ -15,7 +15,7 @@ mod run;
 mod sanitize;
 
 #[cfg(test)]
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/langfuse/mod.rs"]
 mod test_support;
 
 use std::process::ExitCode;

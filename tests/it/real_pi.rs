@@ -8,18 +8,16 @@
 //! the live run is `#[ignore]`d there and `.ci/run` runs it with `PI_E2E_REQUIRE=1`:
 //!
 //! ```sh
-//! PI_E2E_REQUIRE=1 cargo test --test real_pi -- --ignored
+//! PI_E2E_REQUIRE=1 cargo test --test it real_pi:: -- --ignored
 //! ```
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::mock_langfuse::{MockConfig, MockLangfuse};
+use crate::support::read_jsonl;
 use serde_json::Value;
-use support::mock_langfuse::{MockConfig, MockLangfuse};
-use support::read_jsonl;
 
 const REQUIRE_ENV: &str = "PI_E2E_REQUIRE";
 const SKIPPED_PREFIX: &str = "skipped:";
@@ -223,12 +221,8 @@ fn backfill_without_a_directory_finds_a_pi_users_sessions() {
 /// Pipe one capture into the mock Langfuse; the number of observations it accepted.
 fn deliver(mock: &MockLangfuse, input: &Path) -> (Output, usize) {
     let state = tempfile::tempdir().unwrap();
-    let out = omp_langfuse()
-        .env("LANGFUSE_BASE_URL", mock.url())
-        .env("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
-        .env("LANGFUSE_SECRET_KEY", "sk-lf-test")
-        .arg("--state-dir")
-        .arg(state.path())
+    let out = crate::support::cmd::sending(&mock.url(), state.path())
+        .stdin(Stdio::null())
         .arg(input)
         .output()
         .unwrap();
@@ -238,7 +232,7 @@ fn deliver(mock: &MockLangfuse, input: &Path) -> (Output, usize) {
 
 #[test]
 #[ignore = "installs pi from npm and runs real sessions on node (about 20 s): \
-            PI_E2E_REQUIRE=1 cargo test --test real_pi -- --ignored"]
+            PI_E2E_REQUIRE=1 cargo test --test it real_pi:: -- --ignored"]
 fn real_pi_sessions_arrive_in_langfuse() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/real-pi/run.sh");
     let out_dir = tempfile::tempdir().unwrap();

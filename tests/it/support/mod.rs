@@ -1,11 +1,14 @@
-//! Test support shared by the crate's own tests and the binary-level tests: a mock Langfuse
-//! server and an independent strict OTLP checker.
+//! The integration tests' one helper tree: running the binary (`cmd`), the mock Langfuse
+//! and the strict OTLP checker (`langfuse`, also used by the crate's own tests), and small
+//! file and process helpers.
 
-// Each test crate uses a different part of this.
+// Each test module uses a different part of this.
 #![allow(dead_code)]
 
-pub mod mock_langfuse;
-pub mod otlp_strict;
+pub mod cmd;
+pub mod langfuse;
+
+pub use langfuse::mock_langfuse;
 
 /// A JSON-lines file's objects (blank lines skipped; a bad line fails the test, named).
 pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {

@@ -10,10 +10,8 @@
 //! minute); `.ci/run` runs it with `OMP_E2E_REQUIRE=1`:
 //!
 //! ```sh
-//! OMP_E2E_REQUIRE=1 cargo test --test real_omp -- --ignored
+//! OMP_E2E_REQUIRE=1 cargo test --test it real_omp:: -- --ignored
 //! ```
-
-mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -21,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::mock_langfuse::{MockConfig, MockLangfuse, SpanView, spans_of};
+use crate::support::read_jsonl;
 use serde_json::Value;
-use support::mock_langfuse::{MockConfig, MockLangfuse, SpanView, spans_of};
-use support::read_jsonl;
 
 /// Set (to anything but `0`) where the npm registry is known to work: a skip is a failure.
 const REQUIRE_ENV: &str = "OMP_E2E_REQUIRE";
@@ -368,16 +366,8 @@ fn real_omp_captures_round_trip_through_the_dry_run() {
 /// Pipe `input` into omp-langfuse (or backfill it), delivering to `mock`.
 fn deliver(mock: &MockLangfuse, input: &Path, way: Way) -> Output {
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LANGFUSE_BASE_URL", mock.url())
-        .env("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
-        .env("LANGFUSE_SECRET_KEY", "sk-lf-test")
-        .args(["--flush-ms", "200", "--state-dir"])
-        .arg(state.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = crate::support::cmd::sending(&mock.url(), state.path());
+    cmd.args(["--flush-ms", "200"]);
     let mut child = if way == Way::Backfill {
         cmd.arg("backfill")
             .arg(input)
@@ -406,7 +396,7 @@ fn deliver(mock: &MockLangfuse, input: &Path, way: Way) -> Output {
 
 #[test]
 #[ignore = "installs omp and Bun from npm and runs real sessions (about a minute): \
-            OMP_E2E_REQUIRE=1 cargo test --test real_omp -- --ignored"]
+            OMP_E2E_REQUIRE=1 cargo test --test it real_omp:: -- --ignored"]
 fn real_omp_sessions_arrive_in_langfuse() {
     let require = std::env::var(REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
     let out = tempfile::tempdir().unwrap();

@@ -1,8 +1,5 @@
-//! Helpers shared by the integration tests: run the built binary, list the fixtures, and
-//! read its `--dry-run` output. Std only (plus the crate's own serde_json).
-//!
-//! Each test crate uses a different subset, hence the `dead_code` allowance.
-#![allow(dead_code)]
+//! Running the built binary: commands with a clean environment, the fixtures, and its
+//! `--dry-run` output read back.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,6 +14,23 @@ pub const EXPECTED_SUFFIX: &str = ".expected.jsonl";
 
 /// Prefix of every warning the binary prints about the input.
 pub const WARNING_PREFIX: &str = "omp-langfuse: warning: ";
+
+/// The binary set up to deliver to a (mock) Langfuse at `url` with the mock's keys, its
+/// state in `state`: nothing from the developer's environment but `PATH`, stdout and
+/// stderr piped. Callers add their timeouts, flags and stdin.
+pub fn sending(url: &str, state: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LANGFUSE_BASE_URL", url)
+        .env("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
+        .env("LANGFUSE_SECRET_KEY", "sk-lf-test")
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
 
 /// The project's own fixtures.
 pub fn fixtures_dir() -> PathBuf {

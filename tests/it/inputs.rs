@@ -7,8 +7,6 @@
 //! `--max-queue`. What the input holds is counted here independently of the mapper, from
 //! the raw lines. Finally, adversarial bytes never make the binary panic.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -16,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use common::{
+use crate::support::cmd::{
     all_inputs, body_str, code, dry_run, ev_type, events, file_name, fixtures_dir, is_observation,
     panicked, stderr,
 };
@@ -628,7 +626,7 @@ fn output_is_byte_identical_across_runs() {
 #[test]
 fn batches_obey_max_queue() {
     for_each_case(|case, evs, problems| {
-        let small = common::batches(&case.small.stdout);
+        let small = crate::support::cmd::batches(&case.small.stdout);
         for (i, b) in small.iter().enumerate() {
             let n = b["batch"].as_array().map_or(0, Vec::len);
             if n == 0 || n > SMALL_QUEUE {
@@ -726,7 +724,7 @@ fn concatenated_session_logs_give_one_trace_each() {
 fn run_stdin(args: &[&str], input: &[u8]) -> Output {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child = common::command()
+    let mut child = crate::support::cmd::command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -899,7 +897,7 @@ fn fuzz_line(rng: &mut Rng, corpus: &[Vec<u8>], nasty: &[Value]) -> Vec<u8> {
 
 #[test]
 fn adversarial_bytes_never_panic() {
-    let corpus: Vec<Vec<u8>> = common::jsonl_inputs(&fixtures_dir())
+    let corpus: Vec<Vec<u8>> = crate::support::cmd::jsonl_inputs(&fixtures_dir())
         .iter()
         .flat_map(|p| {
             std::fs::read(p)

@@ -3,16 +3,15 @@
 //! They drive the CLI contract of issue 3 (LANGFUSE_* environment, `--transport`,
 //! `--state-dir`, `--shutdown-timeout`, `--resend`, exit statuses 0/1/2).
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::cmd::sending;
+use crate::support::mock_langfuse::{MockConfig, MockLangfuse, Scripted, refused_url};
+use crate::support::wait_bounded;
 use serde_json::{Value, json};
-use support::mock_langfuse::{MockConfig, MockLangfuse, Scripted, refused_url};
-use support::wait_bounded;
 
 /// A live `omp --mode json` stream: `sessions` sessions of `turns` turns, each turn one
 /// LLM call and one tool call (so 1 agent + 3 observations per turn per session).
@@ -66,19 +65,10 @@ fn observation_count(sessions: usize, turns: usize) -> usize {
 }
 
 fn cmd(url: &str, state: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LANGFUSE_BASE_URL", url)
-        .env("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
-        .env("LANGFUSE_SECRET_KEY", "sk-lf-test")
-        .env("LANGFUSE_TIMEOUT", "2")
+    let mut c = sending(url, state);
+    c.env("LANGFUSE_TIMEOUT", "2")
         .env("LANGFUSE_UI_INDICATOR", "0")
-        .arg("--state-dir")
-        .arg(state)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::piped());
     c
 }
 

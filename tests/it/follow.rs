@@ -5,8 +5,6 @@
 //! without duplicates, closes idle sessions, and stops on SIGTERM without closing what omp
 //! is still writing.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
@@ -14,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::cmd::sending;
+use crate::support::mock_langfuse::{MockConfig, MockLangfuse, SpanView, spans_of};
+use crate::support::wait_bounded;
 use serde_json::{Value, json};
-use support::mock_langfuse::{MockConfig, MockLangfuse, SpanView, spans_of};
-use support::wait_bounded;
 
 /// Sessions in the generated directory (a quarter of each kind).
 const SESSIONS: usize = 240;
@@ -273,18 +272,10 @@ fn expected_observations(kind: Kind) -> usize {
 // ---------------------------------------------------------------------------------------
 
 fn cmd(url: &str, state: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_omp-langfuse"));
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LANGFUSE_BASE_URL", url)
-        .env("LANGFUSE_PUBLIC_KEY", "pk-lf-test")
-        .env("LANGFUSE_SECRET_KEY", "sk-lf-test")
-        .env("LANGFUSE_TIMEOUT", "5")
-        .args(["--transport", "otlp", "--state-dir"])
-        .arg(state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = sending(url, state);
+    c.env("LANGFUSE_TIMEOUT", "5")
+        .args(["--transport", "otlp"])
+        .stdin(Stdio::null());
     c
 }
 

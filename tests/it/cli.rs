@@ -2,8 +2,6 @@
 //! settings applied to every trace, `--trace-per prompt`, the exit summary and `-q`,
 //! stdin, and a reader that closes stdout early.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
@@ -11,7 +9,9 @@ use std::process::{Output, Stdio};
 
 use serde_json::{Value, json};
 
-use common::{body_str, code, command, dry_run, ev_type, events, fixtures_dir, panicked, stderr};
+use crate::support::cmd::{
+    body_str, code, command, dry_run, ev_type, events, fixtures_dir, panicked, stderr,
+};
 
 /// Exit status for usage and fatal errors (see the man page).
 const EXIT_USAGE: i32 = 2;
@@ -81,7 +81,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    common::run(args, None)
+    crate::support::cmd::run(args, None)
 }
 
 fn traces(evs: &[Value]) -> Vec<&Value> {
@@ -194,7 +194,7 @@ fn sample_rate_out_of_range_is_a_usage_error() {
     for out in [
         run(&["--dry-run", "--sample-rate", "2", file]),
         // The same from the environment.
-        common::command()
+        crate::support::cmd::command()
             .args(["--dry-run", file])
             .env("LANGFUSE_SAMPLE_RATE", "2")
             .output()
@@ -243,7 +243,10 @@ fn tags_environment_and_release_are_on_every_trace() {
             assert_eq!(body_str(t, "release"), Some("4f2a9c1"), "{t}");
         }
         // Observations carry the environment too (Langfuse filters them by it).
-        for o in evs.iter().filter(|e| common::is_observation(e)) {
+        for o in evs
+            .iter()
+            .filter(|e| crate::support::cmd::is_observation(e))
+        {
             assert_eq!(body_str(o, "environment"), Some("ci"), "{o}");
         }
     };
@@ -265,7 +268,7 @@ fn tags_environment_and_release_are_on_every_trace() {
             ],
         );
         want(&events(&flags.stdout));
-        let vars = common::command()
+        let vars = crate::support::cmd::command()
             .args(["--dry-run", path.to_str().expect("UTF-8 path")])
             .env("LANGFUSE_TAGS", "omp,ci run")
             .env("LANGFUSE_TRACING_ENVIRONMENT", "ci")
@@ -318,8 +321,11 @@ fn summary_counts_lines_sessions_and_observations() {
         .filter(|b| **b == b'\n')
         .count();
     let evs = events(&out.stdout);
-    let observations = evs.iter().filter(|e| common::is_observation(e)).count();
-    let batches = common::batches(&out.stdout).len();
+    let observations = evs
+        .iter()
+        .filter(|e| crate::support::cmd::is_observation(e))
+        .count();
+    let batches = crate::support::cmd::batches(&out.stdout).len();
     for part in [
         "1 source".to_string(),
         format!("{lines} lines"),
@@ -344,7 +350,10 @@ fn quiet_silences_the_summary_but_not_warnings() {
     let noisy = dry_run(&fixture(NOISY), &["--quiet"]);
     let err = stderr(&noisy);
     assert_eq!(err.lines().count(), 2, "two warnings, no summary: {err}");
-    assert!(err.lines().all(|l| l.starts_with(common::WARNING_PREFIX)));
+    assert!(
+        err.lines()
+            .all(|l| l.starts_with(crate::support::cmd::WARNING_PREFIX))
+    );
     let loud = dry_run(&fixture(CLEAN), &[]);
     assert_eq!(loud.stdout, clean.stdout, "-q changes stderr only");
 }

@@ -2,11 +2,9 @@
 //! `fixtures/<name>.expected.jsonl`, byte for byte, with the exit status and the
 //! `file:line` warnings listed here. The expected files are the spec.
 //!
-//! After an intended change, regenerate them with `BLESS=1 cargo test --test golden`, then
+//! After an intended change, regenerate them with `BLESS=1 cargo test --test it golden::`, then
 //! review the diff by hand (tree shape, times, levels, usage and cost against the fixture)
 //! before committing. `fixtures/README.md` says what each fixture pins.
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -14,7 +12,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{EXPECTED_SUFFIX, WARNING_PREFIX, code, fixtures_dir, jsonl_inputs, run, stderr};
+use crate::support::cmd::{
+    EXPECTED_SUFFIX, WARNING_PREFIX, code, fixtures_dir, jsonl_inputs, run, stderr,
+};
 
 /// Set to regenerate the expected files instead of comparing.
 const BLESS_VAR: &str = "BLESS";
@@ -56,14 +56,14 @@ fn check(c: &Case) {
     } else {
         let expected = std::fs::read(&expected_path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e}; create it with `{BLESS_VAR}=1 cargo test --test golden` and review it",
+                "{}: {e}; create it with `{BLESS_VAR}=1 cargo test --test it golden::` and review it",
                 expected_path.display()
             )
         });
         if expected != out.stdout {
             panic!(
                 "{} {:?}: dry-run output differs from {}\n{}\n(if the change is intended: \
-                 {BLESS_VAR}=1 cargo test --test golden, then review the diff)",
+                 {BLESS_VAR}=1 cargo test --test it golden::, then review the diff)",
                 c.fixture,
                 c.args,
                 c.expected,
@@ -297,15 +297,15 @@ golden! {
 fn every_fixture_has_a_golden_case() {
     let dir = fixtures_dir();
     for input in jsonl_inputs(&dir) {
-        let name = common::file_name(&input);
+        let name = crate::support::cmd::file_name(&input);
         assert!(
             CASES.iter().any(|c| c.fixture == name && c.args.is_empty()),
-            "fixtures/{name} has no golden case in tests/golden.rs"
+            "fixtures/{name} has no golden case in tests/it/golden.rs"
         );
     }
     let listed: BTreeSet<&str> = CASES.iter().map(|c| c.expected).collect();
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
-        let name = common::file_name(&entry.expect("dir entry").path());
+        let name = crate::support::cmd::file_name(&entry.expect("dir entry").path());
         if name.ends_with(EXPECTED_SUFFIX) {
             assert!(
                 listed.contains(name.as_str()),

@@ -2,14 +2,12 @@
 //! token formats, a secret-named environment variable's value, a `--secrets-file` value and a
 //! `--redact` pattern, planted in a prompt, thinking, tool arguments and a tool output.
 
-mod common;
-
 use std::io::Write;
 use std::process::Stdio;
 
 use serde_json::{Value, json};
 
-use common::{command, events};
+use crate::support::cmd::{command, events};
 
 /// Fake but format-valid secrets, assembled at run time so the repository holds none.
 fn planted() -> Vec<(&'static str, String)> {
