@@ -551,19 +551,7 @@ fn check_extension(live: &MockLangfuse, out: &Path) {
     );
     // Json mode: omp's own lines only (no bridge line), the same events in the same order
     // (streaming updates, ids and times differ between any two runs).
-    let events = |name: &str| -> Vec<String> {
-        let lines = read_jsonl(&out.join(name).join("stdout.jsonl"));
-        assert!(
-            lines.iter().all(|l| l.get("seq").is_none()),
-            "{name}: a bridge line on stdout"
-        );
-        lines
-            .iter()
-            .filter_map(|l| l["type"].as_str())
-            .filter(|t| !matches!(*t, "message_update" | "tool_execution_update"))
-            .map(String::from)
-            .collect()
-    };
+    let events = |name: &str| crate::support::json_mode_events(&out.join(name));
     assert_eq!(
         events("ext-json"),
         events("ext-json-plain"),

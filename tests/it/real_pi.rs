@@ -311,19 +311,7 @@ fn check_extension(live: &MockLangfuse, out: &Path) {
     assert_eq!(count("tool"), truth.tool_results, "one tool per call");
     // pi's stdout: the same events as without the extension (streaming updates, ids and
     // times differ between any two runs), no bridge line; stderr and exit status the same.
-    let events = |name: &str| -> Vec<String> {
-        let lines = read_jsonl(&out.join(name).join("stdout.jsonl"));
-        assert!(
-            lines.iter().all(|l| l.get("seq").is_none()),
-            "{name}: a bridge line"
-        );
-        lines
-            .iter()
-            .filter_map(|l| l["type"].as_str())
-            .filter(|t| !matches!(*t, "message_update" | "tool_execution_update"))
-            .map(String::from)
-            .collect()
-    };
+    let events = |name: &str| crate::support::json_mode_events(&out.join(name));
     assert_eq!(events("ext-json"), events("ext-json-plain"));
     let file = |name: &str, f: &str| std::fs::read(out.join(name).join(f)).unwrap();
     assert_eq!(

@@ -20,6 +20,24 @@ pub fn read_jsonl(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The event types of an omp/pi `--mode json` capture (`dir/stdout.jsonl`), without the
+/// streaming updates (their number, like ids and times, differs between any two runs):
+/// what must be the same with and without the extension. Fails on a bridge line (`seq`).
+pub fn json_mode_events(dir: &std::path::Path) -> Vec<String> {
+    let lines = read_jsonl(&dir.join("stdout.jsonl"));
+    assert!(
+        lines.iter().all(|l| l.get("seq").is_none()),
+        "{}: a bridge line on stdout",
+        dir.display()
+    );
+    lines
+        .iter()
+        .filter_map(|l| l["type"].as_str())
+        .filter(|t| !matches!(*t, "message_update" | "tool_execution_update"))
+        .map(String::from)
+        .collect()
+}
+
 /// Wait for `child` at most `limit`; past it, kill it and fail the test with its stderr. (No
 /// timing is asserted: the limit only keeps a hung binary from hanging the suite.)
 pub fn wait_bounded(
