@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, Mode};
 use crate::deliver::Output;
-use crate::deliver::sender::TimeCap;
+use crate::deliver::sender::{Report, TimeCap};
 use crate::run::flow::{Delivered, Downstream, Summary, SummaryLine};
 use anyhow::{Result, anyhow};
 
@@ -99,29 +99,8 @@ fn run(cfg: &Config) -> Result<Status> {
         };
         match &cfg.run.mode {
             Mode::Pipe => {
-                if cfg.run.sources == [input::Source::Stdin] && input::stdin_is_terminal() {
-                    messages::info(
-                        "reading omp's output from the terminal: pipe it in instead \
-                         (omp --mode json \"…\" | omp-langfuse), or name session files; \
-                         Ctrl-D ends, --help for more",
-                    );
-                }
-                for source in &cfg.run.sources {
-                    if stop.requested() {
-                        break;
-                    }
-                    if let Err(e) = run::flow::read_source(
-                        source,
-                        &stop,
-                        &cfg.run,
-                        &map_cfg,
-                        &mut down,
-                        &mut summary,
-                    ) {
-                        // One unreadable file does not stop the others; it still fails the run.
-                        messages::error(&format!("{e:#}"));
-                        read_error = Some(e);
-                    }
+                if let Some(e) = read_pipe(&ctx, &mut down, &mut summary) {
+                    read_error = Some(e);
                 }
             }
             Mode::Backfill(b) => {
@@ -152,22 +131,55 @@ fn run(cfg: &Config) -> Result<Status> {
     if !summary.sanitize.redactions.is_empty() {
         messages::detail(&format!("redacted: {}", summary.sanitize.kinds()));
     }
+    Ok(exit_status(cfg, &summary, &report, read_error.is_some()))
+}
+
+/// The pipe mode: every source in turn (stdin unless files were named). One unreadable
+/// file does not stop the others; it still fails the run (the last such error).
+fn read_pipe(
+    ctx: &run::Ctx<'_>,
+    down: &mut Downstream<'_>,
+    summary: &mut Summary,
+) -> Option<anyhow::Error> {
+    let cfg = ctx.cfg;
+    if cfg.sources == [input::Source::Stdin] && input::stdin_is_terminal() {
+        messages::info(
+            "reading omp's output from the terminal: pipe it in instead \
+             (omp --mode json \"…\" | omp-langfuse), or name session files; \
+             Ctrl-D ends, --help for more",
+        );
+    }
+    let mut failed = None;
+    for source in &cfg.sources {
+        if ctx.stop.requested() {
+            break;
+        }
+        if let Err(e) = run::flow::read_source(source, ctx.stop, cfg, ctx.map_cfg, down, summary) {
+            messages::error(&format!("{e:#}"));
+            failed = Some(e);
+        }
+    }
+    failed
+}
+
+/// The exit status contract (man page EXIT STATUS) from what the run saw and delivered.
+fn exit_status(cfg: &Config, summary: &Summary, report: &Report, read_failed: bool) -> Status {
     if let Some(fatal) = &report.fatal {
         // Server answers can quote what they were sent: the voice scrubs every message.
         messages::error(fatal);
-        return Ok(Status::Fatal);
+        return Status::Fatal;
     }
-    if read_error.is_some() {
-        return Ok(Status::Fatal);
+    if read_failed {
+        return Status::Fatal;
     }
     let partial = summary.lost_input(cfg.run.strict)
         || report.rejected > 0
         || report.spooled > 0
         || report.busy > 0
         || report.unrecorded > 0;
-    Ok(if partial {
+    if partial {
         Status::Partial
     } else {
         Status::Delivered
-    })
+    }
 }

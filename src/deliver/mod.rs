@@ -448,30 +448,7 @@ impl Delivery {
         let ledger = Arc::new(Mutex::new(ledger));
         let spool = Arc::new(spool);
         let clock = ShutdownClock::new();
-        let secrets = [&cfg.secret_key, &cfg.public_key]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        let mut status = Status::new(cfg.debug, cfg.indicator, secrets);
-        if let Some(path) = &cfg.status_file {
-            match StatusFile::create(path) {
-                Ok(file) => status = status.with_file(file),
-                // The run goes on: the file is for a footer, not for the data.
-                Err(e) => crate::messages::warn(&format!(
-                    "could not open the status file {}: {e}",
-                    path.display()
-                )),
-            }
-        }
-        let status = Arc::new(status);
-        status.debug(&format!(
-            "transport {} to {} ({}); state in {}",
-            dest.wire.as_str(),
-            redact_userinfo(&dest.url),
-            dest.reason,
-            state_dir.display()
-        ));
+        let status = Arc::new(status_for(cfg, &dest, &state_dir));
         let network_budget = cfg.network_budget();
         let mut sink = HttpSink::new(
             dest,
@@ -491,22 +468,8 @@ impl Delivery {
         let counters = Arc::new(Counters::default());
         // What an earlier run left in flight is settled before the spool is claimed: what
         // the server has is marked delivered, so neither the input nor the spool sends it.
-        match InFlight::open(&state_dir.join("inflight")) {
-            Ok(inflight) => {
-                let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
-                let r = reconcile::reconcile(&inflight, sink.api(), &mut l);
-                drop(l);
-                tell_reconciled(&status, r);
-                counters
-                    .maybe_duplicated
-                    .fetch_add(r.unknown, Ordering::Relaxed);
-                sink = sink.with_inflight(Arc::new(inflight));
-            }
-            Err(e) => status.warn(&format!(
-                "could not open the in-flight records in {}: {e} (a crash mid-request may \
-                 then send a batch twice)",
-                state_dir.display()
-            )),
+        if let Some(inflight) = settle_inflight(&state_dir, &sink, &ledger, &status, &counters) {
+            sink = sink.with_inflight(inflight);
         }
         let claimed = claim_spool(
             &spool,
@@ -894,6 +857,66 @@ fn claim_spool(spool: &Spool, ledger: &mut Ledger) -> std::io::Result<HashSet<(A
         }
     })?;
     Ok(claimed)
+}
+
+/// The delivery worker's voice (which scrubs the keys), with the status file when one is
+/// asked for (a file that cannot be opened is said and left out: it is for a footer, not
+/// for the data); its first debug line names the transport.
+fn status_for(cfg: &DeliveryConfig, dest: &Destination, state_dir: &Path) -> Status {
+    let secrets = [&cfg.secret_key, &cfg.public_key]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let mut status = Status::new(cfg.debug, cfg.indicator, secrets);
+    if let Some(path) = &cfg.status_file {
+        match StatusFile::create(path) {
+            Ok(file) => status = status.with_file(file),
+            Err(e) => crate::messages::warn(&format!(
+                "could not open the status file {}: {e}",
+                path.display()
+            )),
+        }
+    }
+    status.debug(&format!(
+        "transport {} to {} ({}); state in {}",
+        dest.wire.as_str(),
+        redact_userinfo(&dest.url),
+        dest.reason,
+        state_dir.display()
+    ));
+    status
+}
+
+/// Open the in-flight records and settle what an earlier run left there (the server is
+/// asked; what it has goes into the ledger). `None` when they cannot be kept (said).
+fn settle_inflight(
+    state_dir: &Path,
+    sink: &HttpSink,
+    ledger: &Mutex<Ledger>,
+    status: &Status,
+    counters: &Counters,
+) -> Option<Arc<InFlight>> {
+    let inflight = match InFlight::open(&state_dir.join("inflight")) {
+        Ok(f) => f,
+        Err(e) => {
+            status.warn(&format!(
+                "could not open the in-flight records in {}: {e} (a crash mid-request may \
+                 then send a batch twice)",
+                state_dir.display()
+            ));
+            return None;
+        }
+    };
+    let r = {
+        let mut l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+        reconcile::reconcile(&inflight, sink.api(), &mut l)
+    };
+    tell_reconciled(status, r);
+    counters
+        .maybe_duplicated
+        .fetch_add(r.unknown, Ordering::Relaxed);
+    Some(Arc::new(inflight))
 }
 
 /// Say what start-up learned about an earlier run's batches in flight.

@@ -159,10 +159,25 @@ pub fn samples() -> Vec<Sample> {
     v
 }
 
+/// Every kind of the built-in rules, drawn afresh, by family.
 fn batch() -> Vec<Sample> {
-    let b64_40 = || b64(40);
-    let v = vec![
-        // LLM providers
+    let mut v = Vec::new();
+    v.extend(llm_providers());
+    v.extend(cloud());
+    v.extend(code_hosting_and_ci());
+    v.extend(package_registries());
+    v.extend(saas_chat());
+    v.extend(saas_services());
+    v.extend(structural());
+    v.extend(http_authentication());
+    v.extend(credentials_in_urls_connection_strings_a());
+    v.extend(generic_assignments());
+    v
+}
+
+/// LLM providers.
+fn llm_providers() -> Vec<Sample> {
+    vec![
         bare(
             "anthropic-api-key",
             cat(&["sk-", "ant-api03-", &b64url(93), "AA"]),
@@ -216,7 +231,13 @@ fn batch() -> Vec<Sample> {
             "pinecone-key",
             cat(&["pc", "sk_", &alnum(6), "_", &alnum(60)]),
         ),
-        // Cloud
+    ]
+}
+
+/// Cloud.
+fn cloud() -> Vec<Sample> {
+    let b64_40 = || b64(40);
+    vec![
         bare("aws-access-key-id", cat(&["AK", "IA", &pick(BASE32, 16)])),
         bare("aws-session-key-id", cat(&["AS", "IA", &pick(BASE32, 16)])),
         ctx(
@@ -302,7 +323,12 @@ fn batch() -> Vec<Sample> {
             cat(&["ops", "_eyJ", &b64(300)]),
         ),
         bare("infracost-key", cat(&["ic", "o-", &alnum(32)])),
-        // Code hosting and CI
+    ]
+}
+
+/// Code hosting and CI.
+fn code_hosting_and_ci() -> Vec<Sample> {
+    vec![
         bare("github-pat", github_pat()),
         bare("github-oauth-token", cat(&["gh", "o_", &alnum(36)])),
         bare("github-user-token", cat(&["gh", "u_", &alnum(36)])),
@@ -365,7 +391,12 @@ fn batch() -> Vec<Sample> {
             "harness-token",
             cat(&["pa", "t.", &b64url(22), ".", &hex(24), ".", &alnum(20)]),
         ),
-        // Package registries
+    ]
+}
+
+/// Package registries.
+fn package_registries() -> Vec<Sample> {
+    vec![
         bare("npm-token", cat(&["np", "m_", &alnum(36)])),
         ctx("npmrc-auth", "//registry.npmjs.org/:_authToken={}", uuid()),
         bare(
@@ -378,7 +409,12 @@ fn batch() -> Vec<Sample> {
         bare("nuget-key", cat(&["oy", "2", &lower_alnum(43)])),
         bare("clojars-token", cat(&["CLO", "JARS_", &lower_alnum(60)])),
         bare("prefect-key", cat(&["pn", "u_", &alnum(36)])),
-        // SaaS
+    ]
+}
+
+/// SaaS: chat and messaging.
+fn saas_chat() -> Vec<Sample> {
+    vec![
         bare(
             "slack-bot-token",
             cat(&["xo", "xb-", &digits(12), "-", &digits(13), "-", &alnum(24)]),
@@ -447,6 +483,12 @@ fn batch() -> Vec<Sample> {
             "telegram-bot-token",
             cat(&[&digits(10), ":AA", &b64url(33)]),
         ),
+    ]
+}
+
+/// SaaS: payments, mail, hosting and the rest.
+fn saas_services() -> Vec<Sample> {
+    vec![
         bare("stripe-secret-key", cat(&["sk", "_live_", &alnum(24)])),
         bare("stripe-restricted-key", cat(&["rk", "_live_", &alnum(24)])),
         bare("stripe-publishable-key", cat(&["pk", "_live_", &alnum(24)])),
@@ -540,7 +582,12 @@ fn batch() -> Vec<Sample> {
             "age-secret-key",
             cat(&["AGE-SECRET", "-KEY-1", &pick(BECH32_UPPER, 58)]),
         ),
-        // Structural
+    ]
+}
+
+/// Structural.
+fn structural() -> Vec<Sample> {
+    vec![
         bare(
             "jwt",
             cat(&[
@@ -586,7 +633,12 @@ fn batch() -> Vec<Sample> {
             "{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"data\": {\"db-url\": \"{}\"}}",
             b64(48),
         ),
-        // HTTP authentication
+    ]
+}
+
+/// HTTP authentication.
+fn http_authentication() -> Vec<Sample> {
+    vec![
         ctx("authorization-header", "Authorization: Token {}", alnum(40)),
         ctx(
             "authorization-header",
@@ -605,7 +657,12 @@ fn batch() -> Vec<Sample> {
             alnum(32),
         ),
         ctx("cookie-header", "Cookie: session={}; theme=dark", alnum(40)),
-        // Credentials in URLs, connection strings and command lines
+    ]
+}
+
+/// Credentials in URLs, connection strings and command lines.
+fn credentials_in_urls_connection_strings_a() -> Vec<Sample> {
+    vec![
         ctx(
             "url-credentials",
             "postgres://app:{}@db.example.com:5432/app",
@@ -679,7 +736,12 @@ fn batch() -> Vec<Sample> {
             "machine api.example.com login bot password {}",
             password(),
         ),
-        // Generic assignments
+    ]
+}
+
+/// Generic assignments.
+fn generic_assignments() -> Vec<Sample> {
+    vec![
         ctx("secret-assignment", "DB_PASSWORD={}", password()),
         ctx(
             "secret-assignment",
@@ -693,8 +755,7 @@ fn batch() -> Vec<Sample> {
         ),
         ctx("secret-assignment", "smtp:\n  password: {}\n", password()),
         ctx("secret-assignment", "DATADOG_API_KEY={}", hex(32)),
-    ];
-    v
+    ]
 }
 
 /// The same text in the places a coding-agent transcript puts secrets.
