@@ -6,7 +6,9 @@
 //! because only the last leaf says which branch is active. They are held as raw line bytes
 //! with their ids, not parsed (`light_fields` parses only the ids), and parsed when emitted;
 //! past [`MEMORY_BYTES`] a session's bytes go to an unnamed temporary file, so memory stays
-//! flat however long a session is. A file still being written (`watch`) cannot wait for
+//! flat however long a session is. Reading a file, not a pipe, they are not copied at all:
+//! only their offsets are kept, and the entries are read again from the file itself (see
+//! [`LogDecoder::reread_from`]). A file still being written (`watch`) cannot wait for
 //! that: there every entry is handed on as it is appended. While the history is linear,
 //! which is by far the common case, both give the same result. After a `/tree` jump the
 //! entries of the abandoned branch were already sent and stay in the trace (the jump shows
@@ -121,6 +123,8 @@ enum Body {
     Parsed(Value),
     /// `len` bytes at `at` in the store; `line` for error messages.
     Raw { line: u64, at: u64, len: usize },
+    /// `len` bytes at `at` in the source file itself (see [`LogDecoder::reread_from`]).
+    InSource { line: u64, at: u64, len: usize },
 }
 
 /// A session's raw entry bytes: memory first, then an unnamed temporary file.
@@ -132,6 +136,8 @@ struct Store {
     file: Option<File>,
     /// Could not make the temporary file: keep everything in memory.
     no_file: bool,
+    /// The source file, when entries are read again from it instead of being copied.
+    source: Option<File>,
 }
 
 impl Store {
@@ -173,6 +179,14 @@ impl Store {
         scratch.resize(len, 0);
         f.seek(SeekFrom::Start(at)).ok()?;
         f.read_exact(scratch).ok()?;
+        Some(scratch)
+    }
+
+    /// The bytes of one entry in the source file, read again into `scratch`.
+    fn get_in_source<'a>(&self, at: u64, len: usize, scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+        let f = self.source.as_ref()?;
+        scratch.resize(len, 0);
+        read_exact_at(f, scratch, at).ok()?;
         Some(scratch)
     }
 
@@ -263,7 +277,24 @@ impl LogDecoder {
 
     /// Take one line parsed with [`light_fields`], with its raw bytes (see `push`). Only for
     /// a decoder that [buffers](LogDecoder::buffers).
-    pub fn push_raw(&mut self, line: u64, raw: &[u8], v: Value, out: &mut Vec<Event>) {
+    /// Read held entries again from `file` (the source being read, a regular file; on
+    /// Unix) instead of copying their bytes: [`LogDecoder::push_raw`] then keeps only each
+    /// line's offset in it. The file is read with positioned reads, so a handle that shares
+    /// its position with the line reader is fine.
+    pub fn reread_from(&mut self, file: File) {
+        if cfg!(unix) {
+            self.store.source = Some(file);
+        }
+    }
+
+    /// Take one line held as raw bytes (`offset`: where it starts in the source file).
+    pub fn push_raw(
+        &mut self,
+        line: u64,
+        (raw, offset): (&[u8], u64),
+        v: Value,
+        out: &mut Vec<Event>,
+    ) {
         if !self.buffers() {
             match serde_json::from_slice(raw) {
                 Ok(full) => self.push_now(full, out),
@@ -279,11 +310,16 @@ impl LogDecoder {
             self.head.push(v);
         } else {
             let name = self.hint_of(ty, || serde_json::from_slice(raw).ok());
-            let at = self.store.push(raw);
-            let body = Body::Raw {
-                line,
-                at,
-                len: raw.len(),
+            let len = raw.len();
+            let body = if self.store.source.is_some() {
+                Body::InSource {
+                    line,
+                    at: offset,
+                    len,
+                }
+            } else {
+                let at = self.store.push(raw);
+                Body::Raw { line, at, len }
             };
             self.entries.push(Entry::new(ty, &v, name, body));
         }
@@ -332,6 +368,16 @@ impl LogDecoder {
                     Some(bytes) => serde_json::from_slice::<Value>(bytes),
                     None => Err(serde_json::Error::io(std::io::Error::other(
                         "the session's temporary file could not be read",
+                    ))),
+                }
+                .map_err(|e| (line, e))
+            }
+            Body::InSource { line, at, len } => {
+                let mut scratch = Vec::new();
+                match self.store.get_in_source(at, len, &mut scratch) {
+                    Some(bytes) => serde_json::from_slice::<Value>(bytes),
+                    None => Err(serde_json::Error::io(std::io::Error::other(
+                        "the file could not be read again (changed while it was read?)",
                     ))),
                 }
                 .map_err(|e| (line, e))
@@ -439,6 +485,19 @@ impl LogDecoder {
             self.store.clear();
         }
     }
+}
+
+/// Fill `buf` from `file` at `at`, without moving its position.
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(_file: &File, _buf: &mut [u8], _at: u64) -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "positioned reads are used on Unix only",
+    ))
 }
 
 /// The trace name a whole session ends with: its last goal's objective, else its last
@@ -710,5 +769,61 @@ mod tests {
             json!({"type":"message","id":"b","parentId":"a","timestamp":"2026-08-23T09:14:03.750Z","message":{"role":"user"}}),
         ]);
         assert_eq!(events.len(), 2);
+    }
+
+    /// Decode a file's lines as `flow` does (light parse, raw bytes with their offsets),
+    /// reading held entries back from the file or from a copy.
+    fn decode_file(path: &std::path::Path, reread: bool) -> (Vec<String>, Vec<u64>) {
+        let mut d = LogDecoder::default();
+        if reread {
+            d.reread_from(File::open(path).unwrap());
+        }
+        let mut lines = crate::input::Lines::new(File::open(path).unwrap());
+        let mut out = Vec::new();
+        while let crate::input::Next::Line(l) = lines.next_line().unwrap() {
+            // A line that is not JSON is skipped before the decoder (as `flow` does).
+            let Ok(v) = crate::decode::jsonline::parse(l.bytes, light_fields) else {
+                continue;
+            };
+            d.push_raw(l.number, (l.bytes, l.offset), v, &mut out);
+            while d.drain(&mut out) {}
+        }
+        d.finish(&mut out);
+        while d.drain(&mut out) {}
+        let bad = d.bad.iter().map(|(n, _)| *n).collect();
+        (out.iter().map(|e| format!("{e:?}")).collect(), bad)
+    }
+
+    #[test]
+    fn entries_read_back_from_the_file_are_those_a_copy_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        // A BOM, CRLF line ends, a /tree jump, a line that is not JSON and a long entry.
+        // The first line is an entry, so its BOM is where a read-back offset could slip.
+        let mut text = String::from("\u{feff}");
+        for (id, parent) in [
+            ("a", None),
+            ("b", Some("a")),
+            ("c", Some("b")),
+            ("d", Some("a")),
+        ] {
+            text.push_str(&msg(id, parent, "user", 1).to_string());
+            text.push_str("\r\n");
+        }
+        text.push_str("{\"type\":\"message\",\"id\":\"e\",\"parentId\":\"d\",\"x\":tru}\n");
+        let mut long = msg("f", Some("d"), "assistant", 2);
+        long["message"]["content"] = json!([{"type": "text", "text": "ä".repeat(300_000)}]);
+        text.push_str(&long.to_string());
+        text.push('\n');
+        std::fs::write(&path, text).unwrap();
+        let (copied, bad_copied) = decode_file(&path, false);
+        let (reread, bad_reread) = decode_file(&path, true);
+        assert!(copied.len() >= 5, "{copied:?}");
+        assert_eq!(reread, copied);
+        assert!(bad_copied.is_empty() && bad_reread.is_empty());
+        assert!(
+            reread.iter().any(|e| e.contains(&"ä".repeat(1000))),
+            "the long one whole"
+        );
     }
 }

@@ -42,11 +42,17 @@ impl Source {
         }
     }
 
-    /// Open for reading.
-    pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+    /// Open for reading, with a second handle on the same open file for a file (not
+    /// stdin): for positioned reads of lines already read (a shared position is fine then,
+    /// and a file replaced meanwhile is still the one being read).
+    pub fn open_with_handle(&self) -> io::Result<(Box<dyn Read + Send>, Option<File>)> {
         Ok(match self {
-            Source::Stdin => Box::new(io::stdin()),
-            Source::File(p) => Box::new(File::open(p)?),
+            Source::Stdin => (Box::new(io::stdin()), None),
+            Source::File(p) => {
+                let f = File::open(p)?;
+                let again = f.try_clone().ok();
+                (Box::new(f), again)
+            }
         })
     }
 
@@ -94,6 +100,8 @@ pub struct Line<'a> {
     pub bytes: &'a [u8],
     /// False for a last line with no newline: possibly cut off by a crashed writer.
     pub terminated: bool,
+    /// Where `bytes` starts, counted from where this reader started.
+    pub offset: u64,
 }
 
 /// What the reader yields.
@@ -221,6 +229,7 @@ impl<R: Read> Lines<R> {
             }
         };
         self.number += 1;
+        let mut offset = self.consumed;
         self.consumed += len as u64;
         if len > self.max + 2 {
             self.start += len;
@@ -240,11 +249,13 @@ impl<R: Read> Lines<R> {
             && let Some(rest) = line.strip_prefix(b"\xEF\xBB\xBF")
         {
             line = rest;
+            offset += 3;
         }
         Ok(Next::Line(Line {
             number: self.number,
             bytes: line,
             terminated,
+            offset,
         }))
     }
 

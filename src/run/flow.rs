@@ -487,9 +487,12 @@ pub fn read_into(
     summary: &mut Summary,
 ) -> Result<Front> {
     let name = source.display();
-    let reader = source
-        .open()
+    let (reader, again) = source
+        .open_with_handle()
         .with_context(|| format!("cannot open {name}"))?;
+    if let Some(again) = again {
+        front.reread_from(again);
+    }
     let blocking = if source.is_live() {
         Blocking::Yes
     } else {
@@ -538,6 +541,8 @@ pub struct Front {
     probe: Probe,
     /// The format, when given rather than detected (named in the summary at the end).
     given: Option<Format>,
+    /// The source file again, for a session-file decoder to read held entries back from.
+    reread: Option<std::fs::File>,
 }
 
 /// Whether a source has shown a JSON object yet.
@@ -565,6 +570,7 @@ impl Front {
             records: Vec::new(),
             probe: Probe::Open(Vec::new()),
             given: format,
+            reread: None,
         }
     }
 
@@ -679,7 +685,12 @@ impl Front {
         }
         if buffering && let Some(Decoder::Log(log)) = &mut self.decoder {
             // Held as raw bytes until its session ends; parsed then.
-            log.push_raw(line.number, line.bytes, value, &mut self.events);
+            log.push_raw(
+                line.number,
+                (line.bytes, line.offset),
+                value,
+                &mut self.events,
+            );
             return self.emit(summary, down);
         }
         if self.decoder.is_some() {
@@ -732,6 +743,19 @@ impl Front {
     fn decide(&mut self, f: Format, summary: &mut Summary) {
         summary.formats.insert(f.as_str());
         self.decoder = Some(Decoder::for_format(f));
+        if let Some(file) = self.reread.take() {
+            self.reread_from(file);
+        }
+    }
+
+    /// The source is this regular file: a session-file decoder reads its held entries back
+    /// from it rather than keeping a copy (see `LogDecoder::reread_from`).
+    pub fn reread_from(&mut self, file: std::fs::File) {
+        match &mut self.decoder {
+            Some(Decoder::Log(log)) => log.reread_from(file),
+            Some(_) => {}
+            None => self.reread = Some(file),
+        }
     }
 
     /// Decode one parsed line and pass what it yields on.
