@@ -97,11 +97,14 @@ fn replace_block_payload(map: &mut Map<String, Value>) -> u64 {
         let Some(Value::String(s)) = map.get_mut(key) else {
             continue;
         };
-        if blob_key && s.len() >= MIN_IMAGE_DATA_CHARS && is_base64_text(s) {
+        if !blob_key || s.len() < MIN_IMAGE_DATA_CHARS {
+            continue;
+        }
+        if let Some(len) = base64_payload_len(s) {
             let mime = media_type
                 .clone()
                 .unwrap_or_else(|| sniff_media_type(s).to_string());
-            *s = placeholder(&mime, decoded_len(s));
+            *s = placeholder(&mime, len);
             replaced += 1;
         }
     }
@@ -318,13 +321,21 @@ fn base64_byte_wide(b: u8) -> bool {
     letter | digit | (b == b'+') | (b == b'/') | (b == b'-') | (b == b'_')
 }
 
-/// Whole-string base64 (standard or URL-safe, optional padding and line breaks).
-fn is_base64_text(s: &str) -> bool {
-    s.trim_end_matches('=').as_bytes().chunks(64).all(|chunk| {
-        chunk.iter().fold(true, |ok, &b| {
-            ok & (base64_byte_wide(b) | (b == b'\n') | (b == b'\r'))
-        })
-    })
+/// Whole-string base64 (standard or URL-safe, optional padding and line breaks): the bytes
+/// it decodes to, checked and counted in one pass (image payloads run to megabytes).
+fn base64_payload_len(s: &str) -> Option<usize> {
+    let mut chars = 0;
+    for chunk in s.trim_end_matches('=').as_bytes().chunks(64) {
+        let (ok, n) = chunk.iter().fold((true, 0usize), |(ok, n), &b| {
+            let c = base64_byte_wide(b);
+            (ok & (c | (b == b'\n') | (b == b'\r')), n + usize::from(c))
+        });
+        if !ok {
+            return None;
+        }
+        chars += n;
+    }
+    Some(chars * 3 / 4)
 }
 
 /// Bytes a base64 payload of this text decodes to.
