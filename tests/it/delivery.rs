@@ -72,6 +72,16 @@ fn cmd(url: &str, state: &Path) -> Command {
     c
 }
 
+/// The run ended with `code`; its stderr is shown when it did not.
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn run_with_input(mut c: Command, input: &str) -> Output {
     let mut child = c.spawn().expect("spawn omp-langfuse");
     let mut stdin = child.stdin.take().unwrap();
@@ -103,12 +113,7 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
     let mut c = cmd(&mock.url(), dir.path());
     c.args(["--transport", "otlp", "--max-queue", "6"]);
     let out = run_with_input(c, &omp_stream(3, 4));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(3, 4));
 }
 
@@ -128,12 +133,7 @@ fn several_in_flight_arrive_exactly_once_under_failures_and_rate_limits() {
     c.env("OMP_LANGFUSE_MAX_IN_FLIGHT", "4")
         .args(["--transport", "otlp", "--max-queue", "6"]);
     let out = run_with_input(c, &omp_stream(4, 5));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(4, 5));
     assert!(mock.max_in_flight() <= 4, "{}", mock.max_in_flight());
 }
@@ -161,12 +161,7 @@ fn server_down_spools_and_the_next_run_delivers_with_zero_duplicates() {
     let mut c = cmd(&url, dir.path());
     c.args(["--transport", "otlp"]);
     let out = run_with_input(c, &input);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(2, 3));
 }
 
@@ -214,12 +209,7 @@ fn unauthorized_exits_2_with_everything_spooled_and_no_key_in_sight() {
     assert_eq!(mock.posts(), 1, "sending stops at the first 401");
     // Everything is in the spool: the next run with the right key delivers it all.
     let out = run_with_input(cmd(&mock.url(), dir.path()), "");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(2, 2));
 }
 
@@ -262,12 +252,7 @@ fn shutdown_never_exceeds_its_timeout() {
     // 1 s of shutdown plus process start-up and the summary, with slack for a loaded
     // machine; waiting for the hung server would take 10 s.
     assert!(took < Duration::from_secs(6), "took {took:?}");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
 }
 
 #[test]
@@ -280,12 +265,7 @@ fn auto_transport_uses_legacy_ingestion_for_old_servers() {
     let mut c = cmd(&mock.url(), dir.path());
     c.env("LANGFUSE_DEBUG", "1");
     let out = run_with_input(c, &omp_stream(1, 2));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let posts: Vec<_> = mock
         .received()
         .into_iter()
@@ -309,12 +289,7 @@ fn a_flag_wins_over_the_environment_and_an_empty_variable_counts_as_unset() {
     let mut c = cmd(&refused_url(), dir.path());
     c.args(["--host", &mock.url()]);
     let out = run_with_input(c, &input);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(1, 1));
 
     // An empty LANGFUSE_BASE_URL falls through to LANGFUSE_HOST, not to Langfuse Cloud.
@@ -323,12 +298,7 @@ fn a_flag_wins_over_the_environment_and_an_empty_variable_counts_as_unset() {
     let mut c = cmd("", dir.path());
     c.env("LANGFUSE_HOST", mock.url());
     let out = run_with_input(c, &input);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(1, 1));
 }
 

@@ -20,14 +20,15 @@
 #   OMP_E2E_REQUIRE  1 = fail instead of skipping
 #   OMP_E2E_SCENARIOS  the scenarios to run (default: all)
 #   OMP_E2E_LANGFUSE_URL, OMP_E2E_BIN  a (mock) Langfuse and the omp-langfuse binary: with
-#                    both, the extension scenarios run too, where the extension alone (no
-#                    --events, the keys exported) starts omp-langfuse and delivers there:
-#                    ext-json, ext-print (each beside a twin run without the extension,
-#                    *-plain), ext-subagent, ext-killed (omp killed with -9 in a tool), ext-nobin and
-#                    ext-badkeys (print mode; no binary, keys rejected) and ext-tui (the interactive TUI in tmux: a prompt typed, the
-#                    answer and the footer item awaited, /exit). Per scenario also
-#                    stdout.txt (print mode), screen.txt (the TUI's last screen) and
-#                    engine.txt (whether every omp-langfuse child finished afterwards).
+#                    both, the extension scenarios run too, where the extension alone (in
+#                    ~/.omp/agent/extensions, the keys exported) starts omp-langfuse, which
+#                    delivers there: ext-json and ext-print (each beside a twin run without
+#                    the extension, *-plain), ext-subagent, ext-killed (omp killed with -9 in
+#                    a tool), ext-nobin and ext-badkeys (print mode: no binary, keys
+#                    rejected) and ext-tui (the TUI in tmux: a prompt typed, the answer and
+#                    the footer item awaited, /exit). Per scenario also stdout.txt (print
+#                    mode), screen.txt (the TUI's last screen) and engine.txt (whether every
+#                    omp-langfuse child had finished).
 set -euo pipefail
 
 OMP_VERSION=18.2.3
@@ -41,61 +42,22 @@ NEUTRAL_HOME=/home/dev
 NEUTRAL_REPO=/home/dev/omp-langfuse
 NEUTRAL_CACHE=/opt/omp
 
-usage() {
-	sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
-	exit 2
-}
+E2E_NAME=real-omp
+E2E_REQUIRE=${OMP_E2E_REQUIRE:-0}
+E2E_USAGE=2,31
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 
-skip() {
-	if [ "${OMP_E2E_REQUIRE:-0}" = 1 ]; then
-		echo "real-omp e2e: FAILED: $*" >&2
-		exit 1
-	fi
-	echo "skipped: $*"
-	exit 0
-}
-
-log() { echo "real-omp e2e: $*" >&2; }
-
-[ $# -eq 1 ] || usage
-UPDATE_FIXTURES=0
-if [ "$1" = --update-fixtures ]; then
-	UPDATE_FIXTURES=1
-elif [ "${1#-}" != "$1" ]; then
-	usage
-fi
-
-for tool in node npm python3 timeout setsid flock pgrep sha256sum; do
-	command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/omp-e2e.XXXXXX")
-SERVER_PID=
-cleanup() {
-	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+parse_args "$@"
+need_tools node npm python3 timeout setsid flock pgrep sha256sum
+make_work omp-e2e
 
 # --------------------------------------------------------------------------------------
 # Install (idempotent): npm install of the pinned lock into the cache, keyed by the lock's hash.
 # --------------------------------------------------------------------------------------
 CACHE=${OMP_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/omp-langfuse/real-omp-$OMP_VERSION-bun-$BUN_VERSION}
-LOCK_HASH=$(sha256sum "$HERE/package-lock.json" | cut -c1-16)
-mkdir -p "$CACHE"
-exec 9>"$CACHE.lock"
-flock -w 900 9 || skip "timed out waiting for another install into $CACHE"
-if [ ! -f "$CACHE/.installed-$LOCK_HASH" ]; then
-	log "installing omp $OMP_VERSION and bun $BUN_VERSION into $CACHE"
-	rm -f "$CACHE"/.installed-*
-	cp "$HERE/package.json" "$HERE/package-lock.json" "$CACHE/"
-	if ! (cd "$CACHE" && timeout -k 10 900 npm install --no-audit --no-fund --no-save --loglevel=error >"$CACHE/npm-install.log" 2>&1); then
-		tail -5 "$CACHE/npm-install.log" >&2 || true
-		skip "npm could not install @oh-my-pi/pi-coding-agent@$OMP_VERSION and bun@$BUN_VERSION (see $CACHE/npm-install.log)"
-	fi
-	touch "$CACHE/.installed-$LOCK_HASH"
-fi
-flock -u 9
+install_pinned "$HERE" "$CACHE" "@oh-my-pi/pi-coding-agent@$OMP_VERSION and bun@$BUN_VERSION" \
+	npm install --no-audit --no-fund --no-save --loglevel=error
 
 # The bun package's postinstall normally puts the binary in bun/bin; the platform packages
 # carry it too, for when install scripts did not run.
@@ -129,15 +91,7 @@ OUT=$(cd "$OUT" && pwd)
 # --------------------------------------------------------------------------------------
 # The fake LLM
 # --------------------------------------------------------------------------------------
-LLM_LOG="$WORK/llm-requests.jsonl"
-timeout -k 5 1800 python3 "$HERE/fake_llm.py" --port-file "$WORK/port" --log "$LLM_LOG" --lifetime 1500 &
-SERVER_PID=$!
-for _ in $(seq 100); do
-	[ -s "$WORK/port" ] && break
-	sleep 0.1
-done
-[ -s "$WORK/port" ] || { log "the fake LLM did not start"; exit 1; }
-PORT=$(cat "$WORK/port")
+start_fake_llm "$HERE/fake_llm.py" 1500
 
 OMP_V=$(env -i HOME="$WORK" PATH="$BUN_DIR:/usr/bin:/bin" timeout 60 "$BUN" "$OMP_CLI" --version 2>/dev/null || true)
 case "$OMP_V" in
@@ -389,14 +343,8 @@ run_tui() {
 # After the extension scenarios: every omp-langfuse child they started has finished
 # (bounded), so the mock has all there is. Written to each scenario's engine.txt.
 wait_engines() {
-	local left=
-	for _ in $(seq 600); do
-		left=$(pgrep -f -- "--status-file $WORK/" || true)
-		[ -z "$left" ] && break
-		sleep 0.1
-	done
-	local verdict=finished
-	[ -n "$left" ] && verdict="still running: $left"
+	local verdict
+	verdict=$(engines_verdict)
 	for scenario in "$@"; do
 		[ -d "$OUT/$scenario" ] && echo "$verdict" >"$OUT/$scenario/engine.txt"
 	done
@@ -469,9 +417,7 @@ if [ -n "${OMP_E2E_LANGFUSE_URL:-}" ] && [ -n "${OMP_E2E_BIN:-}" ]; then
 	wait_engines "${EXT_SCENARIOS[@]}"
 fi
 
-kill "$SERVER_PID" 2>/dev/null || true
-wait "$SERVER_PID" 2>/dev/null || true
-SERVER_PID=
+stop_fake_llm
 
 # --------------------------------------------------------------------------------------
 # Scrub machine-specific paths, then check the captures make sense.

@@ -32,62 +32,24 @@ SCENARIOS=(tools two-prompts compact retry)
 NEUTRAL_HOME=/home/dev
 NEUTRAL_REPO=/home/dev/omp-langfuse
 
-usage() {
-	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
-	exit 2
-}
+E2E_NAME=real-pi
+E2E_REQUIRE=${PI_E2E_REQUIRE:-0}
+E2E_USAGE=2,22
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 
-skip() {
-	if [ "${PI_E2E_REQUIRE:-0}" = 1 ]; then
-		echo "real-pi e2e: FAILED: $*" >&2
-		exit 1
-	fi
-	echo "skipped: $*"
-	exit 0
-}
-
-log() { echo "real-pi e2e: $*" >&2; }
-
-[ $# -eq 1 ] || usage
-UPDATE_FIXTURES=0
-if [ "$1" = --update-fixtures ]; then
-	UPDATE_FIXTURES=1
-elif [ "${1#-}" != "$1" ]; then
-	usage
-fi
-
-for tool in node npm python3 timeout setsid flock sha256sum; do
-	command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed"
-done
+parse_args "$@"
+need_tools node npm python3 timeout setsid flock pgrep sha256sum
 NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 [ "$NODE_MAJOR" -ge "$NODE_MAJOR_MIN" ] || skip "pi needs node >= $NODE_MAJOR_MIN (found $(node --version 2>/dev/null || echo none))"
 NODE=$(command -v node)
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/pi-e2e.XXXXXX")
-SERVER_PID=
-cleanup() {
-	if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+make_work pi-e2e
 
 # Install (idempotent): the pinned lock into the cache, keyed by the lock's hash.
 CACHE=${PI_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/omp-langfuse/real-pi-$PI_VERSION}
-LOCK_HASH=$(sha256sum "$HERE/package-lock.json" | cut -c1-16)
-mkdir -p "$CACHE"
-exec 9>"$CACHE.lock"
-flock -w 900 9 || skip "timed out waiting for another install into $CACHE"
-if [ ! -f "$CACHE/.installed-$LOCK_HASH" ]; then
-	log "installing pi $PI_VERSION into $CACHE"
-	rm -f "$CACHE"/.installed-*
-	cp "$HERE/package.json" "$HERE/package-lock.json" "$CACHE/"
-	if ! (cd "$CACHE" && timeout -k 10 900 npm ci --no-audit --no-fund --loglevel=error >"$CACHE/npm-install.log" 2>&1); then
-		tail -5 "$CACHE/npm-install.log" >&2 || true
-		skip "npm could not install @mariozechner/pi-coding-agent@$PI_VERSION (see $CACHE/npm-install.log)"
-	fi
-	touch "$CACHE/.installed-$LOCK_HASH"
-fi
-flock -u 9
+install_pinned "$HERE" "$CACHE" "@mariozechner/pi-coding-agent@$PI_VERSION" \
+	npm ci --no-audit --no-fund --loglevel=error
 PI_CLI="$CACHE/node_modules/@mariozechner/pi-coding-agent/dist/cli.js"
 [ -f "$PI_CLI" ] || skip "pi is not installed in $CACHE"
 # (pi prints its version on stderr)
@@ -99,15 +61,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
 # The fake LLM (OpenAI chat completions, scripted by the `[fake:NAME]` marker).
-LLM_LOG="$WORK/llm-requests.jsonl"
-timeout -k 5 900 python3 "$FAKE_LLM" --port-file "$WORK/port" --log "$LLM_LOG" --lifetime 800 &
-SERVER_PID=$!
-for _ in $(seq 100); do
-	[ -s "$WORK/port" ] && break
-	sleep 0.1
-done
-[ -s "$WORK/port" ] || { log "the fake LLM did not start"; exit 1; }
-PORT=$(cat "$WORK/port")
+start_fake_llm "$FAKE_LLM" 800
 log "pi $PI_VERSION on node $(node --version), fake LLM on 127.0.0.1:$PORT, output in $OUT"
 
 # One scenario = a fresh HOME with a project and pi's agent dir (~/.pi/agent): the fake
@@ -214,20 +168,11 @@ if [ -n "${PI_E2E_LANGFUSE_URL:-}" ] && [ -n "${PI_E2E_BIN:-}" ]; then
 	EXT=engine run_scenario ext-json "List the files, then show notes.txt. [fake:tools]"
 	EXT=none run_scenario ext-json-plain "List the files, then show notes.txt. [fake:tools]"
 	# Every omp-langfuse child has finished (bounded), so the mock has all there is.
-	left=
-	for _ in $(seq 600); do
-		left=$(pgrep -f -- "--status-file $WORK/" || true)
-		[ -z "$left" ] && break
-		sleep 0.1
-	done
-	verdict=finished
-	[ -n "$left" ] && verdict="still running: $left"
+	verdict=$(engines_verdict)
 	echo "$verdict" >"$OUT/ext-json/engine.txt"
 	log "omp-langfuse children: $verdict"
 fi
-kill "$SERVER_PID" 2>/dev/null || true
-wait "$SERVER_PID" 2>/dev/null || true
-SERVER_PID=
+stop_fake_llm
 
 # Scrub machine-specific paths and check that each scenario did what it is for.
 python3 - "$OUT" "$WORK" "$REPO" "$PORT" "$NEUTRAL_HOME" "$NEUTRAL_REPO" "${SCENARIOS[@]}" <<'EOF'
