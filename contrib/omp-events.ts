@@ -693,6 +693,8 @@ export class Engine {
 	poll(): void {
 		let text = "";
 		try {
+			// Most polls find nothing new: a stat, no open, no buffer.
+			if (fs.statSync(this.statusPath).size <= this.#offset) return;
 			const fd = fs.openSync(this.statusPath, "r");
 			try {
 				const buf = Buffer.alloc(64 * 1024);
