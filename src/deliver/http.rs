@@ -806,6 +806,7 @@ impl HttpSink {
             if flight.lost {
                 // The last answer was lost: send only what the server does not have.
                 items = self.take_known(items, report);
+                flight.lost = false;
                 if items.is_empty() {
                     return Step::Done;
                 }

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::encode::Item;
 
+/// A record of a request on its way.
+const RECORD_EXT: &str = "jsonl";
+/// A record still being written (renamed to [`RECORD_EXT`] before the request goes out).
+const PART_EXT: &str = "part";
+
 /// The directory of in-flight records, inside a destination's state directory.
 pub struct InFlight {
     dir: PathBuf,
@@ -78,7 +83,11 @@ impl InFlight {
     /// Items whose trace id cannot be read are left out (they cannot be asked about).
     pub fn begin(&self, items: &[Item]) -> io::Result<Ticket> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("{}-{n}.jsonl", std::process::id()));
+        let name = format!("{}-{n}", std::process::id());
+        // Written and locked under a name `stale` ignores, then renamed (the lock stays with
+        // the file): another run never finds the record unlocked before it is whole.
+        let part = self.dir.join(format!("{name}.{PART_EXT}"));
+        let path = self.dir.join(format!("{name}.{RECORD_EXT}"));
         let mut text = String::new();
         for item in items {
             let Some(trace) = trace_id_of(&item.json) else {
@@ -94,12 +103,17 @@ impl InFlight {
         }
         let mut opts = OpenOptions::new();
         super::private_file(&mut opts);
-        let mut file = opts.create(true).write(true).truncate(true).open(&path)?;
+        let mut file = opts.create(true).write(true).truncate(true).open(&part)?;
         // From here on a failure removes the file again (the ticket's drop).
-        let mut ticket = Ticket { path, file: None };
+        let mut ticket = Ticket {
+            path: part,
+            file: None,
+        };
         file.lock()?;
         file.write_all(text.as_bytes())?;
         file.sync_data()?;
+        fs::rename(&ticket.path, &path)?;
+        ticket.path = path;
         ticket.file = Some(file);
         Ok(ticket)
     }
@@ -113,7 +127,8 @@ impl InFlight {
         let mut out = Vec::new();
         for e in dir.flatten() {
             let path = e.path();
-            if path.extension().is_none_or(|x| x != "jsonl") {
+            let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+            if ext != RECORD_EXT && ext != PART_EXT {
                 continue;
             }
             let Ok(file) = File::open(&path) else {
@@ -121,6 +136,11 @@ impl InFlight {
             };
             if file.try_lock().is_err() {
                 continue; // its run is still sending
+            }
+            if ext == PART_EXT {
+                // Its run died before the request went out: nothing to ask about.
+                let _ = fs::remove_file(&path);
+                continue;
             }
             let text = fs::read(&path).unwrap_or_default();
             let entries = text
@@ -206,6 +226,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.stale()[0].entries.len(), 1);
+        // A record its run never finished writing: no request went out; removed.
+        fs::write(
+            dir.path().join("2-0.part"),
+            "{\"s\":\"a\",\"k\":\"b\",\"t\":\"c\"}\n",
+        )
+        .unwrap();
+        assert_eq!(f.stale().len(), 1);
+        assert!(!dir.path().join("2-0.part").exists());
         let legacy = br#"{"id":"e1","type":"span-create","body":{"id":"o1","traceId":"abc-1"}}"#;
         assert_eq!(trace_id_of(legacy), Some("abc-1"));
         assert_eq!(trace_id_of(br#"{"traceId":""}"#), None);
