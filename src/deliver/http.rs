@@ -645,9 +645,29 @@ impl HttpSink {
         t
     }
 
+    /// Count what became of `n` items, once: in the run's report (delivered, rejected; what
+    /// is left in the spool is the spool's own count at the end) and in the destination's
+    /// live counts (the status line and file).
+    fn tally(&self, report: &mut Report, fate: Fate, n: usize) {
+        let n = n as u64;
+        let mut st = self.state();
+        match fate {
+            Fate::Delivered => {
+                report.delivered += n;
+                st.counts.delivered += n;
+            }
+            Fate::Rejected => {
+                report.rejected += n;
+                st.counts.rejected += n;
+            }
+            Fate::Spooled => st.counts.spooled += n,
+            Fate::Retry => {}
+        }
+    }
+
     fn spool_items(&mut self, items: &[Item], report: &mut Report) {
         match self.spool.push(items) {
-            Ok(()) => self.state().counts.spooled += items.len() as u64,
+            Ok(()) => self.tally(report, Fate::Spooled, items.len()),
             Err(e) => {
                 // Nowhere left to keep them: say so loudly, and fail the run.
                 let msg = format!(
@@ -655,16 +675,14 @@ impl HttpSink {
                     items.len()
                 );
                 self.status.warn(&msg);
-                report.rejected += items.len() as u64;
-                self.state().counts.rejected += items.len() as u64;
+                self.tally(report, Fate::Rejected, items.len());
                 report.fatal.get_or_insert(msg);
             }
         }
     }
 
     fn delivered(&mut self, items: &[Item], report: &mut Report) {
-        report.delivered += items.len() as u64;
-        self.state().counts.delivered += items.len() as u64;
+        self.tally(report, Fate::Delivered, items.len());
         let result = self
             .ledger
             .lock()
@@ -684,8 +702,7 @@ impl HttpSink {
 
     fn rejected(&mut self, count: usize, reason: &str, report: &mut Report) {
         report.because(format!("rejected: {}", cause_phrase(reason)), count);
-        report.rejected += count as u64;
-        self.state().counts.rejected += count as u64;
+        self.tally(report, Fate::Rejected, count);
         self.status.rejection(count, reason);
     }
 
@@ -983,7 +1000,7 @@ impl HttpSink {
             match f {
                 Fate::Delivered => ok.push(item),
                 Fate::Retry => retry_items.push(item),
-                Fate::Rejected => {}
+                Fate::Rejected | Fate::Spooled => {}
             }
         }
         self.delivered(&ok, report);
@@ -1006,10 +1023,14 @@ impl HttpSink {
     }
 }
 
+/// What became of items (of one event, in a 207), for [`HttpSink::tally`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fate {
     Delivered,
     Rejected,
+    /// Kept for a later run.
+    Spooled,
+    /// Sent again (a 207's retryable event): nothing to count yet.
     Retry,
 }
 
