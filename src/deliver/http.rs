@@ -416,12 +416,127 @@ impl Breaker {
     }
 }
 
-/// Delivers request bodies to Langfuse with retries; see the module docs.
-pub struct HttpSink {
+/// The wire to one destination: its URL, connection pool and request headers (auth
+/// included, never logged). It sends a body and reads the answer; what becomes of the items
+/// (retries, spool, ledger, counts) is [`HttpSink`]'s.
+#[derive(Clone)]
+struct Transport {
     agent: ureq::Agent,
     dest: Destination,
-    /// All request headers, auth included. Never logged.
     headers: Vec<(String, String)>,
+}
+
+impl Transport {
+    fn new(dest: Destination, settings: &SinkSettings) -> Transport {
+        let mut headers = vec![
+            ("Content-Type".to_string(), "application/json".to_string()),
+            ("x-langfuse-sdk-name".to_string(), SERVICE_NAME.to_string()),
+            (
+                "x-langfuse-sdk-version".to_string(),
+                TOOL_VERSION.to_string(),
+            ),
+        ];
+        if let (Some(pk), Some(sk)) = (&settings.public_key, &settings.secret_key) {
+            headers.push(("Authorization".to_string(), basic_auth(pk, sk)));
+            headers.push(("x-langfuse-public-key".to_string(), pk.clone()));
+        }
+        if dest.wire == Wire::Otlp {
+            // Selects the v4 real-time write path; harmless on v3.
+            headers.push(("x-langfuse-ingestion-version".to_string(), "4".to_string()));
+            headers.push(("Content-Encoding".to_string(), "gzip".to_string()));
+            // Collector headers override ours by name (e.g. their own Authorization).
+            for (k, v) in &dest.extra_headers {
+                headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
+                headers.push((k.clone(), v.clone()));
+            }
+        }
+        Transport {
+            agent: agent_for(&dest.url),
+            dest,
+            headers,
+        }
+    }
+
+    /// Langfuse's read API beside this destination, on the same connections and keys
+    /// (`None` for legacy ingestion, whose events are upserted by id, and a collector).
+    fn read_api(&self) -> Option<Api> {
+        if self.dest.wire != Wire::Otlp {
+            return None;
+        }
+        Api::beside(&self.dest.url).map(|url| Api {
+            agent: self.agent.clone(),
+            url,
+            // Auth and the SDK's names; not the POST's body headers.
+            headers: self
+                .headers
+                .iter()
+                .filter(|(k, _)| k.starts_with("x-langfuse-sdk") || k == "Authorization")
+                .cloned()
+                .collect(),
+        })
+    }
+
+    fn post(&self, body: &[u8], timeout: Duration) -> Reply {
+        let mut req = self.agent.post(&self.dest.url);
+        for (k, v) in &self.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let result = req
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(body);
+        match result {
+            Err(e) => Reply::Network(e.to_string()),
+            Ok(mut resp) => {
+                let code = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let content_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                match resp
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_RESPONSE_BYTES)
+                    .read_to_vec()
+                {
+                    Ok(body) if (200..300).contains(&code) => {
+                        match not_langfuse(code, &content_type, &body, self.dest.wire) {
+                            // Not Langfuse's answer (a login proxy, a captive portal): an
+                            // error, so the items are retried and spooled, never marked.
+                            Some(why) => Reply::Network(why),
+                            None => Reply::Status {
+                                code,
+                                retry_after,
+                                body,
+                            },
+                        }
+                    }
+                    Ok(body) => Reply::Status {
+                        code,
+                        retry_after,
+                        body,
+                    },
+                    // A success whose answer was cut off is no proof of delivery.
+                    Err(e) => Reply::Network(format!("reading the response: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Delivers request bodies to Langfuse over a [`Transport`] and decides what becomes of
+/// their items: retries, splits, the spool, the ledger, in-flight records, the counts; see
+/// the module docs.
+pub struct HttpSink {
+    transport: Transport,
     settings: SinkSettings,
     spool: Arc<Spool>,
     ledger: Arc<Mutex<Ledger>>,
@@ -482,48 +597,11 @@ impl HttpSink {
         clock: Arc<ShutdownClock>,
         status: Arc<Status>,
     ) -> HttpSink {
-        let mut headers = vec![
-            ("Content-Type".to_string(), "application/json".to_string()),
-            ("x-langfuse-sdk-name".to_string(), SERVICE_NAME.to_string()),
-            (
-                "x-langfuse-sdk-version".to_string(),
-                TOOL_VERSION.to_string(),
-            ),
-        ];
-        if let (Some(pk), Some(sk)) = (&settings.public_key, &settings.secret_key) {
-            headers.push(("Authorization".to_string(), basic_auth(pk, sk)));
-            headers.push(("x-langfuse-public-key".to_string(), pk.clone()));
-        }
-        if dest.wire == Wire::Otlp {
-            // Selects the v4 real-time write path; harmless on v3.
-            headers.push(("x-langfuse-ingestion-version".to_string(), "4".to_string()));
-            headers.push(("Content-Encoding".to_string(), "gzip".to_string()));
-            // Collector headers override ours by name (e.g. their own Authorization).
-            for (k, v) in &dest.extra_headers {
-                headers.retain(|(h, _)| !h.eq_ignore_ascii_case(k));
-                headers.push((k.clone(), v.clone()));
-            }
-        }
         let seed = settings.seed.unwrap_or_else(retry::entropy);
-        let agent = agent_for(&dest.url);
-        let api = match dest.wire {
-            Wire::Otlp => Api::beside(&dest.url).map(|url| Api {
-                agent: agent.clone(),
-                url,
-                // Auth and the SDK's names; not the POST's body headers.
-                headers: headers
-                    .iter()
-                    .filter(|(k, _)| k.starts_with("x-langfuse-sdk") || k == "Authorization")
-                    .cloned()
-                    .collect(),
-            }),
-            // Legacy events are upserted by id: a second copy replaces the first.
-            Wire::Ingestion => None,
-        };
+        let transport = Transport::new(dest, &settings);
+        let api = transport.read_api();
         HttpSink {
-            agent,
-            dest,
-            headers,
+            transport,
             settings,
             spool,
             ledger,
@@ -552,9 +630,7 @@ impl HttpSink {
     /// connection pool, spool, ledger, clock and destination state, its own jitter.
     pub fn sibling(&self) -> HttpSink {
         HttpSink {
-            agent: self.agent.clone(),
-            dest: self.dest.clone(),
-            headers: self.headers.clone(),
+            transport: self.transport.clone(),
             settings: self.settings.clone(),
             spool: self.spool.clone(),
             ledger: self.ledger.clone(),
@@ -579,61 +655,6 @@ impl HttpSink {
 
     fn counts(&self) -> Counts {
         self.state().counts
-    }
-
-    fn post(&self, body: &[u8], timeout: Duration) -> Reply {
-        let mut req = self.agent.post(&self.dest.url);
-        for (k, v) in &self.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let result = req
-            .config()
-            .timeout_global(Some(timeout))
-            .build()
-            .send(body);
-        match result {
-            Err(e) => Reply::Network(e.to_string()),
-            Ok(mut resp) => {
-                let code = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let content_type = resp
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                match resp
-                    .body_mut()
-                    .with_config()
-                    .limit(MAX_RESPONSE_BYTES)
-                    .read_to_vec()
-                {
-                    Ok(body) if (200..300).contains(&code) => {
-                        match not_langfuse(code, &content_type, &body, self.dest.wire) {
-                            // Not Langfuse's answer (a login proxy, a captive portal): an
-                            // error, so the items are retried and spooled, never marked.
-                            Some(why) => Reply::Network(why),
-                            None => Reply::Status {
-                                code,
-                                retry_after,
-                                body,
-                            },
-                        }
-                    }
-                    Ok(body) => Reply::Status {
-                        code,
-                        retry_after,
-                        body,
-                    },
-                    // A success whose answer was cut off is no proof of delivery.
-                    Err(e) => Reply::Network(format!("reading the response: {e}")),
-                }
-            }
-        }
     }
 
     /// The timeout for a request starting now (zero: no time left).
@@ -936,15 +957,15 @@ impl HttpSink {
         max_attempts: u32,
     ) -> Verdict {
         let body_len = encoder.body_len(items);
-        let payload = match self.dest.wire {
+        let payload = match self.transport.dest.wire {
             Wire::Otlp => gzip_body(encoder, items),
             // The legacy route cannot inflate request bodies.
             Wire::Ingestion => encoder.body(items),
         };
         let started = Instant::now();
-        let reply = self.post(&payload, timeout);
+        let reply = self.transport.post(&payload, timeout);
         self.status.attempt(&Attempt {
-            wire: self.dest.wire,
+            wire: self.transport.dest.wire,
             items: items.len(),
             bytes: body_len,
             sent_bytes: payload.len(),
@@ -954,7 +975,7 @@ impl HttpSink {
             max_attempts,
         });
         retry::classify(
-            self.dest.wire,
+            self.transport.dest.wire,
             reply.answer(),
             &self.settings.policy,
             SystemTime::now(),
