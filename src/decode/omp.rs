@@ -615,6 +615,47 @@ pub fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(String::from)
 }
 
+/// One LLM call as omp and pi record it (an assistant message): the fields the mapper
+/// reads, named here only. Borrowed from the message; missing fields are `None`.
+#[derive(Debug)]
+pub struct LlmCall<'a> {
+    /// When the call started (`timestamp`).
+    pub started: Option<Millis>,
+    /// How long it took (`duration`; omp records it, pi does not).
+    pub duration: Option<Millis>,
+    /// When it ended (`completedAt`).
+    pub completed: Option<Millis>,
+    /// Time to the first token (`ttft`).
+    pub ttft: Option<Millis>,
+    /// `stopReason` (`stop`, `toolUse`, `error`, `aborted`, …), empty when absent.
+    pub stop_reason: String,
+    pub model: Option<String>,
+    /// `usage`: tokens, cache and cost (read by `map::usage`).
+    pub usage: Option<&'a Value>,
+    /// `errorMessage`, when not empty.
+    pub error: Option<String>,
+}
+
+impl<'a> LlmCall<'a> {
+    pub fn read(m: &'a Value) -> LlmCall<'a> {
+        LlmCall {
+            started: m.get("timestamp").and_then(as_millis),
+            duration: m.get("duration").and_then(as_millis),
+            completed: m.get("completedAt").and_then(as_millis),
+            ttft: m.get("ttft").and_then(as_millis),
+            stop_reason: str_field(m, "stopReason").unwrap_or_default(),
+            model: str_field(m, "model"),
+            usage: m.get("usage"),
+            error: str_field(m, "errorMessage").filter(|e| !e.is_empty()),
+        }
+    }
+
+    /// The context size the provider reported with the usage (`usage.contextTokens`).
+    pub fn context_tokens(&self) -> Option<u64> {
+        self.usage?.get("contextTokens").and_then(Value::as_u64)
+    }
+}
+
 /// Move a field out of an object (Null if absent).
 pub fn take(v: &mut Value, key: &str) -> Value {
     v.as_object_mut()
@@ -626,6 +667,39 @@ pub fn take(v: &mut Value, key: &str) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_llm_call_is_read_by_omp_s_field_names() {
+        let omp = json!({"role":"assistant","timestamp":1000,"duration":250,"ttft":40,
+            "stopReason":"error","model":"m","errorMessage":"overloaded",
+            "usage":{"input":3,"contextTokens":1234}});
+        let c = LlmCall::read(&omp);
+        assert_eq!(
+            (c.started, c.duration, c.completed, c.ttft),
+            (Some(1000), Some(250), None, Some(40))
+        );
+        assert_eq!(
+            (c.stop_reason.as_str(), c.model.as_deref()),
+            ("error", Some("m"))
+        );
+        assert_eq!(
+            (c.error.as_deref(), c.context_tokens()),
+            (Some("overloaded"), Some(1234))
+        );
+        // pi records no duration; an empty error is no error.
+        let pi =
+            json!({"role":"assistant","timestamp":"2026-08-23T09:14:03.750Z","errorMessage":""});
+        let c = LlmCall::read(&pi);
+        assert!(c.started.is_some() && c.duration.is_none() && c.usage.is_none());
+        assert_eq!(
+            (
+                c.error.as_deref(),
+                c.context_tokens(),
+                c.stop_reason.as_str()
+            ),
+            (None, None, "")
+        );
+    }
 
     #[test]
     fn detects_each_format() {

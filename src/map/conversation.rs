@@ -140,15 +140,9 @@ impl Session {
         if self.turn.is_none() {
             self.open_turn(None);
         }
-        let start = m
-            .get("timestamp")
-            .and_then(as_millis)
-            .unwrap_or_else(|| self.now());
-        let duration = m.get("duration").and_then(as_millis);
-        let known_end = m
-            .get("completedAt")
-            .and_then(as_millis)
-            .or(duration.map(|d| start + d));
+        let call = LlmCall::read(&m);
+        let start = call.started.unwrap_or_else(|| self.now());
+        let known_end = call.completed.or(call.duration.map(|d| start + d));
         let end_known = known_end.is_some();
         let end = known_end.unwrap_or_else(|| self.now());
         // omp always records how long a call took; pi does not.
@@ -157,10 +151,9 @@ impl Session {
         self.touch(end);
         self.turn_extend(start);
         self.turn_extend(end);
-        let ttft = m.get("ttft").and_then(as_millis);
-        let stop = str_field(&m, "stopReason").unwrap_or_default();
-        let model = str_field(&m, "model");
-        let usage = m.get("usage").cloned().unwrap_or(Value::Null);
+        let stop = call.stop_reason.as_str();
+        let model = call.model.clone();
+        let usage = call.usage.cloned().unwrap_or(Value::Null);
         let u = usage::read(Some(&usage));
         let (input, cache_read, cache_write) = (u.input, u.cache_read, u.cache_write);
 
@@ -174,13 +167,12 @@ impl Session {
         turn.children += 1;
         let key = format!("gen/{}/{}", turn.n, turn.generations);
         let parent = turn.id.clone();
-        let context_tokens = usage
-            .get("contextTokens")
-            .and_then(Value::as_u64)
+        let context_tokens = call
+            .context_tokens()
             .unwrap_or(input.saturating_add(cache_read).saturating_add(cache_write));
         turn.context_tokens = Some(context_tokens);
-        let failed = matches!(stop.as_str(), "error" | "aborted");
-        let error = str_field(&m, "errorMessage").filter(|e| !e.is_empty());
+        let failed = matches!(stop, "error" | "aborted");
+        let error = call.error.clone();
         if failed {
             turn.level = Level::Error;
             turn.status = Some(short_line(
@@ -210,7 +202,7 @@ impl Session {
             model_parameters: params,
             usage: u.usage.clone(),
             cost: u.cost.clone(),
-            completion_start: ttft.map(|t| start + t),
+            completion_start: call.ttft.map(|t| start + t),
         });
         if end_known {
             self.emit(obs, out);
