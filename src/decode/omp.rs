@@ -636,6 +636,36 @@ pub struct LlmCall<'a> {
     pub error: Option<String>,
 }
 
+/// A tool's result as omp and pi record it (a `toolResult` message): the fields the mapper
+/// reads, named here only.
+#[derive(Debug)]
+pub struct ToolResult<'a> {
+    /// The call it answers (`toolCallId`), empty when absent.
+    pub call_id: String,
+    /// `toolName`.
+    pub tool: Option<String>,
+    /// When it arrived (`timestamp`).
+    pub at: Option<Millis>,
+    /// `isError`.
+    pub is_error: bool,
+    /// `content` (the blocks the model sees) and `details` (the tool's own record).
+    pub content: Option<&'a Value>,
+    pub details: Option<&'a Value>,
+}
+
+impl<'a> ToolResult<'a> {
+    pub fn read(m: &'a Value) -> ToolResult<'a> {
+        ToolResult {
+            call_id: str_field(m, "toolCallId").unwrap_or_default(),
+            tool: str_field(m, "toolName"),
+            at: m.get("timestamp").and_then(as_millis),
+            is_error: m.get("isError").and_then(Value::as_bool) == Some(true),
+            content: m.get("content"),
+            details: m.get("details"),
+        }
+    }
+}
+
 impl<'a> LlmCall<'a> {
     pub fn read(m: &'a Value) -> LlmCall<'a> {
         LlmCall {
@@ -667,6 +697,24 @@ pub fn take(v: &mut Value, key: &str) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_tool_result_is_read_by_omp_s_field_names() {
+        let m = json!({"role":"toolResult","toolCallId":"c1","toolName":"bash","timestamp":7,
+            "isError":true,"content":[{"type":"text","text":"x"}],"details":{"exit":1}});
+        let r = ToolResult::read(&m);
+        assert_eq!(
+            (r.call_id.as_str(), r.tool.as_deref(), r.at, r.is_error),
+            ("c1", Some("bash"), Some(7), true)
+        );
+        assert!(r.content.is_some() && r.details.is_some());
+        let bare = json!({"role":"toolResult"});
+        let r = ToolResult::read(&bare);
+        assert_eq!(
+            (r.call_id.as_str(), r.tool, r.at, r.is_error),
+            ("", None, None, false)
+        );
+    }
 
     #[test]
     fn an_llm_call_is_read_by_omp_s_field_names() {

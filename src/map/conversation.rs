@@ -275,20 +275,17 @@ impl Session {
     }
 
     pub(super) fn tool_result(&mut self, m: Value, at: Option<Millis>, out: &mut Vec<Record>) {
-        let id = str_field(&m, "toolCallId").unwrap_or_default();
-        let end = m
-            .get("timestamp")
-            .and_then(as_millis)
-            .or(at)
-            .unwrap_or_else(|| self.now());
+        let result = ToolResult::read(&m);
+        let id = result.call_id.clone();
+        let end = result.at.or(at).unwrap_or_else(|| self.now());
         // A result with no call seen (input began mid-session) is still one observation.
         let mut tool = self.tools.remove(&id).unwrap_or_default();
         if tool.name.is_empty() {
-            tool.name = str_field(&m, "toolName").unwrap_or_else(|| "tool".into());
+            tool.name = result.tool.clone().unwrap_or_else(|| "tool".into());
         }
-        tool.is_error |= m.get("isError").and_then(Value::as_bool) == Some(true);
+        tool.is_error |= result.is_error;
         tool.end = Some(end);
-        let output = tool_output(m.get("content"), m.get("details"));
+        let output = tool_output(result.content, result.details);
         self.emit_tool(&id, tool, output, None, out);
     }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::decode::omp::{Ev, Event, Header, LlmCall, as_millis, str_field};
+use crate::decode::omp::{Ev, Event, Header, LlmCall, ToolResult, as_millis, str_field};
 use crate::model::{
     GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord,
     message_text, span_id, trace_id,
