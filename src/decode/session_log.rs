@@ -234,6 +234,9 @@ pub struct LogDecoder {
     /// The current session's first prompt was found (later user messages are not parsed
     /// for the name).
     prompt_seen: bool,
+    /// Reused for entries read back (a fresh buffer per entry would map and unmap the
+    /// pages of every large one).
+    scratch: Vec<u8>,
 }
 
 impl LogDecoder {
@@ -355,6 +358,14 @@ impl LogDecoder {
         self.flush(out);
     }
 
+    /// Keep the read-back buffer for the next entry, unless an unusually long one grew it.
+    fn give_back(&mut self, mut scratch: Vec<u8>) {
+        if scratch.capacity() > MEMORY_BYTES {
+            scratch = Vec::new();
+        }
+        self.scratch = scratch;
+    }
+
     /// Decode the next waiting entry into `out`; false once none is left.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> bool {
         let Some(entry) = self.emitting.pop_front() else {
@@ -363,24 +374,26 @@ impl LogDecoder {
         let value = match entry.body {
             Body::Parsed(v) => Ok(v),
             Body::Raw { line, at, len } => {
-                let mut scratch = Vec::new();
-                match self.store.get(at, len, &mut scratch) {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let v = match self.store.get(at, len, &mut scratch) {
                     Some(bytes) => serde_json::from_slice::<Value>(bytes),
                     None => Err(serde_json::Error::io(std::io::Error::other(
                         "the session's temporary file could not be read",
                     ))),
-                }
-                .map_err(|e| (line, e))
+                };
+                self.give_back(scratch);
+                v.map_err(|e| (line, e))
             }
             Body::InSource { line, at, len } => {
-                let mut scratch = Vec::new();
-                match self.store.get_in_source(at, len, &mut scratch) {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let v = match self.store.get_in_source(at, len, &mut scratch) {
                     Some(bytes) => serde_json::from_slice::<Value>(bytes),
                     None => Err(serde_json::Error::io(std::io::Error::other(
                         "the file could not be read again (changed while it was read?)",
                     ))),
-                }
-                .map_err(|e| (line, e))
+                };
+                self.give_back(scratch);
+                v.map_err(|e| (line, e))
             }
         };
         if self.emitting.is_empty() {

@@ -573,6 +573,14 @@ struct Flight {
     lost: bool,
 }
 
+/// Why a batch is given up when the shutdown timeout leaves no time for a request.
+fn no_time_left(last_failure: Option<&str>) -> String {
+    match last_failure {
+        Some(r) => format!("{r}; then no time left before shutdown"),
+        None => "no time left before shutdown".to_string(),
+    }
+}
+
 /// Whether a failed request may have been stored all the same: the body went out and the
 /// answer never came (a timeout, a dropped connection, an answer cut off).
 fn answer_lost(reason: &str) -> bool {
@@ -817,6 +825,16 @@ impl HttpSink {
         rest
     }
 
+    /// A fatal answer (keys rejected, wrong URL): nothing more is sent; `items` and what
+    /// follows are spooled for a run that can deliver them.
+    fn stop_sending(&mut self, items: &[Item], reason: &str, report: &mut Report) {
+        let reason = self.status.scrub(reason);
+        report.because(cause_phrase(&reason), items.len());
+        self.state().fatal = Some(reason.clone());
+        report.fatal.get_or_insert(reason);
+        self.spool_items(items, report);
+    }
+
     /// Try one (sub-)batch until it is delivered, rejected, split or spooled.
     fn try_batch(
         &mut self,
@@ -851,10 +869,7 @@ impl HttpSink {
             }
             let timeout = self.request_timeout();
             if timeout < MIN_REQUEST_TIME.min(self.settings.timeout) {
-                let why = match &last_failure {
-                    Some(r) => format!("{r}; then no time left before shutdown"),
-                    None => "no time left before shutdown".to_string(),
-                };
+                let why = no_time_left(last_failure.as_deref());
                 self.give_up_flight(&items, attempt - 1, &why, report, flight);
                 return Step::Done;
             }
@@ -891,11 +906,7 @@ impl HttpSink {
                     return Step::Done;
                 }
                 Verdict::Fatal { reason } => {
-                    let reason = self.status.scrub(&reason);
-                    report.because(cause_phrase(&reason), items.len());
-                    self.state().fatal = Some(reason.clone());
-                    report.fatal.get_or_insert(reason);
-                    self.spool_items(&items, report);
+                    self.stop_sending(&items, &reason, report);
                     return Step::Done;
                 }
             };
