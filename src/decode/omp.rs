@@ -630,7 +630,7 @@ pub struct LlmCall<'a> {
     /// `stopReason` (`stop`, `toolUse`, `error`, `aborted`, …), empty when absent.
     pub stop_reason: String,
     pub model: Option<String>,
-    /// `usage`: tokens, cache and cost (read by `map::usage`).
+    /// `usage`: tokens, cache and cost (read by `decode::usage`).
     pub usage: Option<&'a Value>,
     /// `errorMessage`, when not empty.
     pub error: Option<String>,

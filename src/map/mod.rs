@@ -8,12 +8,10 @@
 //! is closed at the last time seen with WARNING level. No orphans: a parent is always a
 //! turn or root that is (or will be) emitted.
 
-pub mod chat;
 mod conversation;
 mod fields;
 pub mod nesting;
 mod session;
-pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,6 +19,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::decode::omp::{Ev, Event, Header, LlmCall, ToolResult, as_millis, str_field};
+use crate::decode::{chat, usage};
 use crate::model::{
     GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord,
     message_text, span_id, trace_id,
@@ -393,6 +392,7 @@ impl Mapper {
 mod tests {
     use super::*;
     use crate::decode::omp::decode_stream;
+    use crate::decode::{chat, usage};
 
     fn cfg(trace_per: TracePer) -> Arc<MapConfig> {
         Arc::new(MapConfig {
