@@ -257,20 +257,6 @@ pub fn parse_name(file_name: &str) -> Option<(Millis, String)> {
     Some((parse_iso(&iso)?, id.to_string()))
 }
 
-/// The text of a message: a string content, or its text blocks joined.
-pub fn message_text(m: &Value) -> String {
-    match m.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|b| b.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -535,6 +535,43 @@ fn google_text(parts: &Value) -> String {
         .unwrap_or_else(|| compact(parts))
 }
 
+/// Request parameters worth filtering on, from a provider request body.
+pub fn model_parameters(request: Option<&Value>) -> Map<String, Value> {
+    const KEYS: &[&str] = &[
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "reasoning_effort",
+        "tool_choice",
+        "service_tier",
+        "stream",
+    ];
+    let mut params = Map::new();
+    let Some(Value::Object(req)) = request else {
+        return params;
+    };
+    for k in KEYS {
+        match req.get(*k) {
+            Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                params.insert((*k).into(), v.clone());
+            }
+            Some(v @ Value::Object(_)) => {
+                params.insert((*k).into(), v.to_string().into());
+            }
+            _ => {}
+        }
+    }
+    for k in ["thinking", "reasoning"] {
+        if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
+            params.insert(k.into(), v.to_string().into());
+        }
+    }
+    params
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

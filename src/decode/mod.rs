@@ -3,5 +3,6 @@
 pub mod chat;
 pub mod jsonline;
 pub mod omp;
+pub mod record;
 pub mod session_log;
 pub mod usage;

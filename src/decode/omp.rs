@@ -615,77 +615,6 @@ pub fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(String::from)
 }
 
-/// One LLM call as omp and pi record it (an assistant message): the fields the mapper
-/// reads, named here only. Borrowed from the message; missing fields are `None`.
-#[derive(Debug)]
-pub struct LlmCall<'a> {
-    /// When the call started (`timestamp`).
-    pub started: Option<Millis>,
-    /// How long it took (`duration`; omp records it, pi does not).
-    pub duration: Option<Millis>,
-    /// When it ended (`completedAt`).
-    pub completed: Option<Millis>,
-    /// Time to the first token (`ttft`).
-    pub ttft: Option<Millis>,
-    /// `stopReason` (`stop`, `toolUse`, `error`, `aborted`, …), empty when absent.
-    pub stop_reason: String,
-    pub model: Option<String>,
-    /// `usage`: tokens, cache and cost (read by `decode::usage`).
-    pub usage: Option<&'a Value>,
-    /// `errorMessage`, when not empty.
-    pub error: Option<String>,
-}
-
-/// A tool's result as omp and pi record it (a `toolResult` message): the fields the mapper
-/// reads, named here only.
-#[derive(Debug)]
-pub struct ToolResult<'a> {
-    /// The call it answers (`toolCallId`), empty when absent.
-    pub call_id: String,
-    /// `toolName`.
-    pub tool: Option<String>,
-    /// When it arrived (`timestamp`).
-    pub at: Option<Millis>,
-    /// `isError`.
-    pub is_error: bool,
-    /// `content` (the blocks the model sees) and `details` (the tool's own record).
-    pub content: Option<&'a Value>,
-    pub details: Option<&'a Value>,
-}
-
-impl<'a> ToolResult<'a> {
-    pub fn read(m: &'a Value) -> ToolResult<'a> {
-        ToolResult {
-            call_id: str_field(m, "toolCallId").unwrap_or_default(),
-            tool: str_field(m, "toolName"),
-            at: m.get("timestamp").and_then(as_millis),
-            is_error: m.get("isError").and_then(Value::as_bool) == Some(true),
-            content: m.get("content"),
-            details: m.get("details"),
-        }
-    }
-}
-
-impl<'a> LlmCall<'a> {
-    pub fn read(m: &'a Value) -> LlmCall<'a> {
-        LlmCall {
-            started: m.get("timestamp").and_then(as_millis),
-            duration: m.get("duration").and_then(as_millis),
-            completed: m.get("completedAt").and_then(as_millis),
-            ttft: m.get("ttft").and_then(as_millis),
-            stop_reason: str_field(m, "stopReason").unwrap_or_default(),
-            model: str_field(m, "model"),
-            usage: m.get("usage"),
-            error: str_field(m, "errorMessage").filter(|e| !e.is_empty()),
-        }
-    }
-
-    /// The context size the provider reported with the usage (`usage.contextTokens`).
-    pub fn context_tokens(&self) -> Option<u64> {
-        self.usage?.get("contextTokens").and_then(Value::as_u64)
-    }
-}
-
 /// Move a field out of an object (Null if absent).
 pub fn take(v: &mut Value, key: &str) -> Value {
     v.as_object_mut()
@@ -697,57 +626,6 @@ pub fn take(v: &mut Value, key: &str) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn a_tool_result_is_read_by_omp_s_field_names() {
-        let m = json!({"role":"toolResult","toolCallId":"c1","toolName":"bash","timestamp":7,
-            "isError":true,"content":[{"type":"text","text":"x"}],"details":{"exit":1}});
-        let r = ToolResult::read(&m);
-        assert_eq!(
-            (r.call_id.as_str(), r.tool.as_deref(), r.at, r.is_error),
-            ("c1", Some("bash"), Some(7), true)
-        );
-        assert!(r.content.is_some() && r.details.is_some());
-        let bare = json!({"role":"toolResult"});
-        let r = ToolResult::read(&bare);
-        assert_eq!(
-            (r.call_id.as_str(), r.tool, r.at, r.is_error),
-            ("", None, None, false)
-        );
-    }
-
-    #[test]
-    fn an_llm_call_is_read_by_omp_s_field_names() {
-        let omp = json!({"role":"assistant","timestamp":1000,"duration":250,"ttft":40,
-            "stopReason":"error","model":"m","errorMessage":"overloaded",
-            "usage":{"input":3,"contextTokens":1234}});
-        let c = LlmCall::read(&omp);
-        assert_eq!(
-            (c.started, c.duration, c.completed, c.ttft),
-            (Some(1000), Some(250), None, Some(40))
-        );
-        assert_eq!(
-            (c.stop_reason.as_str(), c.model.as_deref()),
-            ("error", Some("m"))
-        );
-        assert_eq!(
-            (c.error.as_deref(), c.context_tokens()),
-            (Some("overloaded"), Some(1234))
-        );
-        // pi records no duration; an empty error is no error.
-        let pi =
-            json!({"role":"assistant","timestamp":"2026-08-23T09:14:03.750Z","errorMessage":""});
-        let c = LlmCall::read(&pi);
-        assert!(c.started.is_some() && c.duration.is_none() && c.usage.is_none());
-        assert_eq!(
-            (
-                c.error.as_deref(),
-                c.context_tokens(),
-                c.stop_reason.as_str()
-            ),
-            (None, None, "")
-        );
-    }
 
     #[test]
     fn detects_each_format() {

@@ -17,7 +17,8 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -83,7 +84,7 @@ fn name_hint(ty: &str, parsed: &Value) -> Option<NameHint> {
             if m.get("role").and_then(Value::as_str) != Some("user") || steering {
                 return None;
             }
-            let t = crate::model::message_text(m);
+            let t = crate::decode::record::message_text(m);
             (!t.is_empty()).then_some(NameHint::Prompt(t))
         }
         _ => None,
@@ -676,10 +677,62 @@ fn decode_entry(mut e: Value, out: &mut Vec<Event>) {
     }
 }
 
+/// Lines of a subagent file searched for its `session_init` entry (title slot, header,
+/// model and thinking changes come first).
+const INIT_SCAN_LINES: usize = 16;
+/// Bytes read at most while looking for it (the entry holds the whole system prompt).
+const INIT_SCAN_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The assignment in a subagent file's `session_init` entry, from its first lines.
+pub fn read_init_task(path: &Path) -> Option<String> {
+    let file = File::open(path).ok()?;
+    let mut reader = BufReader::new(file.take(INIT_SCAN_BYTES));
+    let mut line = Vec::new();
+    for _ in 0..INIT_SCAN_LINES {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        // Cheap test first: only one line is worth parsing.
+        if !contains(&line, br#""session_init""#) {
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&line).ok()?;
+        if v.get("type").and_then(Value::as_str) == Some("session_init") {
+            return v.get("task").and_then(Value::as_str).map(String::from);
+        }
+    }
+    None
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn init_task_is_read_from_the_first_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("A.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                r#"{"type":"title","v":1,"title":""}"#,
+                "\n",
+                r#"{"type":"session","version":3,"id":"s"}"#,
+                "\n",
+                r#"{"type":"session_init","id":"1","parentId":null,"task":"Do it.","systemPrompt":"x"}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(read_init_task(&p).as_deref(), Some("Do it."));
+        assert_eq!(read_init_task(&dir.path().join("missing.jsonl")), None);
+    }
 
     fn decode(lines: Vec<Value>) -> (Vec<Event>, u64) {
         let mut d = LogDecoder::default();

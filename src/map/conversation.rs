@@ -38,9 +38,9 @@ impl Session {
         if let Some(tokens) = turn.context_tokens {
             meta.insert("context_tokens".into(), tokens.into());
         }
-        if let Some(cu) = &turn.context {
-            copy_fields(cu, &mut meta, &["contextWindow", "percent"]);
-            if let Some(tokens) = cu.get("tokens").filter(|t| t.is_number()) {
+        if let Some(cu) = turn.context.as_ref().map(ContextUsage::read) {
+            meta.extend(cu.meta);
+            if let Some(tokens) = cu.tokens {
                 meta.insert("context_usage_tokens".into(), tokens.clone());
             }
         }
@@ -65,33 +65,30 @@ impl Session {
     }
 
     pub(super) fn message(&mut self, m: Value, at: Option<Millis>, out: &mut Vec<Record>) {
-        let role = m
-            .get("role")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if let Some(ts) = m.get("timestamp").and_then(as_millis) {
+        let Message {
+            role,
+            at: ts,
+            from_agent,
+        } = Message::read(&m);
+        if let Some(ts) = ts {
             self.touch(ts);
         }
-        match role.as_str() {
-            "assistant" => self.llm_call(m, out),
-            "toolResult" => {
+        match role {
+            Role::Assistant => self.llm_call(m, out),
+            Role::ToolResult => {
                 self.context_msgs.push(chat::omp_message(&m));
                 self.tool_result(m, at, out);
             }
-            "user" => {
+            Role::User => {
                 if self.first_user_text.is_none() {
                     self.first_user_text = Some(message_text(&m));
                 }
-                let steering = m.get("steering").and_then(Value::as_bool) == Some(true)
-                    || m.get("synthetic").and_then(Value::as_bool) == Some(true)
-                    || m.get("attribution").and_then(Value::as_str) == Some("agent");
-                if !steering {
+                if !from_agent {
                     self.prompt(&m, out);
                 }
                 self.context_msgs.push(chat::omp_message(&m));
             }
-            _ => self.context_msgs.push(chat::omp_message(&m)),
+            Role::Other => self.context_msgs.push(chat::omp_message(&m)),
         }
     }
 
@@ -103,7 +100,7 @@ impl Session {
             self.close_turn(out);
         }
         self.prompts += 1;
-        if let Some(ts) = m.get("timestamp").and_then(as_millis) {
+        if let Some(ts) = timestamp(m) {
             self.turn_extend(ts);
         }
         let text = message_text(m);
@@ -192,7 +189,7 @@ impl Session {
         );
         obs.input = gen_input;
         obs.output = Some(chat::omp_message(&m));
-        obs.metadata = generation_metadata(&m, &usage, context_tokens, response.as_ref());
+        obs.metadata = generation_metadata(&call, context_tokens, response.as_ref());
         if failed {
             obs.level = Level::Error;
             obs.status_message = Some(error.clone().unwrap_or_else(|| format!("LLM call {stop}")));
@@ -225,7 +222,7 @@ impl Session {
     pub(super) fn generation_input(&mut self) -> (Option<Value>, Map<String, Value>) {
         let delta = std::mem::take(&mut self.context_msgs);
         let request = self.provider_request.take().filter(|p| !p.is_null());
-        let params = model_parameters(request.as_ref());
+        let params = chat::model_parameters(request.as_ref());
         let input = match request {
             Some(p) => Some(chat::provider_request(&p)),
             _ if !delta.is_empty() => Some(Value::Array(delta)),
@@ -239,34 +236,21 @@ impl Session {
     /// already), and the subagents its `task` calls will spawn.
     pub(super) fn requested_tools(&mut self, m: &Value, turn_id: &str, end: Millis) {
         let mut spawn_requests = Vec::new();
-        let blocks = m
-            .get("content")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten();
-        for b in blocks.filter(|b| b.get("type").and_then(Value::as_str) == Some("toolCall")) {
-            let Some(id) = str_field(b, "id") else {
-                continue;
-            };
-            let id_for_spawn = id.clone();
-            let tool = self.tools.entry(id).or_default();
+        for call in tool_calls(m) {
+            let tool = self.tools.entry(call.id.clone()).or_default();
             tool.parent = Some(turn_id.to_string());
             tool.requested_at = Some(end);
-            if str_field(b, "name").as_deref() == Some(TASK_TOOL) {
-                spawn_requests.push((id_for_spawn, b.get("arguments").cloned()));
+            if call.name.as_deref() == Some(TASK_TOOL) {
+                spawn_requests.push((call.id, call.arguments.cloned()));
             }
             if tool.name.is_empty() {
-                tool.name = str_field(b, "name").unwrap_or_default();
+                tool.name = call.name.unwrap_or_default();
             }
             if tool.args.is_none() {
-                tool.args = b.get("arguments").map(strip_intent);
+                tool.args = call.arguments.map(strip_intent);
             }
             if tool.intent.is_none() {
-                tool.intent = str_field(b, "intent").or_else(|| {
-                    b.pointer("/arguments/i")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                });
+                tool.intent = call.intent;
             }
         }
         for (id, args) in spawn_requests {
@@ -354,21 +338,9 @@ impl Session {
             names: Vec::new(),
             tasks: Vec::new(),
         };
-        if let Some(a) = args {
-            // Flat form `{name?, agent, task}` or batch form `{context, tasks: [{name?, task}]}`.
-            let items = a
-                .get("tasks")
-                .and_then(Value::as_array)
-                .map(|t| t.iter().collect::<Vec<_>>())
-                .unwrap_or_else(|| vec![a]);
-            for item in items {
-                spawn
-                    .names
-                    .extend(str_field(item, "name").filter(|n| !n.is_empty()));
-                spawn
-                    .tasks
-                    .extend(str_field(item, "task").filter(|t| !t.is_empty()));
-            }
+        if let Some(req) = args.map(TaskRequest::read) {
+            spawn.names = req.names;
+            spawn.tasks = req.tasks;
         }
         self.spawns.retain(|s| s.tool_call_id != tool_call_id);
         self.spawns.push(spawn);
@@ -376,26 +348,7 @@ impl Session {
 
     /// A `task` call's observation is complete: its result's details name the agents.
     pub(super) fn spawn_finished(&mut self, tool_call_id: &str, obs: &Observation) {
-        let details = obs.output.as_ref().and_then(|o| o.get("details"));
-        let mut ids = Vec::new();
-        for list in ["results", "progress"] {
-            for r in details
-                .and_then(|d| d.get(list))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                ids.extend(str_field(r, "id"));
-            }
-        }
-        ids.extend(
-            details
-                .and_then(|d| d.pointer("/async/jobId"))
-                .and_then(Value::as_str)
-                .map(String::from),
-        );
-        ids.sort();
-        ids.dedup();
+        let ids = spawned_agent_ids(obs.output.as_ref());
         match self
             .spawns
             .iter_mut()
@@ -430,8 +383,7 @@ impl Session {
         let end = c
             .entry
             .as_ref()
-            .and_then(|e| e.get("timestamp"))
-            .and_then(as_millis)
+            .and_then(timestamp)
             .unwrap_or_else(|| self.now())
             .max(c.start);
         let key = self.next_key("compaction");
@@ -443,51 +395,47 @@ impl Session {
             (ObsKind::Span, "compaction".into()),
             (c.start, end),
         );
-        let result = end_event
+        let end_event = end_event.as_ref().map(CompactionEnd::read);
+        let figures = c
+            .entry
             .as_ref()
-            .and_then(|e| e.get("result"))
-            .filter(|r| r.is_object());
-        let source = c.entry.as_ref().or(result);
-        let field = |k: &str| {
-            source
-                .and_then(|s| s.get(k))
-                .cloned()
-                .filter(|v| !v.is_null())
-        };
+            .or(end_event.as_ref().and_then(|e| e.result))
+            .map(CompactionFigures::read)
+            .unwrap_or_default();
         let mut meta = Map::new();
         if let Some(r) = &c.reason {
             meta.insert("reason".into(), r.clone().into());
         }
         if let Some(a) = c
             .action
-            .or_else(|| end_event.as_ref().and_then(|e| str_field(e, "action")))
+            .or_else(|| end_event.as_ref().and_then(|e| e.action.clone()))
         {
             meta.insert("action".into(), a.into());
         }
-        for (k, name) in [
-            ("tokensBefore", "tokens_before"),
-            ("tokensAfter", "tokens_after"),
-            ("method", "method"),
+        for (v, name) in [
+            (&figures.tokens_before, "tokens_before"),
+            (&figures.tokens_after, "tokens_after"),
+            (&figures.method, "method"),
         ] {
-            if let Some(v) = field(k) {
-                meta.insert(name.into(), v);
+            if let Some(v) = v {
+                meta.insert(name.into(), v.clone());
             }
         }
-        obs.input = field("tokensBefore").map(|t| json!({ "tokensBefore": t }));
-        obs.output = field("summary").map(|s| {
+        obs.input = figures
+            .tokens_before
+            .clone()
+            .map(|t| json!({ "tokensBefore": t }));
+        obs.output = figures.summary.map(|s| {
             let mut o = Map::new();
             o.insert("summary".into(), s);
-            if let Some(t) = field("tokensAfter") {
+            if let Some(t) = figures.tokens_after {
                 o.insert("tokensAfter".into(), t);
             }
             Value::Object(o)
         });
         obs.metadata = meta;
         obs.level = level;
-        if let Some(e) = end_event
-            .as_ref()
-            .and_then(|e| str_field(e, "errorMessage"))
-        {
+        if let Some(e) = end_event.and_then(|e| e.error) {
             obs.status_message = Some(short_line(&e, 200));
         } else if level == Level::Warning {
             obs.status_message = Some(CLOSED_AT_EOF.into());
@@ -543,11 +491,12 @@ impl Session {
             }
             return;
         }
+        let goal = Goal::read(&g);
         let state = GoalState {
-            id: str_field(&g, "id"),
-            objective: str_field(&g, "objective"),
-            status: str_field(&g, "status"),
-            budget: g.get("tokenBudget").and_then(Value::as_u64),
+            id: goal.id,
+            objective: goal.objective,
+            status: goal.status,
+            budget: goal.budget,
         };
         if self.goal.as_ref() == Some(&state) {
             self.goal_accounting += 1;
@@ -569,16 +518,11 @@ impl Session {
             "budget-limited" => Level::Warning,
             _ => Level::Default,
         };
-        let mut meta = Map::new();
-        copy_fields(
-            &g,
-            &mut meta,
-            &["id", "tokenBudget", "tokensUsed", "timeUsedSeconds"],
-        );
+        let meta = goal.meta;
         let input = Some(json!({ "objective": state.objective, "status": status }));
         self.goal = Some(state);
         // The goal says when it changed; that is the event's time.
-        let at = g.get("updatedAt").and_then(as_millis);
+        let at = goal.updated;
         if let Some(at) = at {
             self.touch(at);
         }
@@ -638,7 +582,8 @@ impl Session {
             let output = tool
                 .result
                 .as_ref()
-                .and_then(|r| tool_output(r.get("content"), r.get("details")));
+                .map(ToolResult::read)
+                .and_then(|r| tool_output(r.content, r.details));
             self.emit_tool(&id, tool, output, Some(why), out);
         }
         if unfinished && let Some(t) = &mut self.turn {

@@ -6,45 +6,32 @@ use super::*;
 /// A generation's metadata: what omp records beside usage and cost (provider, response id,
 /// stop reason, timings, context size, the provider's request id and HTTP status).
 pub(super) fn generation_metadata(
-    m: &Value,
-    usage: &Value,
+    call: &LlmCall,
     context_tokens: u64,
     response: Option<&Value>,
 ) -> Map<String, Value> {
-    let mut meta = Map::new();
-    copy_fields(
-        m,
-        &mut meta,
-        &[
-            "provider",
-            "api",
-            "responseId",
-            "errorStatus",
-            "upstreamProvider",
-        ],
-    );
-    let stop = str_field(m, "stopReason").unwrap_or_default();
-    meta.insert("stop_reason".into(), stop.into());
-    if let Some(d) = m.get("duration").and_then(as_millis) {
+    let mut meta = call.meta.clone();
+    meta.insert("stop_reason".into(), call.stop_reason.clone().into());
+    if let Some(d) = call.duration {
         meta.insert("duration_ms".into(), d.into());
     }
-    if let Some(t) = m.get("ttft").and_then(as_millis) {
+    if let Some(t) = call.ttft {
         meta.insert("ttft_ms".into(), t.into());
     }
-    if let Some(r) = usage.get("reasoningTokens").filter(|r| r.is_number()) {
+    if let Some(r) = call.reasoning_tokens() {
         meta.insert("reasoning_tokens".into(), r.clone());
     }
     meta.insert("context_tokens".into(), context_tokens.into());
-    if let Some(snap) = m.get("contextSnapshot").and_then(|s| s.get("promptTokens")) {
-        meta.insert("prompt_tokens".into(), snap.clone());
+    if let Some(p) = call.prompt_tokens {
+        meta.insert("prompt_tokens".into(), p.clone());
     }
-    if let Some(r) = response {
-        copy_fields(r, &mut meta, &["requestId"]);
-        if let Some(s) = r.get("status") {
+    if let Some(r) = response.map(ProviderResponse::read) {
+        meta.extend(r.meta);
+        if let Some(s) = r.status {
             meta.insert("http_status".into(), s.clone());
         }
     }
-    if let Some(credits) = usage.get("credits").filter(|c| !c.is_null()) {
+    if let Some(credits) = call.credits() {
         meta.insert("credits".into(), credits.clone());
     }
     meta
@@ -66,78 +53,15 @@ pub(super) fn short_line(s: &str, max: usize) -> String {
     cut
 }
 
-pub(super) fn copy_fields(from: &Value, to: &mut Map<String, Value>, keys: &[&str]) {
-    for k in keys {
-        if let Some(v) = from.get(*k).filter(|v| !v.is_null()) {
-            to.insert((*k).to_string(), v.clone());
-        }
-    }
-}
-
-/// Keys that only carry provider plumbing (signatures, raw blocks): noise in a trace.
-pub(super) const PLUMBING_KEYS: &[&str] = &[
-    "textSignature",
-    "thinkingSignature",
-    "thoughtSignature",
-    "partialArgs",
-    "streamIndex",
-    "rawBlock",
-    "providerMetadata",
-    "providerPayload",
-    "customWireName",
-];
-
-pub(super) fn clean_block(b: &Value) -> Value {
-    match b {
-        Value::Object(o) => {
-            let mut c: Map<String, Value> = o
-                .iter()
-                .filter(|(k, _)| !PLUMBING_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if c.get("type").and_then(Value::as_str) == Some("toolCall")
-                && let Some(args) = c.get("arguments")
-            {
-                let stripped = strip_intent(args);
-                c.insert("arguments".into(), stripped);
-            }
-            Value::Object(c)
-        }
-        other => other.clone(),
-    }
-}
-
-/// Tool arguments without omp's intent key `i` (it is metadata, not an argument).
-pub(super) fn strip_intent(args: &Value) -> Value {
-    match args {
-        Value::Object(o) if o.contains_key("i") => {
-            let mut c = o.clone();
-            c.remove("i");
-            Value::Object(c)
-        }
-        other => other.clone(),
-    }
-}
-
 /// A tool's output: its text (joined) when the result is text only, else the blocks; plus
 /// `details` (exit code, wall time, diff, …) when present.
 pub(super) fn tool_output(content: Option<&Value>, details: Option<&Value>) -> Option<Value> {
     let content = content?;
     let body = match content {
-        Value::Array(blocks)
-            if blocks
-                .iter()
-                .all(|b| b.get("type").and_then(Value::as_str) == Some("text")) =>
-        {
-            Value::String(
-                blocks
-                    .iter()
-                    .filter_map(|b| b.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        }
-        Value::Array(blocks) => Value::Array(blocks.iter().map(clean_block).collect()),
+        Value::Array(blocks) => match text_only(blocks) {
+            Some(texts) => Value::String(texts.join("\n")),
+            None => Value::Array(blocks.iter().map(clean_block).collect()),
+        },
         other => other.clone(),
     };
     match details.filter(|d| d.as_object().is_some_and(|o| !o.is_empty())) {
@@ -148,11 +72,9 @@ pub(super) fn tool_output(content: Option<&Value>, details: Option<&Value>) -> O
 
 /// Status message of a failed tool: its exit code when it has one, else its first line.
 pub(super) fn tool_error_message(output: Option<&Value>) -> String {
+    // The output built by `tool_output`: `{content, details}` or the text alone.
     let details = output.and_then(|o| o.get("details"));
-    if let Some(code) = details
-        .and_then(|d| d.get("exitCode"))
-        .and_then(Value::as_i64)
-    {
+    if let Some(code) = details.and_then(exit_code) {
         return format!("exit code {code}");
     }
     let text = match output {
@@ -166,41 +88,4 @@ pub(super) fn tool_error_message(output: Option<&Value>) -> String {
     } else {
         line
     }
-}
-
-/// Request parameters worth filtering on, from a provider request body.
-pub(super) fn model_parameters(request: Option<&Value>) -> Map<String, Value> {
-    const KEYS: &[&str] = &[
-        "max_tokens",
-        "max_completion_tokens",
-        "max_output_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "reasoning_effort",
-        "tool_choice",
-        "service_tier",
-        "stream",
-    ];
-    let mut params = Map::new();
-    let Some(Value::Object(req)) = request else {
-        return params;
-    };
-    for k in KEYS {
-        match req.get(*k) {
-            Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
-                params.insert((*k).into(), v.clone());
-            }
-            Some(v @ Value::Object(_)) => {
-                params.insert((*k).into(), v.to_string().into());
-            }
-            _ => {}
-        }
-    }
-    for k in ["thinking", "reasoning"] {
-        if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
-            params.insert(k.into(), v.to_string().into());
-        }
-    }
-    params
 }

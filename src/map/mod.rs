@@ -18,11 +18,17 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::decode::omp::{Ev, Event, Header, LlmCall, ToolResult, as_millis, str_field};
+use crate::decode::omp::{Ev, Event, Header};
+use crate::decode::record::{
+    BranchSummary, CompactionEnd, CompactionFigures, ContextUsage, Goal, LlmCall, Message,
+    ProviderResponse, RetryEnd, RetryRecovery, RetryStart, Role, SessionEnd, SideCall, TaskRequest,
+    ToolResult, clean_block, exit_code, message_text, spawned_agent_ids, strip_intent, text_only,
+    timestamp, tool_calls,
+};
 use crate::decode::{chat, usage};
 use crate::model::{
-    GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord,
-    message_text, span_id, trace_id,
+    GenerationInfo, Level, Millis, ObsKind, Observation, Record, TraceCtx, TraceRecord, span_id,
+    trace_id,
 };
 use fields::*;
 use session::*;
@@ -392,7 +398,6 @@ impl Mapper {
 mod tests {
     use super::*;
     use crate::decode::omp::decode_stream;
-    use crate::decode::{chat, usage};
 
     fn cfg(trace_per: TracePer) -> Arc<MapConfig> {
         Arc::new(MapConfig {

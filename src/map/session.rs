@@ -269,12 +269,11 @@ impl Session {
     pub(super) fn side_call(&mut self, e: Value, at: Option<Millis>, out: &mut Vec<Record>) {
         let at = at.unwrap_or_else(|| self.now());
         self.touch(at);
-        let u = usage::read(e.get("usage"));
+        let side = SideCall::read(&e);
+        let u = usage::read(side.call.usage);
         let parent = self.parent_now();
         let key = self.next_key("side");
-        let name = str_field(&e, "purpose")
-            .filter(|p| !p.trim().is_empty())
-            .unwrap_or_else(|| "side call".into());
+        let name = side.purpose.unwrap_or_else(|| "side call".into());
         let mut obs = self.observation(
             out,
             &key,
@@ -282,12 +281,12 @@ impl Session {
             (ObsKind::Generation, name),
             (at, at),
         );
-        copy_fields(&e, &mut obs.metadata, &["provider", "api", "role"]);
-        let stop = str_field(&e, "stopReason").unwrap_or_default();
+        obs.metadata.extend(side.meta);
+        let stop = side.call.stop_reason;
         obs.metadata
             .insert("stop_reason".into(), stop.clone().into());
         obs.metadata.insert("side_call".into(), true.into());
-        if let Some(err) = str_field(&e, "errorMessage").filter(|m| !m.is_empty()) {
+        if let Some(err) = side.call.error {
             obs.level = Level::Error;
             obs.status_message = Some(short_line(&err, 200));
         } else if matches!(stop.as_str(), "error" | "aborted") {
@@ -295,7 +294,7 @@ impl Session {
             obs.status_message = Some(format!("LLM call {stop}"));
         }
         obs.generation = Some(GenerationInfo {
-            model: str_field(&e, "model"),
+            model: side.call.model,
             model_parameters: Map::new(),
             usage: u.usage.clone(),
             cost: u.cost.clone(),
@@ -554,7 +553,7 @@ impl Session {
         }
         // A generation waiting for its end ends at the first later time.
         let line_time = match &event.ev {
-            Ev::Message(m) => m.get("timestamp").and_then(as_millis).or(event.at),
+            Ev::Message(m) => timestamp(m).or(event.at),
             _ => event.at,
         };
         if line_time.is_some() {
@@ -710,7 +709,7 @@ impl Session {
                 }
             }
             Ev::Compaction(entry) => {
-                if let Some(at) = entry.get("timestamp").and_then(as_millis) {
+                if let Some(at) = timestamp(&entry) {
                     self.touch(at);
                 }
                 if let Some(c) = &mut self.compaction {
@@ -718,11 +717,7 @@ impl Session {
                 } else {
                     // A committed compaction with no start marker: it ran between the
                     // previous line's time and this one.
-                    let end = entry
-                        .get("timestamp")
-                        .and_then(as_millis)
-                        .or(at)
-                        .unwrap_or_else(|| self.now());
+                    let end = timestamp(&entry).or(at).unwrap_or_else(|| self.now());
                     self.compaction = Some(Compaction {
                         start: before.unwrap_or(end).min(end),
                         reason: None,
@@ -733,24 +728,24 @@ impl Session {
                 }
             }
             Ev::CompactionEnd(v) => {
+                let end = CompactionEnd::read(&v);
+                let (skipped, failed) = (end.skipped, end.failed);
                 if self.compaction.is_none() {
                     self.compaction = Some(Compaction {
                         start: at.unwrap_or_else(|| self.now()),
                         reason: None,
-                        action: str_field(&v, "action"),
+                        action: end.action,
                         entry: None,
                     });
                 }
                 // A maintenance check that decided not to compact is not a compaction.
-                if v.get("skipped").and_then(Value::as_bool) == Some(true) {
+                if skipped {
                     self.compaction = None;
                     return;
                 }
                 // The summarisation request is the compaction's, not the next LLM call's input.
                 self.provider_request = None;
                 self.provider_response = None;
-                let failed = v.get("aborted").and_then(Value::as_bool) == Some(true)
-                    || v.get("errorMessage").is_some_and(|e| !e.is_null());
                 let level = if failed { Level::Error } else { Level::Default };
                 self.close_compaction(Some(v), level, out);
                 if !self.compactions_waiting.is_empty() {
@@ -765,14 +760,10 @@ impl Session {
     pub(super) fn notice(&mut self, ev: Ev, out: &mut Vec<Record>) {
         match ev {
             Ev::RetryStart(v) => {
-                let mut meta = Map::new();
-                copy_fields(
-                    &v,
-                    &mut meta,
-                    &["attempt", "maxAttempts", "delayMs", "errorId"],
-                );
-                let input = v.get("errorMessage").map(|e| json!({ "error": e }));
-                let status = str_field(&v, "errorMessage").map(|e| short_line(&e, 200));
+                let r = RetryStart::read(&v);
+                let meta = r.meta;
+                let input = r.error.map(|e| json!({ "error": e }));
+                let status = r.error.and_then(Value::as_str).map(|e| short_line(e, 200));
                 self.event(
                     out,
                     EventObs {
@@ -784,17 +775,19 @@ impl Session {
                 );
             }
             Ev::RetryEnd(v) => {
-                let success = v.get("success").and_then(Value::as_bool).unwrap_or(false);
-                let mut meta = Map::new();
-                copy_fields(&v, &mut meta, &["attempt", "success"]);
+                let r = RetryEnd::read(&v);
+                let success = r.success;
                 let (level, status) = if success {
                     (Level::Default, None)
                 } else {
-                    let err =
-                        str_field(&v, "finalError").unwrap_or_else(|| "retries exhausted".into());
-                    (Level::Error, Some(short_line(&err, 200)))
+                    let err = r.final_error.and_then(Value::as_str);
+                    (
+                        Level::Error,
+                        Some(short_line(err.unwrap_or("retries exhausted"), 200)),
+                    )
                 };
-                let output = Some(json!({ "success": success, "finalError": v.get("finalError") }));
+                let output = Some(json!({ "success": success, "finalError": r.final_error }));
+                let meta = r.meta;
                 self.event(
                     out,
                     EventObs {
@@ -806,13 +799,12 @@ impl Session {
                 );
             }
             Ev::RetryRecovery(r) => {
-                let mut meta = Map::new();
-                copy_fields(&r, &mut meta, &["attempt", "status", "recovery", "note"]);
+                let r = RetryRecovery::read(&r);
                 self.event(
                     out,
                     EventObs {
-                        status: str_field(&r, "note"),
-                        metadata: meta,
+                        status: r.note,
+                        metadata: r.meta,
                         ..EventObs::new("auto-retry", Level::Warning)
                     },
                 );
@@ -830,9 +822,9 @@ impl Session {
                 );
             }
             Ev::BranchSummary(e) => {
-                let mut meta = Map::new();
-                copy_fields(&e, &mut meta, &["fromId"]);
-                let output = e.get("summary").cloned();
+                let b = BranchSummary::read(&e);
+                let meta = b.meta;
+                let output = b.summary.cloned();
                 self.event(
                     out,
                     EventObs {
@@ -848,16 +840,12 @@ impl Session {
 
     /// The session's end marker: its kind and reason, and tools it left pending.
     pub(super) fn session_end(&mut self, data: &Value) {
-        let kind = str_field(data, "kind").unwrap_or_else(|| "normal".into());
-        if let Some(pending) = data.get("pendingToolCalls").and_then(Value::as_array) {
-            for p in pending {
-                if let Some(id) = str_field(p, "toolCallId")
-                    && let Some(t) = self.tools.get_mut(&id)
-                {
-                    t.is_error = true;
-                }
+        let end = SessionEnd::read(data);
+        for id in &end.pending_tools {
+            if let Some(t) = self.tools.get_mut(id) {
+                t.is_error = true;
             }
         }
-        self.end = Some((kind, str_field(data, "reason")));
+        self.end = Some((end.kind, end.reason));
     }
 }

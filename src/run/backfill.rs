@@ -249,7 +249,7 @@ pub fn parent_info(mapper: &Mapper, nest: Option<&Nest>) -> Option<ParentInfo> {
 /// The nest of subagent file `f` under its parent.
 pub fn nest_under(parent: &ParentInfo, f: &SessionFile) -> Option<Nest> {
     let agent_id = f.agent_id()?;
-    let task = nesting::read_init_task(&f.path);
+    let task = crate::decode::session_log::read_init_task(&f.path);
     Some(nesting::nest_for(parent, &agent_id, task.as_deref()))
 }
 
