@@ -659,6 +659,11 @@ impl Front {
                 self.skip(line.number, "not a JSON object, skipped".into(), summary);
                 return Ok(());
             }
+            // A source already found not to be omp output ends as it went: skipped, quietly.
+            Err(_) if !line.terminated && matches!(self.probe, Probe::NotOmp) => {
+                summary.skipped += 1;
+                return Ok(());
+            }
             Err(_) if !line.terminated => {
                 summary.truncated += 1;
                 warn(

@@ -470,6 +470,20 @@ fn a_file_that_is_not_omp_output_costs_one_line_of_stderr() {
     );
     assert!(err.contains("(not omp output)"), "{err}");
     assert!(out.stdout.is_empty());
+
+    // Nor does its last line when it has no newline (a binary rarely ends in one).
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("a.out");
+    let mut bytes: Vec<u8> = (0..40)
+        .flat_map(|n| format!("\x7fELF {n}\n").into_bytes())
+        .collect();
+    bytes.extend_from_slice(b"\x00\x01 no newline");
+    std::fs::write(&bin, bytes).unwrap();
+    let out = dry_run(&bin, &[]);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 2, "one warning and the summary: {err}");
+    assert!(!err.contains("cut off"), "{err}");
+    assert!(err.contains("41 skipped"), "{err}");
 }
 
 #[test]
