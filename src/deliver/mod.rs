@@ -289,11 +289,11 @@ pub fn start(cfg: &DeliverConfig, time_cap: TimeCap, live: bool) -> anyhow::Resu
                 Backpressure::Wait
             };
             let mut caps = caps_for(&*encoder);
-            if d.max_in_flight > 1 {
-                // Each request in flight holds its batch: smaller batches keep the memory of
-                // several near that of one (measured: four of 2 MB deliver 2.2x the
-                // observations per second of one of 4 MB over a 150 ms link, same peak RSS).
-                caps.max_bytes = (caps.max_bytes * 2 / d.max_in_flight)
+            if d.max_in_flight > 1 && dest.wire == Wire::Ingestion {
+                // Each request in flight holds its batch. OTLP bodies are held compressed
+                // while out (about half the bytes), so full-size requests fit; the legacy
+                // route's cannot be, so its requests share one request's bytes.
+                caps.max_bytes = (caps.max_bytes / d.max_in_flight)
                     .max(pool::MIN_BATCH_BYTES)
                     .min(caps.max_bytes);
             }

@@ -528,7 +528,9 @@ fn a_lost_answer_is_asked_about_not_blindly_resent() {
     let mock = lost_answer_mock(true);
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(&mock.url(), dir.path());
-    c.env("LANGFUSE_TIMEOUT", "1").args(["--max-queue", "500"]);
+    // The third request is the one whose answer is lost: one request at a time.
+    c.env("LANGFUSE_TIMEOUT", "1")
+        .args(["--max-queue", "500", "--max-in-flight", "1"]);
     let input = omp_stream(1, LOST_ANSWER_TURNS);
     let out = run_with_input(c, &input);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -557,7 +559,9 @@ fn without_the_read_api_a_lost_answer_is_resent_and_said_to_be_possibly_duplicat
     let mock = lost_answer_mock(false);
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(&mock.url(), dir.path());
-    c.env("LANGFUSE_TIMEOUT", "1").args(["--max-queue", "500"]);
+    // The third request is the one whose answer is lost: one request at a time.
+    c.env("LANGFUSE_TIMEOUT", "1")
+        .args(["--max-queue", "500", "--max-in-flight", "1"]);
     let out = run_with_input(c, &omp_stream(1, LOST_ANSWER_TURNS));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
