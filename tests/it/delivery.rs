@@ -111,7 +111,15 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
     });
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(&mock.url(), dir.path());
-    c.args(["--transport", "otlp", "--max-queue", "6"]);
+    // One request at a time; the default (four in flight) is the next test.
+    c.args([
+        "--transport",
+        "otlp",
+        "--max-queue",
+        "6",
+        "--max-in-flight",
+        "1",
+    ]);
     let out = run_with_input(c, &omp_stream(3, 4));
     assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(3, 4));
@@ -119,8 +127,9 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
 
 #[test]
 fn several_in_flight_arrive_exactly_once_under_failures_and_rate_limits() {
-    // The same faults with four requests in flight (OMP_LANGFUSE_MAX_IN_FLIGHT): the window
-    // shrinks and grows, every observation still arrives once.
+    // The same faults with four requests in flight (the default): the window shrinks and
+    // grows, a retried request's batch is read back from its compressed body, every
+    // observation still arrives once.
     let mock = MockLangfuse::start(MockConfig {
         fail_rate: 0.3,
         rate_limit_every: Some(4),
@@ -130,8 +139,7 @@ fn several_in_flight_arrive_exactly_once_under_failures_and_rate_limits() {
     });
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(&mock.url(), dir.path());
-    c.env("OMP_LANGFUSE_MAX_IN_FLIGHT", "4")
-        .args(["--transport", "otlp", "--max-queue", "6"]);
+    c.args(["--transport", "otlp", "--max-queue", "6"]);
     let out = run_with_input(c, &omp_stream(4, 5));
     assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(4, 5));
