@@ -493,7 +493,32 @@ fn read_request(conn: &mut BufReader<TcpStream>) -> Option<Request> {
     })
 }
 
-fn respond(conn: &mut TcpStream, status: u16, extra: &[(&str, String)], body: &[u8]) {
+/// The connection a request is answered on. A POST stops counting as in flight when its
+/// answer starts: the client can send its next request only after reading this one's, so
+/// counting until the handler returns would see more in flight than the client ever had.
+struct Answer<'a> {
+    conn: TcpStream,
+    in_flight: Option<InFlight<'a>>,
+}
+
+impl Answer<'_> {
+    fn shutdown(&mut self, how: Shutdown) -> std::io::Result<()> {
+        self.conn.shutdown(how)
+    }
+}
+
+impl Write for Answer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.in_flight = None;
+        self.conn.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.conn.flush()
+    }
+}
+
+fn respond(conn: &mut Answer<'_>, status: u16, extra: &[(&str, String)], body: &[u8]) {
     let reason = match status {
         200 => "OK",
         207 => "Multi-Status",
@@ -543,7 +568,7 @@ impl Drop for InFlight<'_> {
 
 fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: &AtomicBool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut write = match conn.try_clone() {
+    let write = match conn.try_clone() {
         Ok(w) => w,
         Err(_) => return,
     };
@@ -552,7 +577,10 @@ fn handle(conn: TcpStream, cfg: &Mutex<MockConfig>, state: &Mutex<State>, stop: 
         return;
     };
     let cfg = cfg.lock().unwrap().clone();
-    let _in_flight = (req.method == "POST").then(|| InFlight::enter(state));
+    let mut write = Answer {
+        conn: write,
+        in_flight: (req.method == "POST").then(|| InFlight::enter(state)),
+    };
     if req.method == "POST" && !cfg.delay.is_zero() {
         std::thread::sleep(cfg.delay);
     }
