@@ -104,6 +104,11 @@ impl Config {
     /// Validate and resolve the command line and the environment.
     pub fn from_cli(cli: Cli) -> Result<Config> {
         let run = run_config(&cli)?;
+        if cli.dry_run.is_some() {
+            // Not used without sending, but a typo is said the same way in both modes.
+            duration("--timeout / LANGFUSE_TIMEOUT", &cli.timeout, Unit::Secs)?;
+            duration("--shutdown-timeout", &cli.shutdown_timeout, Unit::Secs)?;
+        }
         let output = match cli.dry_run {
             Some(DryRunWire::Ingestion) => Output::DryRun(Wire::Ingestion),
             Some(DryRunWire::Otlp) => Output::DryRun(Wire::Otlp),
@@ -516,6 +521,11 @@ mod tests {
         assert!(matches!(c.run.mode, Mode::Watch(w) if w.idle_close == Duration::from_secs(300)));
         let c = parse(&["--dry-run", "--flush-ms", "1s"]).unwrap();
         assert_eq!(c.deliver.flush_every, Duration::from_secs(1));
+        // A typo in a sending setting is an error in a dry run too.
+        for flag in ["--timeout", "--shutdown-timeout"] {
+            let e = parse(&["--dry-run", flag, "10x"]).unwrap_err().to_string();
+            assert!(e.contains(flag) && e.contains("must be a duration"), "{e}");
+        }
     }
 
     #[test]
