@@ -325,15 +325,20 @@ fn base64_byte_wide(b: u8) -> bool {
 /// it decodes to, checked and counted in one pass (image payloads run to megabytes).
 fn base64_payload_len(s: &str) -> Option<usize> {
     let mut chars = 0;
+    // Counted in bytes per 64-byte chunk (it cannot pass 64): byte lanes, not 64-bit ones,
+    // so the loop runs 16 bytes a step where a `usize` count ran 2.
     for chunk in s.trim_end_matches('=').as_bytes().chunks(64) {
-        let (ok, n) = chunk.iter().fold((true, 0usize), |(ok, n), &b| {
+        let (bad, n) = chunk.iter().fold((0u8, 0u8), |(bad, n), &b| {
             let c = base64_byte_wide(b);
-            (ok & (c | (b == b'\n') | (b == b'\r')), n + usize::from(c))
+            (
+                bad | u8::from(!(c | (b == b'\n') | (b == b'\r'))),
+                n + u8::from(c),
+            )
         });
-        if !ok {
+        if bad != 0 {
             return None;
         }
-        chars += n;
+        chars += usize::from(n);
     }
     Some(chars * 3 / 4)
 }
@@ -342,8 +347,14 @@ fn base64_payload_len(s: &str) -> Option<usize> {
 fn decoded_len(payload: &str) -> usize {
     let chars: usize = payload
         .as_bytes()
-        .iter()
-        .map(|&b| usize::from(base64_byte_wide(b)))
+        .chunks(64)
+        .map(|chunk| {
+            usize::from(
+                chunk
+                    .iter()
+                    .fold(0u8, |n, &b| n + u8::from(base64_byte_wide(b))),
+            )
+        })
         .sum();
     chars * 3 / 4
 }
@@ -505,6 +516,40 @@ fn replace_inline_blobs(s: &str) -> Option<(String, u64)> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn base64_payloads_are_checked_and_measured_across_chunks() {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        for len in [0, 1, 47, 48, 49, 96, 1000, 70_000] {
+            let raw: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let text = engine.encode(&raw);
+            // Within a byte of the decoded size (padding is not counted).
+            let got = base64_payload_len(&text).unwrap();
+            assert!(got <= len && len - got <= 2, "{len}: {got}");
+            assert_eq!(decoded_len(&text), got, "{len}");
+            // Line breaks every 76 characters change nothing.
+            let wrapped: Vec<&str> = text
+                .as_bytes()
+                .chunks(76)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            assert_eq!(
+                base64_payload_len(&wrapped.join("\r\n")),
+                Some(got),
+                "{len}"
+            );
+            // One byte outside the alphabet anywhere, in any 64-byte chunk, is not base64.
+            if text.len() > 130 {
+                for at in [0, 63, 64, 129, text.len() - 1] {
+                    let mut bad = text.clone().into_bytes();
+                    bad[at] = b' ';
+                    let bad = String::from_utf8(bad).unwrap();
+                    assert_eq!(base64_payload_len(&bad), None, "{len} at {at}");
+                }
+            }
+        }
+    }
 
     fn b64_blob(n: usize) -> String {
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
