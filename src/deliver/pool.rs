@@ -5,8 +5,9 @@
 //!
 //! The number allowed to send at once adapts like TCP's window: it starts at one (so a
 //! server that refuses the keys, or is down, sees one request, as before), a clean answer
-//! adds one (up to `max`), a request that had to be retried or was given up halves it (down
-//! to one). Memory stays bounded: a batch is handed over only to a thread allowed to send
+//! adds one (up to `max`) when a batch had to wait for a free request since the last
+//! growth (the window was the limit, not the input), a request that had to be retried or
+//! was given up halves it (down to one). Memory stays bounded: a batch is handed over only to a thread allowed to send
 //! it, so at most `max` batches are held besides the one the worker is filling.
 //!
 //! Order: batches may be answered out of order, which Langfuse does not mind, except for a
@@ -41,6 +42,39 @@ struct Window {
     sending: usize,
     /// How many may be sent at once now (1..=max).
     limit: usize,
+    /// A batch found every allowed request busy since the window last grew: the window,
+    /// not the input, was the limit. Only then does a clean answer widen it (as TCP grows
+    /// its window only when it is the limit): on a fast link one request at a time keeps
+    /// up, and more would only hold more batches in memory at once.
+    limited: bool,
+    /// No more batches: every request thread goes to the closed channel and ends.
+    closed: bool,
+}
+
+impl Window {
+    /// A batch is handed over: if every allowed request is busy, it waits for one.
+    fn hand_over(&mut self) {
+        self.limited |= self.outstanding >= self.limit;
+        self.outstanding += 1;
+    }
+
+    /// May request thread `n` send now?
+    fn may_send(&self, n: usize) -> bool {
+        self.closed || (self.sending < self.limit && n < self.limit)
+    }
+
+    /// A request is over: halve the window after trouble; widen it by one after a clean
+    /// answer, if it was the limit since it last grew.
+    fn answered(&mut self, trouble: bool, max: usize) {
+        self.sending -= 1;
+        self.outstanding -= 1;
+        if trouble {
+            self.limit = (self.limit / 2).max(1);
+        } else if self.limited {
+            self.limit = (self.limit + 1).min(max);
+            self.limited = false;
+        }
+    }
 }
 
 struct Shared {
@@ -76,6 +110,8 @@ impl PoolSink {
                 outstanding: 0,
                 sending: 0,
                 limit: 1,
+                limited: false,
+                closed: false,
             }),
             changed: Condvar::new(),
             max,
@@ -96,7 +132,7 @@ impl PoolSink {
                 let (rx, shared, encoder) = (rx.clone(), shared.clone(), encoder.clone());
                 std::thread::Builder::new()
                     .name(format!("omp-langfuse-request-{n}"))
-                    .spawn(move || request_thread(sink, &*encoder, &rx, &shared))
+                    .spawn(move || request_thread(n, sink, &*encoder, &rx, &shared))
                     .expect("spawning a request thread")
             })
             .collect();
@@ -109,7 +145,11 @@ impl PoolSink {
     }
 }
 
+/// Request thread `n` sends only while the window allows more than `n` at once, so with a
+/// window of one the same thread sends every batch (its allocator arena is reused instead
+/// of each thread's holding memory of its own).
 fn request_thread(
+    n: usize,
     mut sink: HttpSink,
     encoder: &dyn Encoder,
     rx: &Receiver<Vec<Item>>,
@@ -119,7 +159,7 @@ fn request_thread(
     loop {
         {
             let mut w = shared.lock();
-            while w.sending >= w.limit {
+            while !w.may_send(n) {
                 w = shared.wait(w);
             }
             w.sending += 1;
@@ -131,14 +171,7 @@ fn request_thread(
         };
         sink.send(encoder, items, &mut report);
         let trouble = sink.take_trouble();
-        let mut w = shared.lock();
-        w.sending -= 1;
-        w.outstanding -= 1;
-        w.limit = if trouble {
-            (w.limit / 2).max(1)
-        } else {
-            (w.limit + 1).min(shared.max)
-        };
+        shared.lock().answered(trouble, shared.max);
         shared.changed.notify_all();
     }
     (report, sink)
@@ -147,7 +180,7 @@ fn request_thread(
 impl Sink for PoolSink {
     fn send(&mut self, _encoder: &dyn Encoder, items: Vec<Item>, _report: &mut Report) {
         // Outcomes are counted by the request threads and merged in `finish`.
-        self.shared.lock().outstanding += 1;
+        self.shared.lock().hand_over();
         if let Some(tx) = &self.tx
             && tx.send(items).is_err()
         {
@@ -165,6 +198,8 @@ impl Sink for PoolSink {
 
     fn finish(&mut self, report: &mut Report) {
         self.tx = None;
+        self.shared.lock().closed = true;
+        self.shared.changed.notify_all();
         let mut last: Option<HttpSink> = None;
         for t in self.threads.drain(..) {
             if let Ok((r, sink)) = t.join() {
@@ -180,5 +215,69 @@ impl Sink for PoolSink {
 
     fn healthy(&self) -> bool {
         self.probe.healthy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> Window {
+        Window {
+            outstanding: 0,
+            sending: 0,
+            limit: 1,
+            limited: false,
+            closed: false,
+        }
+    }
+
+    /// Hand a batch over; it is taken at once if thread `n` may send.
+    fn offer(w: &mut Window, n: usize) -> bool {
+        w.hand_over();
+        let go = w.may_send(n);
+        w.sending += usize::from(go);
+        go
+    }
+
+    #[test]
+    fn the_window_grows_only_while_it_is_the_limit() {
+        let mut w = window();
+        // A fast link: each batch is answered before the next is ready. One request at a
+        // time, always thread 0's, however many clean answers.
+        for _ in 0..10 {
+            assert!(offer(&mut w, 0));
+            assert!(!w.may_send(1));
+            w.answered(false, 4);
+        }
+        assert_eq!(w.limit, 1);
+        // A slow link: a second batch is ready while the first is out.
+        assert!(offer(&mut w, 0));
+        assert!(!offer(&mut w, 1), "waits: the window is the limit");
+        assert!(w.limited);
+        w.answered(false, 4);
+        assert_eq!(w.limit, 2);
+        assert!(w.may_send(0) && w.may_send(1) && !w.may_send(2));
+        w.sending += 1; // the waiting batch goes
+        assert!(offer(&mut w, 1), "two at once now");
+        assert!(!w.limited, "a free slot took it");
+        w.answered(false, 4);
+        w.answered(false, 4);
+        assert_eq!((w.limit, w.outstanding, w.sending), (2, 0, 0), "no growth");
+        // Trouble halves it, down to one; it never grows past max.
+        w.limit = 4;
+        for expected in [2, 1, 1] {
+            assert!(offer(&mut w, 0));
+            w.answered(true, 4);
+            assert_eq!(w.limit, expected);
+        }
+        w.limit = 4;
+        w.limited = true;
+        assert!(offer(&mut w, 0));
+        w.answered(false, 4);
+        assert_eq!(w.limit, 4);
+        // Closed: every thread may go (to find the channel closed).
+        w.closed = true;
+        assert!((0..8).all(|n| w.may_send(n)));
     }
 }
