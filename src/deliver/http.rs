@@ -911,24 +911,7 @@ impl HttpSink {
                 self.give_up_flight(&items, attempt - 1, &why, report, flight);
                 return Step::Done;
             }
-            let body_len = encoder.body_len(&items);
-            let (packed, plain) = match self.transport.dest.wire {
-                Wire::Otlp => (Some(Packed::pack(encoder, &mut items)), Vec::new()),
-                // The legacy route cannot inflate request bodies.
-                Wire::Ingestion => (None, encoder.body(&items)),
-            };
-            let payload = packed.as_ref().map_or(&plain[..], |p| &p.body[..]);
-            let verdict = self.request(
-                items.len(),
-                payload,
-                body_len,
-                timeout,
-                (attempt, max_attempts),
-            );
-            drop(plain);
-            if let Some(p) = packed.filter(|_| !matches!(verdict, Verdict::Delivered)) {
-                p.unpack(encoder, &mut items);
-            }
+            let verdict = self.attempt(encoder, &mut items, timeout, (attempt, max_attempts));
             let (after, reason) = match verdict {
                 Verdict::Delivered => {
                     self.state().breaker.reset();
@@ -1011,6 +994,31 @@ impl HttpSink {
             Phase::Ok
         };
         self.status.progress(counts, phase);
+    }
+
+    /// One attempt at sending `items`: the body built (for OTLP, the items held only in
+    /// it while the request is out, see [`Packed`]), posted, and the answer judged; the
+    /// items are whole again afterwards unless they were delivered.
+    fn attempt(
+        &self,
+        encoder: &dyn Encoder,
+        items: &mut [Item],
+        timeout: Duration,
+        attempts: (u32, u32),
+    ) -> Verdict {
+        let body_len = encoder.body_len(items);
+        let (packed, plain) = match self.transport.dest.wire {
+            Wire::Otlp => (Some(Packed::pack(encoder, items)), Vec::new()),
+            // The legacy route cannot inflate request bodies.
+            Wire::Ingestion => (None, encoder.body(items)),
+        };
+        let payload = packed.as_ref().map_or(&plain[..], |p| &p.body[..]);
+        let verdict = self.request(items.len(), payload, body_len, timeout, attempts);
+        drop(plain);
+        if let Some(p) = packed.filter(|_| !matches!(verdict, Verdict::Delivered)) {
+            p.unpack(encoder, items);
+        }
+        verdict
     }
 
     /// One request of `items` items (their body `payload`, `body_len` bytes uncompressed):
