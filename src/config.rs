@@ -104,16 +104,13 @@ impl Config {
     /// Validate and resolve the command line and the environment.
     pub fn from_cli(cli: Cli) -> Result<Config> {
         let run = run_config(&cli)?;
-        if cli.dry_run.is_some() {
-            // Not used without sending, but a typo is said the same way in both modes.
-            duration("--timeout / LANGFUSE_TIMEOUT", &cli.timeout, Unit::Secs)?;
-            duration("--shutdown-timeout", &cli.shutdown_timeout, Unit::Secs)?;
-        }
+        // Read in every mode (a dry run does not use them), so a typo is said the same way.
+        let times = send_times(&cli)?;
         let output = match cli.dry_run {
             Some(DryRunWire::Ingestion) => Output::DryRun(Wire::Ingestion),
             Some(DryRunWire::Otlp) => Output::DryRun(Wire::Otlp),
             Some(DryRunWire::Tree) => Output::Tree,
-            None => Output::Send(Box::new(delivery_config(&cli, &run.mode)?)),
+            None => Output::Send(Box::new(delivery_config(&cli, &run.mode, times)?)),
         };
         if cli.max_queue == 0 {
             bail!("--max-queue / LANGFUSE_MAX_QUEUE must be at least 1");
@@ -259,7 +256,19 @@ fn base_url(cli: &Cli) -> String {
         .to_string()
 }
 
-fn delivery_config(cli: &Cli, mode: &Mode) -> Result<DeliveryConfig> {
+/// `--timeout` and `--shutdown-timeout`.
+fn send_times(cli: &Cli) -> Result<(Duration, Duration)> {
+    Ok((
+        duration("--timeout / LANGFUSE_TIMEOUT", &cli.timeout, Unit::Secs)?,
+        duration("--shutdown-timeout", &cli.shutdown_timeout, Unit::Secs)?,
+    ))
+}
+
+fn delivery_config(
+    cli: &Cli,
+    mode: &Mode,
+    (timeout, shutdown_timeout): (Duration, Duration),
+) -> Result<DeliveryConfig> {
     let base = base_url(cli);
     if !(base.starts_with("http://") || base.starts_with("https://")) {
         bail!("the Langfuse base URL must start with http:// or https://");
@@ -290,8 +299,8 @@ fn delivery_config(cli: &Cli, mode: &Mode) -> Result<DeliveryConfig> {
     Ok(DeliveryConfig {
         public_key,
         secret_key,
-        timeout: duration("--timeout / LANGFUSE_TIMEOUT", &cli.timeout, Unit::Secs)?,
-        shutdown_timeout: duration("--shutdown-timeout", &cli.shutdown_timeout, Unit::Secs)?,
+        timeout,
+        shutdown_timeout,
         max_in_flight: usize::try_from(cli.max_in_flight).unwrap_or(1),
         transport: match cli.transport {
             TransportArg::Auto => TransportChoice::Auto,

@@ -325,20 +325,12 @@ fn base64_byte_wide(b: u8) -> bool {
 /// it decodes to, checked and counted in one pass (image payloads run to megabytes).
 fn base64_payload_len(s: &str) -> Option<usize> {
     let mut chars = 0;
-    // Counted in bytes per 64-byte chunk (it cannot pass 64): byte lanes, not 64-bit ones,
-    // so the loop runs 16 bytes a step where a `usize` count ran 2.
-    for chunk in s.trim_end_matches('=').as_bytes().chunks(64) {
-        let (bad, n) = chunk.iter().fold((0u8, 0u8), |(bad, n), &b| {
-            let c = base64_byte_wide(b);
-            (
-                bad | u8::from(!(c | (b == b'\n') | (b == b'\r'))),
-                n + u8::from(c),
-            )
-        });
-        if bad != 0 {
+    for chunk in s.trim_end_matches('=').as_bytes().chunks(BASE64_CHUNK) {
+        let (n, bad) = base64_chunk(chunk);
+        if bad {
             return None;
         }
-        chars += usize::from(n);
+        chars += n;
     }
     Some(chars * 3 / 4)
 }
@@ -347,16 +339,28 @@ fn base64_payload_len(s: &str) -> Option<usize> {
 fn decoded_len(payload: &str) -> usize {
     let chars: usize = payload
         .as_bytes()
-        .chunks(64)
-        .map(|chunk| {
-            usize::from(
-                chunk
-                    .iter()
-                    .fold(0u8, |n, &b| n + u8::from(base64_byte_wide(b))),
-            )
-        })
+        .chunks(BASE64_CHUNK)
+        .map(|chunk| base64_chunk(chunk).0)
         .sum();
     chars * 3 / 4
+}
+
+/// Bytes per step of [`base64_chunk`]: its counts are bytes, so at most 255.
+const BASE64_CHUNK: usize = 64;
+
+/// The base64 characters in `chunk`, and whether it holds anything besides them and line
+/// breaks. Counted in bytes, not `usize`: byte lanes, so the loop runs 16 bytes a step
+/// where a `usize` count ran 2 (image payloads run to megabytes).
+#[inline]
+fn base64_chunk(chunk: &[u8]) -> (usize, bool) {
+    let (n, bad) = chunk.iter().fold((0u8, 0u8), |(n, bad), &b| {
+        let c = base64_byte_wide(b);
+        (
+            n + u8::from(c),
+            bad | u8::from(!(c | (b == b'\n') | (b == b'\r'))),
+        )
+    });
+    (usize::from(n), bad != 0)
 }
 
 /// Guess the media type from the first base64 characters (the file's magic bytes).
