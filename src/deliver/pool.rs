@@ -7,8 +7,9 @@
 //! server that refuses the keys, or is down, sees one request, as before), a clean answer
 //! adds one (up to `max`) when a batch had to wait for a free request since the last
 //! growth (the window was the limit, not the input), a request that had to be retried or
-//! was given up halves it (down to one). Memory stays bounded: a batch is handed over only to a thread allowed to send
-//! it, so at most `max` batches are held besides the one the worker is filling.
+//! was given up halves it (down to one). Memory stays bounded: a batch is handed over only
+//! to a thread allowed to send it, so at most `max` batches are held besides the one the
+//! worker is filling.
 //!
 //! Order: batches may be answered out of order, which Langfuse does not mind, except for a
 //! renamed trace: the worker calls [`Sink::barrier`] before the batch with the new name, so
@@ -25,9 +26,10 @@ use crate::encode::{Encoder, Item};
 
 /// `--max-in-flight` default. Measured with `bench/run.sh` (100 MB of session log, OTLP,
 /// bodies held compressed while out) against a mock answering late: 4 in flight deliver
-/// 2.5x the observations per second of 1 at 150 ms (3.25 -> 1.30 s, peak RSS 45 -> 53 MB)
-/// and 2.8x at 400 ms (7.7 -> 2.7 s, 49 -> 56 MB); 8 gain little more at 150 ms (1.32 s) for
-/// more memory. The window starts at one and opens only on clean answers.
+/// about 2.3x the observations per second of 1 at 150 ms (3.25 -> 1.38-1.47 s, peak RSS 45
+/// -> 52-56 MB) and 2.7x at 400 ms (7.7 -> 2.8 s, 49 -> 56-65 MB); 8 gained little more at
+/// 150 ms for more memory. The window starts at one and opens only while batches wait for
+/// a free request, so on a fast link it stays at one.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 
 /// With several requests in flight on the legacy route a request's byte cap is the
