@@ -311,7 +311,8 @@ pub fn basic_auth(public_key: &str, secret_key: &str) -> String {
 /// gzip level of request bodies, chosen by measurement (`bench/run.sh` bodies, 4 MB each):
 /// level 1 compresses about 160 MB/s to 47 % of the size, level 6 (the default) 29 MB/s to
 /// 41 %. Six times the CPU for 13 % fewer bytes would make compression, not the network or
-/// the input, the limit of every backfill.
+/// the input, the limit of every backfill. The deflate is zlib-rs: on the session-log OTLP
+/// bodies, level 1 runs at 283 MB/s against miniz_oxide's 204 (27.0 % against 26.6 %).
 const GZIP_LEVEL: u32 = 1;
 
 /// gzip a request body.
