@@ -2062,16 +2062,21 @@ pub struct Redactor {
 /// session of the run, bounded, in memory only.
 ///
 /// Values arrive one by one across a long run, so they are kept in two tiers: an automaton
-/// over most of them, rebuilt only when the recent ones (searched one by one, SIMD) pass
-/// [`LEARNED_RECENT_MAX`]: rebuilding on every value would cost quadratic time in a backfill.
+/// over most of them, rebuilt only when the recent ones (in a small automaton of their own,
+/// rebuilt on each) pass [`LEARNED_RECENT_MAX`]: rebuilding the large one on every value
+/// would cost quadratic time in a backfill. Both find leftmost-longest matches.
 #[derive(Default)]
 struct Learned {
     /// Value → kind it was first found as.
     kinds: HashMap<String, &'static str>,
     /// The older values and their JSON-escaped forms, with the kind of each pattern.
     automaton: Option<(AhoCorasick, Vec<&'static str>)>,
-    /// The newer ones (and their escaped forms), not yet in the automaton.
-    recent: Vec<(memchr::memmem::Finder<'static>, &'static str)>,
+    /// The newer ones (and their escaped forms), not yet in the automaton, with their kinds.
+    recent_forms: Vec<(String, &'static str)>,
+    /// An automaton over just the recent forms, rebuilt whenever one is added: a few dozen
+    /// patterns build in microseconds and are found in one SIMD pass (one search per form
+    /// cost more than the rest of the search on short strings).
+    recent: Option<(AhoCorasick, Vec<&'static str>)>,
     /// Bumped on every change, so remembered results of older scans are not reused.
     generation: u64,
 }
@@ -2080,6 +2085,20 @@ struct Learned {
 const MAX_LEARNED_VALUES: usize = 4096;
 /// Recent learned patterns searched one by one before the automaton is rebuilt with them.
 const LEARNED_RECENT_MAX: usize = 32;
+
+/// An automaton finding learned values (leftmost-longest), with the kind of each pattern.
+fn value_automaton(
+    forms: impl Iterator<Item = (String, &'static str)>,
+    kind: Option<AhoCorasickKind>,
+) -> Option<(AhoCorasick, Vec<&'static str>)> {
+    let (patterns, kinds): (Vec<String>, Vec<&'static str>) = forms.unzip();
+    AhoCorasick::builder()
+        .kind(kind)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(&patterns)
+        .ok()
+        .map(|ac| (ac, kinds))
+}
 /// The kind of a Kubernetes `Secret`'s `data:` / `stringData:` value.
 pub const KIND_KUBERNETES_SECRET: &str = "kubernetes-secret";
 /// The kind of a value under a secret-named name in any syntax (see [`assign`]).
@@ -2467,31 +2486,25 @@ impl Redactor {
             }
             learned.kinds.insert(v.to_string(), kind);
             for form in literal_forms(v) {
-                let finder = memchr::memmem::Finder::new(form.as_bytes()).into_owned();
-                learned.recent.push((finder, kind));
+                learned.recent_forms.push((form, kind));
             }
         }
         if learned.kinds.len() == before {
             return;
         }
-        if learned.recent.len() > LEARNED_RECENT_MAX {
-            let mut patterns = Vec::new();
-            let mut kinds = Vec::new();
-            for (v, kind) in &learned.kinds {
-                for form in literal_forms(v) {
-                    patterns.push(form);
-                    kinds.push(*kind);
-                }
-            }
+        if learned.recent_forms.len() > LEARNED_RECENT_MAX {
+            let forms = learned
+                .kinds
+                .iter()
+                .flat_map(|(v, kind)| literal_forms(v).into_iter().map(|f| (f, *kind)));
             // A contiguous NFA: quick to build and small (a DFA over thousands of values
             // costs tens of megabytes).
-            learned.automaton = AhoCorasick::builder()
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(&patterns)
-                .ok()
-                .map(|ac| (ac, kinds));
-            learned.recent.clear();
+            learned.automaton = value_automaton(forms, Some(AhoCorasickKind::ContiguousNFA));
+            learned.recent_forms.clear();
+            learned.recent = None;
+        } else {
+            let forms = learned.recent_forms.iter().map(|(f, k)| (f.clone(), *k));
+            learned.recent = value_automaton(forms, None);
         }
         learned.generation += 1;
     }
@@ -2505,10 +2518,10 @@ impl Redactor {
                 spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
             }
         }
-        for (finder, kind) in &learned.recent {
-            let len = finder.needle().len();
-            for at in finder.find_iter(text.as_bytes()) {
-                spans.push(Span::new(at, at + len, kind, PRIORITY_LITERAL));
+        if let Some((ac, kinds)) = &learned.recent {
+            for m in ac.find_iter(text) {
+                let kind = kinds[m.pattern().as_usize()];
+                spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
             }
         }
     }
@@ -2758,6 +2771,41 @@ mod tests {
         assert!(r.redact(&other, &mut c).contains("x = 2"));
     }
     use crate::sanitize::secret_corpus::{self, benign_corpus};
+
+    #[test]
+    fn values_learned_in_both_tiers_are_redacted_wherever_they_recur() {
+        // Forty values make 80 forms (raw and JSON-escaped): the first ones are merged into
+        // the large automaton when the recent tier passes its limit, the last ones are still
+        // recent. Each must be found without its context, alone and side by side.
+        let r = Redactor::builtin();
+        let values: Vec<String> = (0..40)
+            .map(|i| format!("q{i}Zx7Kp2Lm9Vb4Nc8Rt{}Wy3Hd6", 97 * i + 13))
+            .collect();
+        for v in &values {
+            let mut counts = RedactCounts::new();
+            let out = r
+                .redact(&format!("export DEPLOY_TOKEN={v}"), &mut counts)
+                .into_owned();
+            assert!(!out.contains(v.as_str()), "{out}");
+        }
+        let learned = r.learned.read().unwrap();
+        assert!(learned.automaton.is_some() && learned.recent.is_some());
+        drop(learned);
+        let all = values.join(" and ");
+        let mut counts = RedactCounts::new();
+        let out = r
+            .redact(&format!("echoed: {all}"), &mut counts)
+            .into_owned();
+        for v in &values {
+            assert!(!out.contains(v.as_str()), "{v} survived in {out}");
+        }
+        assert_eq!(counts.values().sum::<u64>(), 40);
+        let mut counts = RedactCounts::new();
+        assert!(matches!(
+            r.redact("q1Zx7Kp2 is not one", &mut counts),
+            Cow::Borrowed(_)
+        ));
+    }
 
     fn red(text: &str) -> (String, RedactCounts) {
         let mut counts = RedactCounts::new();
