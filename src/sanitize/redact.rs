@@ -2041,8 +2041,9 @@ pub struct Redactor {
     rules: Vec<Rule>,
     /// Rules without keywords: they run on every string.
     always: Vec<usize>,
-    /// Keywords of all rules plus literal secret values, matched in one pass.
-    automaton: AhoCorasick,
+    /// Keywords of all rules plus literal secret values, matched in one pass
+    /// ([`keyword_hits`]).
+    automaton: aho_corasick::dfa::DFA,
     roles: Vec<Vec<Role>>,
     /// The base64 forms of token prefixes: a run one starts may decode to a secret. Kept out
     /// of the keyword automaton (their bytes would widen its tables and slow every scan);
@@ -2085,6 +2086,121 @@ struct Learned {
 const MAX_LEARNED_VALUES: usize = 4096;
 /// Recent learned patterns searched one by one before the automaton is rebuilt with them.
 const LEARNED_RECENT_MAX: usize = 32;
+
+/// The keywords ending at `end` in match state `sid`, if `end` is after `keep`.
+#[inline(never)]
+fn keyword_match(
+    dfa: &aho_corasick::dfa::DFA,
+    sid: aho_corasick::automaton::StateID,
+    end: usize,
+    keep: usize,
+    hits: &mut Vec<(usize, usize, usize)>,
+) {
+    use aho_corasick::automaton::Automaton;
+    if end > keep && dfa.is_match(sid) {
+        for i in 0..dfa.match_len(sid) {
+            let p = dfa.match_pattern(sid, i);
+            hits.push((p.as_usize(), end - dfa.pattern_len(p), end));
+        }
+    }
+}
+
+/// Lanes of [`keyword_hits`], and the least text worth cutting into them.
+const KEYWORD_LANES: usize = 4; // the lockstep loop names its four states
+const KEYWORD_LANE_MIN_BYTES: usize = 256;
+
+/// Every occurrence of every keyword in `text` as (pattern, start, end): overlapping, in the
+/// order `find_overlapping_iter` gives (by end, and at one end longest first).
+///
+/// A DFA step waits for the previous step's table load, so one scan runs at the memory's
+/// latency, not its bandwidth. Long text is cut into [`KEYWORD_LANES`] pieces walked in
+/// one loop, each by its own state, and the processor overlaps their loads. A piece starts
+/// the longest keyword's length early, so a keyword across a cut is found, and keeps only
+/// the matches that end inside it: each occurrence is reported once, in the same order.
+fn keyword_hits(dfa: &aho_corasick::dfa::DFA, text: &[u8], out: &mut Vec<(usize, usize, usize)>) {
+    use aho_corasick::Anchored;
+    use aho_corasick::automaton::Automaton;
+    let Ok(start) = dfa.start_state(Anchored::No) else {
+        return;
+    };
+    let n = text.len();
+    let back = dfa.max_pattern_len().saturating_sub(1);
+    // A piece walks `back` bytes twice: worth it only when that is a small part of it.
+    let min_piece = KEYWORD_LANE_MIN_BYTES.max(4 * back);
+    let lanes = if n >= KEYWORD_LANES * min_piece {
+        KEYWORD_LANES
+    } else {
+        1
+    };
+    let piece = n / lanes;
+    // Lane k walks text[from[k]..to[k]] and keeps the matches that end after keep[k].
+    let mut keep = [0; KEYWORD_LANES];
+    let mut from = [0; KEYWORD_LANES];
+    let mut to = [0; KEYWORD_LANES];
+    for k in 0..lanes {
+        keep[k] = k * piece;
+        from[k] = keep[k].saturating_sub(back);
+        to[k] = if k + 1 == lanes { n } else { (k + 1) * piece };
+    }
+    let mut lane_hits: [Vec<(usize, usize, usize)>; KEYWORD_LANES] = Default::default();
+    let mut sid = [start; KEYWORD_LANES];
+    // Lockstep over the length every lane has (the first is the shortest), then the rest.
+    // Four named states and zipped slices keep the states in registers and the loop free
+    // of bounds checks on the text.
+    let common = to[0] - from[0];
+    if lanes == KEYWORD_LANES {
+        let lane = |k: usize| &text[from[k]..from[k] + common];
+        let [mut s0, mut s1, mut s2, mut s3] = sid;
+        let bytes = lane(0).iter().zip(lane(1)).zip(lane(2)).zip(lane(3));
+        for (i, (((&b0, &b1), &b2), &b3)) in bytes.enumerate() {
+            s0 = dfa.next_state(Anchored::No, s0, b0);
+            s1 = dfa.next_state(Anchored::No, s1, b1);
+            s2 = dfa.next_state(Anchored::No, s2, b2);
+            s3 = dfa.next_state(Anchored::No, s3, b3);
+            if dfa.is_special(s0) | dfa.is_special(s1) | dfa.is_special(s2) | dfa.is_special(s3) {
+                for (k, s) in [s0, s1, s2, s3].into_iter().enumerate() {
+                    if dfa.is_special(s) {
+                        keyword_match(dfa, s, from[k] + i + 1, keep[k], &mut lane_hits[k]);
+                    }
+                }
+            }
+        }
+        sid = [s0, s1, s2, s3];
+    }
+    let done = if lanes == KEYWORD_LANES { common } else { 0 };
+    for k in 0..lanes {
+        let at = from[k] + done;
+        walk_keywords(
+            dfa,
+            sid[k],
+            &text[at..to[k]],
+            at,
+            keep[k],
+            &mut lane_hits[k],
+        );
+        out.append(&mut lane_hits[k]);
+    }
+}
+
+/// One lane of [`keyword_hits`]: `bytes` start at `offset` in the text; matches ending after
+/// `keep` are pushed.
+fn walk_keywords(
+    dfa: &aho_corasick::dfa::DFA,
+    mut s: aho_corasick::automaton::StateID,
+    bytes: &[u8],
+    offset: usize,
+    keep: usize,
+    hits: &mut Vec<(usize, usize, usize)>,
+) {
+    use aho_corasick::Anchored;
+    use aho_corasick::automaton::Automaton;
+    for (i, &b) in bytes.iter().enumerate() {
+        s = dfa.next_state(Anchored::No, s, b);
+        if dfa.is_special(s) {
+            keyword_match(dfa, s, offset + i + 1, keep, hits);
+        }
+    }
+}
 
 /// An automaton finding learned values (leftmost-longest), with the kind of each pattern.
 fn value_automaton(
@@ -2240,10 +2356,12 @@ impl Redactor {
             }
         }
         // A DFA: a few hundred short patterns make a small one, and it is the fastest scan.
-        let automaton = AhoCorasick::builder()
-            .kind(Some(AhoCorasickKind::DFA))
+        // No prefilter: no literal search can skip ahead for hundreds of case-insensitive
+        // keywords, and without one the start state needs no check on every byte.
+        let automaton = aho_corasick::dfa::Builder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
+            .prefilter(false)
             .build(&patterns)
             .context("cannot build the redaction automaton")?;
         let mut base64_prefixes: Vec<String> = RULES.iter().filter_map(base64_prefix).collect();
@@ -2358,21 +2476,23 @@ impl Redactor {
         // The end of the last name parsed: more keywords inside it (`secret` and `key` of
         // `secret_key`) are the same name.
         let mut parsed_until = 0;
-        for m in self.automaton.find_overlapping_iter(text) {
-            for role in &self.roles[m.pattern().as_usize()] {
+        let mut keywords = Vec::new();
+        keyword_hits(&self.automaton, text.as_bytes(), &mut keywords);
+        for &(pattern, start, end) in &keywords {
+            for role in &self.roles[pattern] {
                 match *role {
                     Role::Trigger(r) if self.rules[r].is_tail() => {
-                        self.rules[r].tail(r, text, m.start(), m.end(), spans)
+                        self.rules[r].tail(r, text, start, end, spans)
                     }
                     Role::Trigger(r) if windowed && !self.rules[r].is_custom() => {
-                        hits.push((r, m.start(), m.end()))
+                        hits.push((r, start, end))
                     }
                     Role::Trigger(r) => fired[r / 64] |= 1 << (r % 64),
                     Role::Literal(kind) => {
-                        spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL))
+                        spans.push(Span::new(start, end, kind, PRIORITY_LITERAL))
                     }
-                    Role::Assign if m.start() >= parsed_until => {
-                        let found = assign::at_keyword(text, m.start(), m.end());
+                    Role::Assign if start >= parsed_until => {
+                        let found = assign::at_keyword(text, start, end);
                         parsed_until = found.name_end;
                         if let Some(v) = found.value {
                             spans.push(
@@ -2771,6 +2891,70 @@ mod tests {
         assert!(r.redact(&other, &mut c).contains("x = 2"));
     }
     use crate::sanitize::secret_corpus::{self, benign_corpus};
+
+    #[test]
+    fn keyword_lanes_find_what_one_scan_finds_in_the_same_order() {
+        // The real keywords plus a long literal; texts of every size around the lane cuts,
+        // made of keyword pieces, so matches overlap, touch and cross the cuts.
+        let mut patterns: Vec<String> = RULES
+            .iter()
+            .flat_map(|d| d.keywords.iter().map(|k| k.to_string()))
+            .chain(assign::KEYWORDS.iter().map(|k| k.to_string()))
+            .collect();
+        patterns.push("Zq8-literal-secret-value-of-forty-bytes-x".into());
+        patterns.sort_by_key(|p| p.to_ascii_lowercase());
+        patterns.dedup_by_key(|p| p.to_ascii_lowercase());
+        let dfa = aho_corasick::dfa::Builder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .prefilter(false)
+            .build(&patterns)
+            .unwrap();
+        let one = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .unwrap();
+        let pieces = [
+            "sk",
+            "KEY",
+            "_token",
+            " ",
+            "\n",
+            "passWord",
+            "Zq8-literal-secret-value-of-forty-bytes-x",
+            "é",
+            "ghp_",
+            "x",
+            "://",
+            "==",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut checked_lanes = 0;
+        for size in (0..3000).step_by(7).chain([4095, 4096, 4097, 65_537]) {
+            let mut text = String::new();
+            while text.len() < size {
+                text.push_str(pieces[next() as usize % pieces.len()]);
+            }
+            let want: Vec<(usize, usize, usize)> = one
+                .find_overlapping_iter(&text)
+                .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
+                .collect();
+            let mut got = Vec::new();
+            keyword_hits(&dfa, text.as_bytes(), &mut got);
+            assert_eq!(got, want, "size {size}");
+            if text.len() >= KEYWORD_LANES * KEYWORD_LANE_MIN_BYTES.max(4 * 40) {
+                checked_lanes += 1;
+            }
+        }
+        assert!(checked_lanes > 100);
+    }
 
     #[test]
     fn values_learned_in_both_tiers_are_redacted_wherever_they_recur() {
