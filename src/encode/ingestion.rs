@@ -6,12 +6,10 @@
 //! derived from the body ids, so identical input gives identical bytes and a re-sent batch
 //! is recognised by the server.
 
-use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::encode::INGESTION_MAX_BODY_BYTES;
-use crate::encode::{Encoder, Item, Wire};
+use crate::encode::{Encoder, Item, Wire, json};
 use crate::model::{ObsKind, Observation, Record, TraceRecord, envelope_id, rfc3339};
 
 /// Encodes records as legacy ingestion events.
@@ -125,57 +123,6 @@ impl IngestionEncoder {
     }
 }
 
-/// One ingestion event. Its fields are declared in the order of their names, the order a
-/// `serde_json` map keeps, so the bytes are those of the map this replaced.
-#[derive(Serialize)]
-struct Event<'a> {
-    body: Body<'a>,
-    id: String,
-    timestamp: String,
-    #[serde(rename = "type")]
-    ty: String,
-}
-
-/// An event's body: its small fields owned, its large ones (input, output, metadata) lent
-/// by the record instead of copied, which for megabytes of tool output was the encoder's
-/// main cost. Serialized as one object, every key in name order as in a `serde_json` map.
-struct Body<'a> {
-    own: Map<String, Value>,
-    /// Sorted by name.
-    lent: Vec<(&'static str, Lent<'a>)>,
-}
-
-enum Lent<'a> {
-    Value(&'a Value),
-    Map(&'a Map<String, Value>),
-}
-
-impl Serialize for Lent<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Lent::Value(v) => v.serialize(s),
-            Lent::Map(m) => m.serialize(s),
-        }
-    }
-}
-
-impl Serialize for Body<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.own.len() + self.lent.len()))?;
-        let mut lent = self.lent.iter().peekable();
-        for (key, value) in &self.own {
-            while let Some((k, v)) = lent.next_if(|(k, _)| *k < key.as_str()) {
-                map.serialize_entry(k, v)?;
-            }
-            map.serialize_entry(key, value)?;
-        }
-        for (k, v) in lent {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
 impl Encoder for IngestionEncoder {
     fn wire(&self) -> Wire {
         Wire::Ingestion
@@ -192,7 +139,7 @@ impl Encoder for IngestionEncoder {
         Some(Item {
             session_id: rec.trace().session_id.as_str().into(),
             key,
-            json: serde_json::to_vec(&event).ok()?,
+            json: event.to_json(),
             trace_tag: Item::tag_of(rec.trace()),
         })
     }
@@ -207,6 +154,82 @@ impl Encoder for IngestionEncoder {
 
     fn max_body_bytes(&self) -> usize {
         INGESTION_MAX_BODY_BYTES
+    }
+}
+
+/// One ingestion event, written with its keys in name order (the order of a `serde_json`
+/// map, which it replaced: the bytes are the same).
+struct Event<'a> {
+    body: Body<'a>,
+    id: String,
+    timestamp: String,
+    ty: String,
+}
+
+/// An event's body: its small fields owned, its large ones (input, output, metadata) lent
+/// by the record instead of copied, which for megabytes of tool output was the encoder's
+/// main cost. Written as one object, every key in name order as in a `serde_json` map.
+struct Body<'a> {
+    own: Map<String, Value>,
+    /// Sorted by name.
+    lent: Vec<(&'static str, Lent<'a>)>,
+}
+
+enum Lent<'a> {
+    Value(&'a Value),
+    Map(&'a Map<String, Value>),
+}
+
+impl Event<'_> {
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"body\":");
+        self.body.write(&mut out);
+        for (key, value) in [
+            ("id", &self.id),
+            ("timestamp", &self.timestamp),
+            ("type", &self.ty),
+        ] {
+            out.push(b',');
+            json::write_str(&mut out, key);
+            out.push(b':');
+            json::write_str(&mut out, value);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+impl Body<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut first = true;
+        let mut entry = |out: &mut Vec<u8>, key: &str| {
+            out.push(if first { b'{' } else { b',' });
+            first = false;
+            json::write_str(out, key);
+            out.push(b':');
+        };
+        let mut lent = self.lent.iter().peekable();
+        let write_lent = |out: &mut Vec<u8>, value: &Lent| match value {
+            Lent::Value(v) => json::write_value(out, v),
+            Lent::Map(m) => json::write_map(out, m),
+        };
+        for (key, value) in &self.own {
+            while let Some((k, v)) = lent.next_if(|(k, _)| *k < key.as_str()) {
+                entry(out, k);
+                write_lent(out, v);
+            }
+            entry(out, key);
+            json::write_value(out, value);
+        }
+        for (k, v) in lent {
+            entry(out, k);
+            write_lent(out, v);
+        }
+        if first {
+            out.push(b'{');
+        }
+        out.push(b'}');
     }
 }
 

@@ -4,6 +4,7 @@
 //! Encoding happens before batching so the batcher can count exact bytes.
 
 pub mod ingestion;
+pub mod json;
 pub mod otlp;
 pub mod tree;
 

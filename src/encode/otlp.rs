@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::encode::OTLP_MAX_BODY_BYTES;
-use crate::encode::{Encoder, Item, Wire};
+use crate::encode::{Encoder, Item, Wire, json};
 use crate::model::{Level, Millis, ObsKind, Observation, Record, TraceCtx, rfc3339};
 
 /// `service.name` on the resource.
@@ -80,7 +80,7 @@ impl Encoder for OtlpEncoder {
             Record::Observation(obs) => Some(Item {
                 session_id: obs.trace.session_id.as_str().into(),
                 key: obs.id.clone(),
-                json: serde_json::to_vec(&span(obs)).expect("span json"),
+                json: span(obs).to_json(),
                 trace_tag: Item::tag_of(&obs.trace),
             }),
         }
@@ -157,6 +157,98 @@ enum AnyValue<'a> {
     Array { values: Vec<AnyValue<'a>> },
 }
 
+impl Span<'_> {
+    /// The span as `serde_json` would write it (its fields in declaration order), with the
+    /// faster string escaper: the input and output attributes are JSON text escaped again.
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1024);
+        let field = |out: &mut Vec<u8>, name: &str| {
+            out.push(if out.is_empty() { b'{' } else { b',' });
+            json::write_str(out, name);
+            out.push(b':');
+        };
+        field(&mut out, "traceId");
+        json::write_str(&mut out, self.trace_id);
+        field(&mut out, "spanId");
+        json::write_str(&mut out, self.span_id);
+        if let Some(parent) = self.parent_span_id {
+            field(&mut out, "parentSpanId");
+            json::write_str(&mut out, parent);
+        }
+        field(&mut out, "name");
+        json::write_str(&mut out, self.name);
+        field(&mut out, "kind");
+        out.extend_from_slice(self.kind.to_string().as_bytes());
+        field(&mut out, "startTimeUnixNano");
+        json::write_str(&mut out, &self.start_time_unix_nano);
+        field(&mut out, "endTimeUnixNano");
+        json::write_str(&mut out, &self.end_time_unix_nano);
+        field(&mut out, "attributes");
+        out.push(b'[');
+        for (i, a) in self.attributes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"key\":");
+            json::write_str(&mut out, &a.key);
+            out.extend_from_slice(b",\"value\":");
+            a.value.write(&mut out);
+            out.push(b'}');
+        }
+        out.push(b']');
+        field(&mut out, "status");
+        out.push(b'{');
+        if let Some(code) = self.status.code {
+            out.extend_from_slice(format!("\"code\":{code}").as_bytes());
+        }
+        if let Some(message) = self.status.message {
+            if self.status.code.is_some() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"message\":");
+            json::write_str(&mut out, message);
+        }
+        out.extend_from_slice(b"}}");
+        out
+    }
+}
+
+impl AnyValue<'_> {
+    /// `{"stringValue":…}` and the rest, as serde's external tagging writes them.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            AnyValue::String(s) => {
+                out.extend_from_slice(b"{\"stringValue\":");
+                json::write_str(out, s);
+            }
+            AnyValue::Int(i) => {
+                out.extend_from_slice(b"{\"intValue\":");
+                serde_json::to_writer(&mut *out, i).expect("writing to memory");
+            }
+            AnyValue::Double(f) => {
+                out.extend_from_slice(b"{\"doubleValue\":");
+                // serde_json's form (a non-finite double is `null`).
+                serde_json::to_writer(&mut *out, f).expect("writing to memory");
+            }
+            AnyValue::Bool(b) => {
+                out.extend_from_slice(b"{\"boolValue\":");
+                out.extend_from_slice(if *b { b"true" } else { b"false" });
+            }
+            AnyValue::Array { values } => {
+                out.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write(out);
+                }
+                out.extend_from_slice(b"]}");
+            }
+        }
+        out.push(b'}');
+    }
+}
+
 fn kv<'a>(key: impl Into<Cow<'a, str>>, value: AnyValue<'a>) -> KeyValue<'a> {
     KeyValue {
         key: key.into(),
@@ -183,7 +275,7 @@ fn scalar(v: &Value) -> Option<AnyValue<'_>> {
             },
         },
         Value::String(s) => string(s.as_str()),
-        Value::Array(_) | Value::Object(_) => string(v.to_string()),
+        Value::Array(_) | Value::Object(_) => string(json::to_string(v)),
     })
 }
 
@@ -193,9 +285,9 @@ fn scalar(v: &Value) -> Option<AnyValue<'_>> {
 /// `null`, `{"a":1}`): Langfuse would show it parsed, so it goes as a JSON string literal.
 fn io_value(v: &Value) -> AnyValue<'_> {
     match v {
-        Value::String(s) if looks_like_json(s) => string(v.to_string()),
+        Value::String(s) if looks_like_json(s) => string(json::to_string(v)),
         Value::String(s) => string(s.as_str()),
-        other => string(other.to_string()),
+        other => string(json::to_string(other)),
     }
 }
 
@@ -418,6 +510,39 @@ mod tests {
             r#"],"status":{}}"#
         );
         assert_eq!(String::from_utf8(item.json).unwrap(), expected);
+    }
+
+    #[test]
+    fn spans_are_written_as_serde_json_writes_them() {
+        let mut metadata = Map::new();
+        metadata.insert("ratio".into(), json!(0.25));
+        metadata.insert("flag".into(), json!(false));
+        metadata.insert("huge".into(), json!(u64::MAX));
+        metadata.insert("list".into(), json!([1, "two\n", {"three": null}]));
+        metadata.insert("ctl \u{1}\"\\".into(), json!("tab\there é 🦀"));
+        let failed = Observation {
+            parent_id: Some("dcbdfbce3acd469f".into()),
+            level: Level::Error,
+            status_message: Some("exit 1: \"boom\"\n".into()),
+            input: Some(json!({"cmd": "printf '\\x00'", "env": ["A=\u{7}"]})),
+            output: Some(json!("42")),
+            metadata,
+            ..root()
+        };
+        let warned = Observation {
+            level: Level::Warning,
+            status_message: Some("slow".into()),
+            input: Some(json!([null, true, -1.5e-7])),
+            output: None,
+            ..root()
+        };
+        for obs in [root(), failed, warned] {
+            let s = span(&obs);
+            assert_eq!(
+                String::from_utf8(s.to_json()).unwrap(),
+                serde_json::to_string(&s).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! Compact JSON writing, byte for byte what `serde_json` writes, with a faster string
+//! escaper: runs of text that need no escape (almost all of it) are found eight bytes at a
+//! time and copied whole, where `serde_json` looks up every byte. Strings are most of what
+//! the encoders write, and their escaping was a tenth of the sanitizing thread's time.
+
+use serde_json::{Map, Value};
+
+/// `serde_json`'s escapes: 0 for none, `u` for `\u00XX`, otherwise the letter after `\`.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any of the eight bytes of `w` needs an escape: a control byte, `"` or `\`.
+fn needs_escape(w: u64) -> bool {
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    (control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))) != 0
+}
+
+/// `s` as a JSON string literal.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut run = 0; // start of the bytes not yet copied
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(word) = b.get(i..i + 8) {
+            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            if !needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        let esc = ESCAPE[usize::from(c)];
+        if esc != 0 {
+            out.extend_from_slice(&b[run..i]);
+            out.push(b'\\');
+            out.push(esc);
+            if esc == b'u' {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xf)]);
+            }
+            run = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&b[run..]);
+    out.push(b'"');
+}
+
+/// A JSON value, compact, object keys in the map's order.
+pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => serde_json::to_writer(&mut *out, n).expect("writing to memory"),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_map(out, map),
+    }
+}
+
+/// A JSON object.
+pub fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
+}
+
+/// A JSON value as text.
+pub fn to_string(v: &Value) -> String {
+    let mut out = Vec::new();
+    write_value(&mut out, v);
+    String::from_utf8(out).expect("JSON written from strings is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_bytes_are_those_serde_json_writes() {
+        let every_byte: String = (0u8..128).map(char::from).collect();
+        let mut strings = vec![
+            String::new(),
+            every_byte.clone(),
+            "plain text longer than eight bytes, no escapes at all".into(),
+            "é ü 漢字 🦀 \u{7f} \u{2028}".into(),
+            "\"\\\"\\\\".into(),
+        ];
+        // Every escaped byte at every offset of a word, and at the end.
+        for c in (0u8..0x20).chain([b'"', b'\\']) {
+            for at in 0..17 {
+                let mut s = "abcdefghijklmnopq".to_string();
+                s.insert(at, char::from(c));
+                strings.push(s);
+            }
+        }
+        for s in &strings {
+            let mut out = Vec::new();
+            write_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        let value = json!({
+            "z": [null, true, false, 0, -1, u64::MAX, i64::MIN, 1.5, -0.0, 1e21, 2.5e-8],
+            "a": {"nested": {"deep": [every_byte, {}, []]}},
+            "": "",
+            "key \"quoted\"\n": strings,
+        });
+        assert_eq!(to_string(&value), serde_json::to_string(&value).unwrap());
+    }
+}
