@@ -2203,13 +2203,15 @@ fn walk_keywords(
 }
 
 /// An automaton finding learned values (leftmost-longest), with the kind of each pattern.
+/// A contiguous NFA: quick to build and small (a DFA over thousands of values costs tens of
+/// megabytes, and even over the few recent ones its build, on every learned value, cost
+/// more than its searches saved); a SIMD prefilter finds the candidates either way.
 fn value_automaton(
     forms: impl Iterator<Item = (String, &'static str)>,
-    kind: Option<AhoCorasickKind>,
 ) -> Option<(AhoCorasick, Vec<&'static str>)> {
     let (patterns, kinds): (Vec<String>, Vec<&'static str>) = forms.unzip();
     AhoCorasick::builder()
-        .kind(kind)
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
         .match_kind(MatchKind::LeftmostLongest)
         .build(&patterns)
         .ok()
@@ -2617,14 +2619,12 @@ impl Redactor {
                 .kinds
                 .iter()
                 .flat_map(|(v, kind)| literal_forms(v).into_iter().map(|f| (f, *kind)));
-            // A contiguous NFA: quick to build and small (a DFA over thousands of values
-            // costs tens of megabytes).
-            learned.automaton = value_automaton(forms, Some(AhoCorasickKind::ContiguousNFA));
+            learned.automaton = value_automaton(forms);
             learned.recent_forms.clear();
             learned.recent = None;
         } else {
             let forms = learned.recent_forms.iter().map(|(f, k)| (f.clone(), *k));
-            learned.recent = value_automaton(forms, None);
+            learned.recent = value_automaton(forms);
         }
         learned.generation += 1;
     }
