@@ -183,16 +183,14 @@ enum Lent<'a> {
 impl Event<'_> {
     fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"{\"body\":");
+        json::write_key(&mut out, true, "body");
         self.body.write(&mut out);
         for (key, value) in [
             ("id", &self.id),
             ("timestamp", &self.timestamp),
             ("type", &self.ty),
         ] {
-            out.push(b',');
-            json::write_str(&mut out, key);
-            out.push(b':');
+            json::write_key(&mut out, false, key);
             json::write_str(&mut out, value);
         }
         out.push(b'}');
@@ -204,10 +202,8 @@ impl Body<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         let mut first = true;
         let mut entry = |out: &mut Vec<u8>, key: &str| {
-            out.push(if first { b'{' } else { b',' });
+            json::write_key(out, first, key);
             first = false;
-            json::write_str(out, key);
-            out.push(b':');
         };
         let mut lent = self.lent.iter().peekable();
         let write_lent = |out: &mut Vec<u8>, value: &Lent| match value {

@@ -108,16 +108,23 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value) {
 
 /// A JSON object.
 pub fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
-    out.push(b'{');
+    if map.is_empty() {
+        out.extend_from_slice(b"{}");
+        return;
+    }
     for (i, (k, v)) in map.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, k);
-        out.push(b':');
+        write_key(out, i == 0, k);
         write_value(out, v);
     }
     out.push(b'}');
+}
+
+/// The start of an object member: `{` before the first, `,` before the others, then the
+/// quoted name and `:`. The caller writes the value, and `}` after the last.
+pub fn write_key(out: &mut Vec<u8>, first: bool, name: &str) {
+    out.push(if first { b'{' } else { b',' });
+    write_str(out, name);
+    out.push(b':');
 }
 
 /// A JSON value as text.

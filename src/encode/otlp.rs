@@ -162,11 +162,7 @@ impl Span<'_> {
     /// faster string escaper: the input and output attributes are JSON text escaped again.
     fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1024);
-        let field = |out: &mut Vec<u8>, name: &str| {
-            out.push(if out.is_empty() { b'{' } else { b',' });
-            json::write_str(out, name);
-            out.push(b':');
-        };
+        let field = |out: &mut Vec<u8>, name: &str| json::write_key(out, out.is_empty(), name);
         field(&mut out, "traceId");
         json::write_str(&mut out, self.trace_id);
         field(&mut out, "spanId");
