@@ -2084,7 +2084,8 @@ struct Learned {
 
 /// Values remembered at most; later ones are still redacted where their context shows.
 const MAX_LEARNED_VALUES: usize = 4096;
-/// Recent learned patterns searched one by one before the automaton is rebuilt with them.
+/// Recent learned patterns kept in their own small automaton before the large one is rebuilt
+/// with them.
 const LEARNED_RECENT_MAX: usize = 32;
 
 /// The keywords ending at `end` in match state `sid`, if `end` is after `keep`.
@@ -2112,8 +2113,8 @@ const KEYWORD_LANE_MIN_BYTES: usize = 256;
 /// Every occurrence of every keyword in `text` as (pattern, start, end): overlapping, in the
 /// order `find_overlapping_iter` gives (by end, and at one end longest first).
 ///
-/// A DFA step waits for the previous step's table load, so one scan runs at the memory's
-/// latency, not its bandwidth. Long text is cut into [`KEYWORD_LANES`] pieces walked in
+/// A DFA step waits for the previous step's table load, so one scan runs at that load's
+/// latency, not at the processor's throughput. Long text is cut into [`KEYWORD_LANES`] pieces walked in
 /// one loop, each by its own state, and the processor overlaps their loads. A piece starts
 /// the longest keyword's length early, so a keyword across a cut is found, and keeps only
 /// the matches that end inside it: each occurrence is reported once, in the same order.
