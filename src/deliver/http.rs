@@ -344,6 +344,11 @@ fn gzip_body(encoder: &dyn Encoder, items: &[Item]) -> Vec<u8> {
     enc.finish().expect("writing to memory")
 }
 
+/// Inflate a gzip body, appending to `out`.
+fn gunzip_into(gz: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), out)
+}
+
 /// A batch's items while their OTLP request is out. The gzip body is what goes on the
 /// wire, so the items' JSON is dropped and read back from the body only when something
 /// other than delivery becomes of them (a retry, a split, the spool): each request in
@@ -371,8 +376,7 @@ impl Packed {
         let framing = encoder.prefix().len() + encoder.suffix().len() + self.lens.len();
         let mut raw = Vec::with_capacity(self.lens.iter().sum::<usize>() + framing);
         // Inflating bytes this process deflated in memory cannot fail.
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&self.body[..]), &mut raw)
-            .expect("inflating our own request body");
+        gunzip_into(&self.body, &mut raw).expect("inflating our own request body");
         let mut at = encoder.prefix().len();
         for (item, len) in items.iter_mut().zip(self.lens) {
             item.json = raw[at..at + len].to_vec();
@@ -1366,7 +1370,7 @@ mod tests {
         let gz = gzip(&body);
         assert!(gz.len() < body.len() / 5);
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+        gunzip_into(&gz, &mut out).unwrap();
         assert_eq!(out, body);
     }
 
@@ -1383,7 +1387,7 @@ mod tests {
             .collect();
         let gz = gzip_body(&enc, &items);
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
+        gunzip_into(&gz, &mut out).unwrap();
         assert_eq!(out, enc.body(&items));
         assert_eq!(enc.body_len(&items), out.len());
         assert_eq!(enc.body_len(&[]), enc.body(&[]).len());
@@ -1409,11 +1413,7 @@ mod tests {
             "held compressed only"
         );
         let mut body = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(&packed.body[..]),
-            &mut body,
-        )
-        .unwrap();
+        gunzip_into(&packed.body, &mut body).unwrap();
         assert_eq!(body, enc.body(&original), "the body sent is the batch's");
         packed.unpack(&enc, &mut items);
         assert_eq!(items, original);

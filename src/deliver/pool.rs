@@ -54,6 +54,17 @@ struct Window {
 }
 
 impl Window {
+    /// One request at a time, none out.
+    fn new() -> Window {
+        Window {
+            outstanding: 0,
+            sending: 0,
+            limit: 1,
+            limited: false,
+            closed: false,
+        }
+    }
+
     /// A batch is handed over: if every allowed request is busy, it waits for one.
     fn hand_over(&mut self) {
         self.limited |= self.outstanding >= self.limit;
@@ -108,13 +119,7 @@ impl PoolSink {
     pub fn new(first: HttpSink, encoder: Arc<dyn Encoder>, max: usize) -> PoolSink {
         let max = max.max(1);
         let shared = Arc::new(Shared {
-            window: Mutex::new(Window {
-                outstanding: 0,
-                sending: 0,
-                limit: 1,
-                limited: false,
-                closed: false,
-            }),
+            window: Mutex::new(Window::new()),
             changed: Condvar::new(),
             max,
         });
@@ -224,16 +229,6 @@ impl Sink for PoolSink {
 mod tests {
     use super::*;
 
-    fn window() -> Window {
-        Window {
-            outstanding: 0,
-            sending: 0,
-            limit: 1,
-            limited: false,
-            closed: false,
-        }
-    }
-
     /// Hand a batch over; it is taken at once if thread `n` may send.
     fn offer(w: &mut Window, n: usize) -> bool {
         w.hand_over();
@@ -244,7 +239,7 @@ mod tests {
 
     #[test]
     fn the_window_grows_only_while_it_is_the_limit() {
-        let mut w = window();
+        let mut w = Window::new();
         // A fast link: each batch is answered before the next is ready. One request at a
         // time, always thread 0's, however many clean answers.
         for _ in 0..10 {
