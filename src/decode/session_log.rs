@@ -238,7 +238,13 @@ pub struct LogDecoder {
     /// Reused for entries read back (a fresh buffer per entry would map and unmap the
     /// pages of every large one).
     scratch: Vec<u8>,
+    /// Bytes of waiting entries that may be decoded now (see [`LogDecoder::due`]).
+    credit: u64,
 }
+
+/// Bytes of a finished session decoded per byte of the next one read (see
+/// [`LogDecoder::due`]): enough that the finished one is done before the next is half read.
+const DRAIN_PER_BYTE_READ: u64 = 2;
 
 impl LogDecoder {
     /// A decoder for a file still being written (see the module documentation).
@@ -315,6 +321,9 @@ impl LogDecoder {
         } else {
             let name = self.hint_of(ty, || serde_json::from_slice(raw).ok());
             let len = raw.len();
+            if self.store.source.is_some() && !self.emitting.is_empty() {
+                self.credit = self.credit.saturating_add(DRAIN_PER_BYTE_READ * len as u64);
+            }
             let body = if self.store.source.is_some() {
                 Body::InSource {
                     line,
@@ -357,6 +366,23 @@ impl LogDecoder {
     /// End of input: emit the session in progress (see `push`).
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         self.flush(out);
+        self.credit = u64::MAX;
+    }
+
+    /// Whether to decode another waiting entry now ([`LogDecoder::drain`]). Entries read
+    /// back from the source file are decoded a little per line of the next session while
+    /// that one's ids are read ([`DRAIN_PER_BYTE_READ`]), so the sanitizing thread has
+    /// work all along instead of waiting out each session's first pass; the rest goes when
+    /// the next session ends or the input does. Entries held in memory or in the
+    /// temporary file go all at once (their store is reused for the next session).
+    pub fn due(&self) -> bool {
+        match self.emitting.front() {
+            None => false,
+            Some(e) => match e.body {
+                Body::InSource { .. } => self.credit > 0,
+                _ => true,
+            },
+        }
     }
 
     /// Keep the read-back buffer for the next entry, unless an unusually long one grew it.
@@ -386,6 +412,7 @@ impl LogDecoder {
                 v.map_err(|e| (line, e))
             }
             Body::InSource { line, at, len } => {
+                self.credit = self.credit.saturating_sub(len as u64);
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let v = match self.store.get_in_source(at, len, &mut scratch) {
                     Some(bytes) => serde_json::from_slice::<Value>(bytes),
@@ -498,6 +525,7 @@ impl LogDecoder {
         if self.emitting.is_empty() {
             self.store.clear();
         }
+        self.credit = 0;
     }
 }
 
@@ -837,27 +865,67 @@ mod tests {
         assert_eq!(events.len(), 2);
     }
 
-    /// Decode a file's lines as `flow` does (light parse, raw bytes with their offsets),
-    /// reading held entries back from the file or from a copy.
-    fn decode_file(path: &std::path::Path, reread: bool) -> (Vec<String>, Vec<u64>) {
+    /// Decode a file's lines as `flow` does (light parse, raw bytes with their offsets,
+    /// waiting entries decoded while they are due), reading held entries back from the file
+    /// or from a copy. Also says after how many lines each event came out.
+    fn decode_file_timed(
+        path: &std::path::Path,
+        reread: bool,
+    ) -> (Vec<String>, Vec<u64>, Vec<u64>) {
         let mut d = LogDecoder::default();
         if reread {
             d.reread_from(File::open(path).unwrap());
         }
         let mut lines = crate::input::Lines::new(File::open(path).unwrap());
         let mut out = Vec::new();
+        let mut when = Vec::new();
         while let crate::input::Next::Line(l) = lines.next_line().unwrap() {
             // A line that is not JSON is skipped before the decoder (as `flow` does).
-            let Ok(v) = crate::decode::jsonline::parse(l.bytes, light_fields) else {
-                continue;
-            };
-            d.push_raw(l.number, (l.bytes, l.offset), v, &mut out);
-            while d.drain(&mut out) {}
+            if let Ok(v) = crate::decode::jsonline::parse(l.bytes, light_fields) {
+                d.push_raw(l.number, (l.bytes, l.offset), v, &mut out);
+                while d.due() && d.drain(&mut out) {}
+            }
+            when.resize(out.len(), l.number);
         }
         d.finish(&mut out);
-        while d.drain(&mut out) {}
+        while d.due() && d.drain(&mut out) {}
+        when.resize(out.len(), u64::MAX);
         let bad = d.bad.iter().map(|(n, _)| *n).collect();
-        (out.iter().map(|e| format!("{e:?}")).collect(), bad)
+        (out.iter().map(|e| format!("{e:?}")).collect(), bad, when)
+    }
+
+    fn decode_file(path: &std::path::Path, reread: bool) -> (Vec<String>, Vec<u64>) {
+        let (events, bad, _) = decode_file_timed(path, reread);
+        (events, bad)
+    }
+
+    #[test]
+    fn a_finished_session_is_decoded_while_the_next_is_read_from_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let mut text = String::new();
+        for (session, ids) in [("s1", ["a", "b", "c"]), ("s2", ["d", "e", "f"])] {
+            let head =
+                json!({"type":"session","id":session,"timestamp":"2026-08-23T09:14:02.117Z"});
+            text.push_str(&format!("{head}\n"));
+            let mut parent = None;
+            for id in ids {
+                text.push_str(&format!("{}\n", msg(id, parent, "user", 1)));
+                parent = Some(id);
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+        let (copied, _, copied_when) = decode_file_timed(&path, false);
+        let (reread, _, reread_when) = decode_file_timed(&path, true);
+        // The same events in the same order either way.
+        assert_eq!(reread, copied);
+        let s2 = reread.iter().position(|e| e.contains("\"s2\"")).unwrap();
+        // From a copy, the first session comes out whole when the second's header arrives
+        // (line 5); read back from the file, its entries trickle out with the second's
+        // lines, and it is still whole before the second's header event.
+        assert!(copied_when[..s2].iter().all(|&n| n <= 5), "{copied_when:?}");
+        assert!(reread_when[..s2].iter().any(|&n| n > 5), "{reread_when:?}");
+        assert!(reread_when[s2..].iter().all(|&n| n == u64::MAX));
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn read_file(
         delivery,
     } = *ctx;
     let nest = match &f.parent {
-        Some(p) => group.nest(p, f, ctx, (down.encoder, down.sanitizer)),
+        Some(p) => group.nest(p, f, ctx, (down.out.encoder, down.out.sanitizer)),
         None => None,
     };
     let mapper = Mapper::with_nest(map_cfg.clone(), nest.clone());

@@ -23,7 +23,8 @@ use crate::input::{Line, Lines, Next, Source, is_blank};
 use crate::map::{MapConfig, Mapper};
 use crate::messages::{human_bytes, plural};
 use crate::model::{ObsKind, Record, sample_point};
-use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
+use crate::run::stage::{self, Out, Stage, ToStage};
+use crate::sanitize::{SanitizeStats, Sanitizer};
 
 /// Lines the mapper ignores whatever they hold, recognised without parsing them: streaming
 /// deltas are most of a live stream's lines and, before omp 16.5 and in RPC mode, each one
@@ -231,39 +232,18 @@ fn write_delivery(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
 
 /// Where records go after the mapper: sampling (and the summary's counts) here, then
 /// sanitizing, encoding and the sender's channel. Made with [`Downstream::staged`], that
-/// second part runs on a thread of its own (the stage), so that reading, parsing and mapping
-/// (the caller's thread) overlap with it on a second core; records cross over one line's
-/// worth at a time, through a short queue, in order.
+/// second part runs on threads of their own (the [stage](crate::run::stage)), so that
+/// reading, parsing and mapping (the caller's thread) overlap with it.
 pub struct Downstream<'a> {
-    pub encoder: &'a dyn Encoder,
-    pub outlet: &'a dyn Outlet,
-    /// Redaction, truncation and the per-event size guarantee: every record passes here
-    /// before it is encoded, so nothing unsanitized is printed or sent.
-    pub sanitizer: &'a Sanitizer,
+    /// Redaction, truncation and the per-event size guarantee (every record passes there
+    /// before it is encoded, so nothing unsanitized is printed or sent), the encoder and
+    /// the outlet.
+    pub out: Out<'a>,
     pub sample_rate: f64,
     /// Sampling decision per session id.
     kept: HashMap<Arc<str>, bool>,
     stage: Option<Stage<'a>>,
 }
-
-/// What the stage thread is handed.
-enum ToStage {
-    /// The kept records of one line.
-    Records(Vec<Record>),
-    /// Answer once everything handed over before is in the outlet.
-    Sync(crossbeam_channel::Sender<()>),
-}
-
-/// The stage thread of a staged [`Downstream`].
-struct Stage<'a> {
-    tx: Option<crossbeam_channel::Sender<ToStage>>,
-    handle: Option<std::thread::ScopedJoinHandle<'a, (SanitizeStats, Result<()>)>>,
-    /// Its sanitizer counters and outcome once it has stopped.
-    ended: Option<(SanitizeStats, Result<()>)>,
-}
-
-/// Lines' worth of records queued for the stage (each holds the records of one input line).
-const STAGE_QUEUE: usize = 4;
 
 impl<'a> Downstream<'a> {
     /// Sanitize, encode and hand over on the caller's thread.
@@ -274,16 +254,18 @@ impl<'a> Downstream<'a> {
         sample_rate: f64,
     ) -> Self {
         Downstream {
-            encoder,
-            outlet,
-            sanitizer,
+            out: Out {
+                encoder,
+                outlet,
+                sanitizer,
+            },
             sample_rate,
             kept: HashMap::new(),
             stage: None,
         }
     }
 
-    /// Sanitize, encode and hand over on a thread of `scope` (see the type's docs). Call
+    /// Sanitize, encode and hand over on threads of `scope` (see the type's docs). Call
     /// [`Downstream::finish`] at the end for the sanitizer's counters.
     pub fn staged<'env>(
         scope: &'a std::thread::Scope<'a, 'env>,
@@ -292,37 +274,9 @@ impl<'a> Downstream<'a> {
         sanitizer: &'a Sanitizer,
         sample_rate: f64,
     ) -> Self {
-        let (tx, rx) = crossbeam_channel::bounded::<ToStage>(STAGE_QUEUE);
-        let handle = std::thread::Builder::new()
-            .name("omp-langfuse-stage".into())
-            .spawn_scoped(scope, move || {
-                let mut stats = SanitizeStats::default();
-                for msg in rx {
-                    match msg {
-                        ToStage::Records(batch) => {
-                            for rec in batch {
-                                if let Err(e) = deliver(encoder, outlet, sanitizer, rec, &mut stats)
-                                {
-                                    return (stats, Err(e));
-                                }
-                            }
-                        }
-                        ToStage::Sync(done) => {
-                            let _ = done.send(());
-                        }
-                    }
-                }
-                (stats, Ok(()))
-            })
-            .expect("spawning the stage thread");
-        Downstream {
-            stage: Some(Stage {
-                tx: Some(tx),
-                handle: Some(handle),
-                ended: None,
-            }),
-            ..Downstream::new(encoder, outlet, sanitizer, sample_rate)
-        }
+        let mut down = Downstream::new(encoder, outlet, sanitizer, sample_rate);
+        down.stage = Some(Stage::spawn(scope, down.out));
+        down
     }
 
     pub fn take(&mut self, records: &mut Vec<Record>, summary: &mut Summary) -> Result<()> {
@@ -348,20 +302,15 @@ impl<'a> Downstream<'a> {
         }
         let Some(stage) = &mut self.stage else {
             for rec in kept {
-                deliver(
-                    self.encoder,
-                    self.outlet,
-                    self.sanitizer,
-                    rec,
-                    &mut summary.sanitize,
-                )?;
+                self.out.deliver(rec, &mut summary.sanitize)?;
             }
             return Ok(());
         };
         if kept.is_empty() {
             return Ok(());
         }
-        stage.send(ToStage::Records(kept))
+        let weight = kept.iter().map(stage::weight).sum();
+        stage.send(ToStage::Records(kept, weight))
     }
 
     /// Wait until everything taken so far is in the outlet (at once without a stage).
@@ -380,73 +329,12 @@ impl<'a> Downstream<'a> {
     /// Let the stage finish what it has and add its counters to `summary` (nothing to do
     /// without a stage).
     pub fn finish(mut self, summary: &mut Summary) -> Result<()> {
-        let Some(stage) = &mut self.stage else {
-            return Ok(());
-        };
-        stage.stop();
-        let Some((stats, outcome)) = stage.ended.take() else {
+        let Some((stats, outcome)) = self.stage.as_mut().and_then(Stage::finish) else {
             return Ok(());
         };
         summary.sanitize.merge(&stats);
         outcome
     }
-}
-
-impl Stage<'_> {
-    fn send(&mut self, msg: ToStage) -> Result<()> {
-        if let Some(tx) = &self.tx
-            && tx.send(msg).is_ok()
-        {
-            return Ok(());
-        }
-        self.failed()
-    }
-
-    /// The stage stopped early: its error says why.
-    fn failed(&mut self) -> Result<()> {
-        self.stop();
-        match &self.ended {
-            Some((_, Err(e))) => Err(anyhow::anyhow!("{e:#}")),
-            _ => Err(anyhow::anyhow!("the delivery worker stopped unexpectedly")),
-        }
-    }
-
-    fn stop(&mut self) {
-        self.tx = None;
-        if let Some(handle) = self.handle.take() {
-            self.ended = Some(handle.join().unwrap_or_else(|_| {
-                (
-                    SanitizeStats::default(),
-                    Err(anyhow::anyhow!("the sanitizing thread panicked")),
-                )
-            }));
-        }
-    }
-}
-
-/// Sanitize one kept record, encode it (shrinking it if it is still too large) and hand it
-/// to the outlet.
-fn deliver(
-    encoder: &dyn Encoder,
-    outlet: &dyn Outlet,
-    sanitizer: &Sanitizer,
-    mut rec: Record,
-    stats: &mut SanitizeStats,
-) -> Result<()> {
-    sanitizer.record(&mut rec, stats);
-    let Some(mut item) = encoder.encode(&rec) else {
-        return Ok(());
-    };
-    if item.json.len() > MAX_EVENT_BYTES {
-        // Rare: shrink further (never drop) until the event fits, then re-encode.
-        let size = |r: &Record| encoder.encode(r).map_or(0, |i| i.json.len());
-        sanitizer.fit(&mut rec, MAX_EVENT_BYTES, size, stats);
-        match encoder.encode(&rec) {
-            Some(shrunk) => item = shrunk,
-            None => return Ok(()),
-        }
-    }
-    outlet.put(item)
 }
 
 /// The decoder chosen for a source.
@@ -782,7 +670,7 @@ impl Front {
         }
         down.take(&mut self.records, summary)?;
         while let Some(Decoder::Log(log)) = &mut self.decoder {
-            if !log.drain(&mut self.events) {
+            if !log.due() || !log.drain(&mut self.events) {
                 break;
             }
             for (n, e) in std::mem::take(&mut log.bad) {

@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod flow;
 pub mod progress;
+pub mod stage;
 pub mod watch;
 
 use std::sync::Arc;

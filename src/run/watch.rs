@@ -356,7 +356,7 @@ impl Watcher<'_, '_> {
                         &self.inert,
                         self.cfg,
                         self.map_cfg,
-                        (self.down.encoder, self.down.sanitizer),
+                        (self.down.out.encoder, self.down.out.sanitizer),
                     ),
                 };
                 info.and_then(|i| backfill::nest_under(&i, &file))

@@ -226,17 +226,48 @@ impl Sanitizer {
         self.redactor.redact(s, &mut RedactCounts::new())
     }
 
-    /// Sanitize a record in place: redaction first, then blobs and truncation. Every record
-    /// goes through here before it is encoded, printed or sent; then [`Sanitizer::fit`] with
-    /// the encoder's item size.
+    /// Sanitize a record in place: [`Sanitizer::redact_record`], then
+    /// [`Sanitizer::limit_record`]. Every record goes through here (or through both halves,
+    /// in order) before it is encoded, printed or sent; then [`Sanitizer::fit`] with the
+    /// encoder's item size.
     pub fn record(&self, rec: &mut Record, stats: &mut SanitizeStats) {
+        self.redact_record(rec, stats);
+        self.limit_record(rec, stats);
+    }
+
+    /// The first half of [`Sanitizer::record`]: blobs replaced and secrets redacted in every
+    /// field (short labels and the trace context are capped here too). Records must pass
+    /// here in order: a secret identified in one is redacted wherever it recurs later.
+    pub fn redact_record(&self, rec: &mut Record, stats: &mut SanitizeStats) {
         let generation = self.redactor.generation();
-        self.record_once(rec, stats);
+        self.redact_once(rec, stats);
         if self.redactor.generation() != generation {
             // A secret identified in one field (a tool's arguments) may be echoed in another
             // field of the same record that was already redacted (its output): the learned
             // values once more, now that they are known.
             self.learned_pass(rec, stats);
+        }
+    }
+
+    /// The second half of [`Sanitizer::record`], on a redacted record: input, output,
+    /// metadata and model parameters cut to their budgets. It learns nothing, so it can
+    /// run on another thread than the first half.
+    pub fn limit_record(&self, rec: &mut Record, stats: &mut SanitizeStats) {
+        let (budget, input, output) = match rec {
+            Record::Trace(t) => (self.budgets.llm_io, &mut t.input, &mut t.output),
+            Record::Observation(o) => {
+                let cap = self.budgets.metadata_value;
+                let params = o.generation.as_mut().map(|g| &mut g.model_parameters);
+                for map in std::iter::once(&mut o.metadata).chain(params) {
+                    for x in map.values_mut() {
+                        count_cuts(truncate::limit(x, cap), stats);
+                    }
+                }
+                (self.io_budget(o.kind), &mut o.input, &mut o.output)
+            }
+        };
+        for v in [input, output].into_iter().flatten() {
+            count_cuts(truncate::limit(v, budget), stats);
         }
     }
 
@@ -263,19 +294,18 @@ impl Sanitizer {
         }
     }
 
-    fn record_once(&self, rec: &mut Record, stats: &mut SanitizeStats) {
+    fn redact_once(&self, rec: &mut Record, stats: &mut SanitizeStats) {
         match rec {
             Record::Trace(t) => {
                 t.ctx = self.ctx(&t.ctx, stats);
-                self.io(&mut t.input, self.budgets.llm_io, stats);
-                self.io(&mut t.output, self.budgets.llm_io, stats);
+                self.io(&mut t.input, stats);
+                self.io(&mut t.output, stats);
             }
             Record::Observation(o) => {
                 o.trace = self.ctx(&o.trace, stats);
-                let budget = self.io_budget(o.kind);
-                self.io(&mut o.input, budget, stats);
-                self.io(&mut o.output, budget, stats);
-                self.map(&mut o.metadata, self.budgets.metadata_value, stats);
+                self.io(&mut o.input, stats);
+                self.io(&mut o.output, stats);
+                self.redact_map(&mut o.metadata, stats);
                 self.label(&mut o.name, MAX_NAME_CHARS, stats);
                 if let Some(msg) = &mut o.status_message {
                     self.label(msg, MAX_STATUS_MESSAGE_CHARS, stats);
@@ -284,7 +314,7 @@ impl Sanitizer {
                     if let Some(model) = &mut g.model {
                         self.label(model, MAX_MODEL_CHARS, stats);
                     }
-                    self.map(&mut g.model_parameters, self.budgets.metadata_value, stats);
+                    self.redact_map(&mut g.model_parameters, stats);
                 }
             }
         }
@@ -301,16 +331,14 @@ impl Sanitizer {
         }
     }
 
-    fn io(&self, field: &mut Option<Value>, budget: usize, stats: &mut SanitizeStats) {
+    fn io(&self, field: &mut Option<Value>, stats: &mut SanitizeStats) {
         let Some(v) = field else { return };
         stats.blobs_replaced += truncate::strip_media(v);
         self.redactor.redact_value(v, &mut stats.redactions);
-        let cuts = truncate::limit(v, budget);
-        count_cuts(cuts, stats);
     }
 
-    /// Metadata-like maps: redact keys and values, then cap each value.
-    fn map(&self, map: &mut Map<String, Value>, cap: usize, stats: &mut SanitizeStats) {
+    /// Metadata-like maps: blobs replaced, keys and values redacted.
+    fn redact_map(&self, map: &mut Map<String, Value>, stats: &mut SanitizeStats) {
         if map.is_empty() {
             return;
         }
@@ -320,6 +348,11 @@ impl Sanitizer {
         if let Value::Object(m) = v {
             *map = m;
         }
+    }
+
+    /// Metadata-like maps: redact keys and values, then cap each value.
+    fn map(&self, map: &mut Map<String, Value>, cap: usize, stats: &mut SanitizeStats) {
+        self.redact_map(map, stats);
         for x in map.values_mut() {
             count_cuts(truncate::limit(x, cap), stats);
         }

@@ -1,0 +1,399 @@
+//! The stage: sanitizing, encoding and handing records to the outlet on threads of their
+//! own, so that reading, parsing and mapping (the caller's thread) overlap with them.
+//!
+//! Two threads, in a line: the first redacts records in the order they come (a secret
+//! learned from one is redacted in every later one), the second truncates them, encodes them
+//! and hands them to the outlet. Records cross over one input line's worth at a time, in
+//! order.
+//!
+//! What waits between the threads is bounded in bytes ([`STAGE_BYTES`] of records, counted
+//! by [`weight`]), not in messages: lines vary from a few hundred bytes to megabytes, and a
+//! count small enough for the megabytes leaves too little slack for the rest (with four
+//! lines of it, the threads waited on each other for a fifth of the time).
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::Value;
+
+use crate::deliver::Outlet;
+use crate::encode::Encoder;
+use crate::model::Record;
+use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
+
+/// Bytes of records (see [`weight`]) handed to the stage and not yet through it.
+pub const STAGE_BYTES: usize = 4 << 20;
+
+/// Messages waiting for each thread at most, whatever their weight (a backstop: the bytes
+/// bind first unless lines are tiny).
+const STAGE_QUEUE: usize = 4096;
+
+/// What the stage threads are handed.
+pub enum ToStage {
+    /// The kept records of one line, and their weight.
+    Records(Vec<Record>, usize),
+    /// Answer once everything handed over before is in the outlet.
+    Sync(Sender<()>),
+}
+
+/// Roughly the bytes a record holds: its strings' lengths and a little per JSON node, over
+/// the parts that can be large (input, output, metadata). A walk over the tree, never over
+/// the bytes.
+pub fn weight(rec: &Record) -> usize {
+    const NODE: usize = 32;
+    fn value(v: &Value) -> usize {
+        NODE + match v {
+            Value::String(s) => s.len(),
+            Value::Array(a) => a.iter().map(value).sum(),
+            Value::Object(m) => m.iter().map(|(k, v)| k.len() + value(v)).sum(),
+            _ => 0,
+        }
+    }
+    let (input, output, meta) = match rec {
+        Record::Trace(t) => (&t.input, &t.output, None),
+        Record::Observation(o) => (&o.input, &o.output, Some(&o.metadata)),
+    };
+    let meta = meta.map_or(0, |m| m.iter().map(|(k, v)| k.len() + value(v)).sum());
+    NODE * 8
+        + meta
+        + [input, output]
+            .into_iter()
+            .flatten()
+            .map(value)
+            .sum::<usize>()
+}
+
+/// The byte bound: the caller enters with a message's weight before handing it over, the
+/// second thread leaves with it once the message is through.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    held: usize,
+    waiting: bool,
+    /// The second thread stopped: nobody will leave any more, so nobody waits.
+    closed: bool,
+}
+
+impl Gate {
+    /// Wait until `n` more bytes fit (a message heavier than the whole bound goes alone).
+    fn enter(&self, n: usize) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !s.closed && s.held > 0 && s.held + n > STAGE_BYTES {
+            s.waiting = true;
+            s = self.freed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+        s.held += n;
+    }
+
+    fn leave(&self, n: usize) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.held = s.held.saturating_sub(n);
+        if std::mem::take(&mut s.waiting) {
+            self.freed.notify_all();
+        }
+    }
+
+    fn close(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        self.freed.notify_all();
+    }
+}
+
+/// Closes the gate however the second thread ends (an error, a panic), so the caller can
+/// never wait for it in vain.
+struct CloseOnDrop<'g>(&'g Gate);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Where sanitized records go: encoded by one, handed to the other.
+#[derive(Clone, Copy)]
+pub struct Out<'a> {
+    pub encoder: &'a dyn Encoder,
+    pub outlet: &'a dyn Outlet,
+    pub sanitizer: &'a Sanitizer,
+}
+
+impl Out<'_> {
+    /// Sanitize one record, encode it (shrinking it if it is still too large) and hand it
+    /// to the outlet, all on the caller's thread.
+    pub fn deliver(&self, mut rec: Record, stats: &mut SanitizeStats) -> Result<()> {
+        self.sanitizer.record(&mut rec, stats);
+        self.emit(rec, stats)
+    }
+
+    /// The rest of [`Out::deliver`] for a record that is only redacted so far.
+    fn put(&self, mut rec: Record, stats: &mut SanitizeStats) -> Result<()> {
+        self.sanitizer.limit_record(&mut rec, stats);
+        self.emit(rec, stats)
+    }
+
+    /// Encode a sanitized record (shrinking it if it is still too large) and hand it to the
+    /// outlet.
+    fn emit(&self, mut rec: Record, stats: &mut SanitizeStats) -> Result<()> {
+        let Some(mut item) = self.encoder.encode(&rec) else {
+            return Ok(());
+        };
+        if item.json.len() > MAX_EVENT_BYTES {
+            // Rare: shrink further (never drop) until the event fits, then re-encode.
+            let size = |r: &Record| self.encoder.encode(r).map_or(0, |i| i.json.len());
+            self.sanitizer.fit(&mut rec, MAX_EVENT_BYTES, size, stats);
+            match self.encoder.encode(&rec) {
+                Some(shrunk) => item = shrunk,
+                None => return Ok(()),
+            }
+        }
+        self.outlet.put(item)
+    }
+}
+
+/// The running stage (see the module documentation).
+pub struct Stage<'a> {
+    tx: Option<Sender<ToStage>>,
+    gate: Arc<Gate>,
+    redact: Option<ScopedJoinHandle<'a, SanitizeStats>>,
+    last: Option<ScopedJoinHandle<'a, (SanitizeStats, Result<()>)>>,
+    /// Their sanitizer counters and outcome once they have stopped.
+    ended: Option<(SanitizeStats, Result<()>)>,
+}
+
+impl<'a> Stage<'a> {
+    /// Start both threads on `scope`.
+    pub fn spawn<'env>(scope: &'a Scope<'a, 'env>, out: Out<'a>) -> Stage<'a> {
+        let gate = Arc::new(Gate::default());
+        let (tx, rx) = crossbeam_channel::bounded::<ToStage>(STAGE_QUEUE);
+        let (tx_redacted, rx_redacted) = crossbeam_channel::bounded::<ToStage>(STAGE_QUEUE);
+        let redact = std::thread::Builder::new()
+            .name("omp-langfuse-redact".into())
+            .spawn_scoped(scope, move || redact_all(out.sanitizer, &rx, &tx_redacted))
+            .expect("spawning the redaction thread");
+        let last_gate = gate.clone();
+        let last = std::thread::Builder::new()
+            .name("omp-langfuse-stage".into())
+            .spawn_scoped(scope, move || {
+                let _close = CloseOnDrop(&last_gate);
+                put_all(out, &last_gate, &rx_redacted)
+            })
+            .expect("spawning the stage thread");
+        Stage {
+            tx: Some(tx),
+            gate,
+            redact: Some(redact),
+            last: Some(last),
+            ended: None,
+        }
+    }
+
+    /// Hand over one message, waiting while the stage holds its bound of bytes.
+    pub fn send(&mut self, msg: ToStage) -> Result<()> {
+        if let ToStage::Records(_, n) = &msg {
+            self.gate.enter(*n);
+        }
+        if let Some(tx) = &self.tx
+            && tx.send(msg).is_ok()
+        {
+            return Ok(());
+        }
+        self.failed()
+    }
+
+    /// The stage stopped early: its error says why.
+    pub fn failed(&mut self) -> Result<()> {
+        self.stop();
+        match &self.ended {
+            Some((_, Err(e))) => Err(anyhow::anyhow!("{e:#}")),
+            _ => Err(anyhow::anyhow!("the delivery worker stopped unexpectedly")),
+        }
+    }
+
+    /// Let both threads finish what they have: their counters and outcome (once).
+    pub fn finish(&mut self) -> Option<(SanitizeStats, Result<()>)> {
+        self.stop();
+        self.ended.take()
+    }
+
+    fn stop(&mut self) {
+        self.tx = None;
+        let redacted = self.redact.take().map(ScopedJoinHandle::join);
+        let Some(last) = self.last.take() else {
+            return;
+        };
+        let (mut stats, outcome) = last.join().unwrap_or_else(|_| {
+            (
+                SanitizeStats::default(),
+                Err(anyhow::anyhow!("the sanitizing thread panicked")),
+            )
+        });
+        let outcome = match redacted {
+            Some(Ok(first)) => {
+                stats.merge(&first);
+                outcome
+            }
+            Some(Err(_)) => Err(anyhow::anyhow!("the redaction thread panicked")),
+            None => outcome,
+        };
+        self.ended = Some((stats, outcome));
+    }
+}
+
+/// The first thread: redact every record in order and pass it on.
+fn redact_all(
+    sanitizer: &Sanitizer,
+    rx: &Receiver<ToStage>,
+    tx: &Sender<ToStage>,
+) -> SanitizeStats {
+    let mut stats = SanitizeStats::default();
+    for mut msg in rx {
+        if let ToStage::Records(batch, _) = &mut msg {
+            for rec in batch {
+                sanitizer.redact_record(rec, &mut stats);
+            }
+        }
+        // The second thread stopped: its outcome says why.
+        if tx.send(msg).is_err() {
+            break;
+        }
+    }
+    stats
+}
+
+/// The second thread: truncate and encode every redacted record, hand it to the outlet,
+/// then let its bytes through the gate.
+fn put_all(out: Out<'_>, gate: &Gate, rx: &Receiver<ToStage>) -> (SanitizeStats, Result<()>) {
+    let mut stats = SanitizeStats::default();
+    for msg in rx {
+        match msg {
+            ToStage::Records(batch, n) => {
+                for rec in batch {
+                    if let Err(e) = out.put(rec, &mut stats) {
+                        return (stats, Err(e));
+                    }
+                }
+                gate.leave(n);
+            }
+            ToStage::Sync(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+    (stats, Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::ingestion::IngestionEncoder;
+    use crate::model::{TraceCtx, TraceRecord};
+    use crate::sanitize::SanitizeConfig;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn record(input: Value) -> Record {
+        Record::Trace(TraceRecord {
+            ctx: Arc::new(TraceCtx {
+                id: "0".repeat(32),
+                name: "t".into(),
+                session_id: "s".into(),
+                user_id: None,
+                tags: Vec::new(),
+                environment: None,
+                release: None,
+                timestamp: 1,
+                metadata: serde_json::Map::new(),
+            }),
+            input: Some(input),
+            output: None,
+            at: 1,
+            seq: 0,
+        })
+    }
+
+    /// Takes `ok` items, then fails.
+    struct Outlet1 {
+        ok: usize,
+        taken: AtomicUsize,
+    }
+
+    impl Outlet for Outlet1 {
+        fn put(&self, _item: crate::encode::Item) -> Result<()> {
+            if self.taken.fetch_add(1, Ordering::SeqCst) < self.ok {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("scripted failure"))
+            }
+        }
+    }
+
+    #[test]
+    fn weight_counts_every_string_and_node() {
+        let small = weight(&record(json!("x")));
+        let big = weight(&record(json!({"k": ["y".repeat(1000), "z".repeat(500)]})));
+        assert!(big > small + 1500, "{small} {big}");
+    }
+
+    /// Sends `n` records of `bytes` each through a stage whose outlet takes `ok` items.
+    fn run(n: usize, bytes: usize, ok: usize) -> (Result<()>, Option<Result<()>>, usize) {
+        let sanitizer = Sanitizer::new(SanitizeConfig::default()).unwrap();
+        let encoder = IngestionEncoder;
+        let outlet = Outlet1 {
+            ok,
+            taken: AtomicUsize::new(0),
+        };
+        let out = Out {
+            encoder: &encoder,
+            outlet: &outlet,
+            sanitizer: &sanitizer,
+        };
+        let (sent, ended) = std::thread::scope(|scope| {
+            let mut stage = Stage::spawn(scope, out);
+            let mut sent = Ok(());
+            for _ in 0..n {
+                let rec = record(json!("a".repeat(bytes)));
+                let w = weight(&rec);
+                sent = stage.send(ToStage::Records(vec![rec], w));
+                if sent.is_err() {
+                    break;
+                }
+            }
+            (sent, stage.finish().map(|(_, outcome)| outcome))
+        });
+        (sent, ended, outlet.taken.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn every_record_comes_through_however_heavy() {
+        // Each record alone is over the byte bound: they go one at a time, all of them.
+        let (sent, ended, taken) = run(3, STAGE_BYTES + 1, usize::MAX);
+        assert!(sent.is_ok() && matches!(ended, Some(Ok(()))));
+        assert_eq!(taken, 3);
+        let (sent, ended, taken) = run(100, 50_000, usize::MAX);
+        assert!(sent.is_ok() && matches!(ended, Some(Ok(()))));
+        assert_eq!(taken, 100);
+    }
+
+    #[test]
+    fn a_stage_that_fails_never_leaves_the_caller_waiting_for_room() {
+        // The outlet fails on the first record, which then never leaves the gate; the next
+        // ones do not fit beside it. The caller must get the error, not wait forever.
+        let (sent, ended, taken) = run(50, STAGE_BYTES / 2, 0);
+        let e = match (sent, ended) {
+            (Err(e), _) | (Ok(()), Some(Err(e))) => e,
+            other => panic!("no error: {other:?}"),
+        };
+        assert!(format!("{e:#}").contains("scripted failure"), "{e:#}");
+        assert_eq!(taken, 1);
+    }
+}
