@@ -204,6 +204,14 @@ impl Store {
     }
 }
 
+/// What waits to be handed on.
+#[derive(Debug)]
+enum Waiting {
+    Entry(Entry),
+    /// A session's header, title and name events, in order before its entries.
+    Head(Vec<Event>),
+}
+
 /// When entries are handed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Emit {
@@ -225,9 +233,10 @@ pub struct LogDecoder {
     /// Entries (lines with an `id`), in file order.
     entries: Vec<Entry>,
     store: Store,
-    /// A finished session's entries on the active branch, waiting to be decoded one at a
-    /// time by [`LogDecoder::drain`] (so a long session is never all parsed at once).
-    emitting: std::collections::VecDeque<Entry>,
+    /// Finished sessions' entries, waiting to be decoded one at a time by
+    /// [`LogDecoder::drain`] (so a long session is never all parsed at once), with the
+    /// header events of a session that ended while the one before was still waiting.
+    emitting: std::collections::VecDeque<Waiting>,
     /// Entries on branches the user left with `/tree` (traced, marked), over all sessions.
     pub off_branch: u64,
     /// Entries that passed the light parse but not the full one: (line, error).
@@ -378,10 +387,11 @@ impl LogDecoder {
     pub fn due(&self) -> bool {
         match self.emitting.front() {
             None => false,
-            Some(e) => match e.body {
-                Body::InSource { .. } => self.credit > 0,
-                _ => true,
-            },
+            Some(Waiting::Entry(Entry {
+                body: Body::InSource { .. },
+                ..
+            })) => self.credit > 0,
+            Some(_) => true,
         }
     }
 
@@ -395,8 +405,13 @@ impl LogDecoder {
 
     /// Decode the next waiting entry into `out`; false once none is left.
     pub fn drain(&mut self, out: &mut Vec<Event>) -> bool {
-        let Some(entry) = self.emitting.pop_front() else {
-            return false;
+        let entry = match self.emitting.pop_front() {
+            None => return false,
+            Some(Waiting::Head(events)) => {
+                out.extend(events);
+                return true;
+            }
+            Some(Waiting::Entry(entry)) => entry,
         };
         let value = match entry.body {
             Body::Parsed(v) => Ok(v),
@@ -465,13 +480,31 @@ impl LogDecoder {
         }
     }
 
+    /// The session read so far is complete: its header events go out (or wait behind
+    /// the previous session's entries, when those are still waiting), and its entries wait.
     fn flush(&mut self, out: &mut Vec<Event>) {
-        // The previous session must be drained already; if not, finish it now.
-        while self.drain(out) {}
+        let mut head_events = Vec::new();
+        let entries = self.complete(&mut head_events);
+        if self.emitting.is_empty() {
+            out.append(&mut head_events);
+        } else if !head_events.is_empty() {
+            self.emitting.push_back(Waiting::Head(head_events));
+        }
+        self.emitting
+            .extend(entries.into_iter().map(Waiting::Entry));
+        if self.emitting.is_empty() {
+            self.store.clear();
+        }
+        self.credit = 0;
+    }
+
+    /// The session read so far: its header events into `out`, and its entries, those on
+    /// a branch the user left marked.
+    fn complete(&mut self, out: &mut Vec<Event>) -> Vec<Entry> {
         let head = std::mem::take(&mut self.head);
-        let entries = std::mem::take(&mut self.entries);
+        let mut entries = std::mem::take(&mut self.entries);
         if head.is_empty() && entries.is_empty() {
-            return;
+            return entries;
         }
         // The header comes first even when a title slot precedes it, so the mapper knows
         // the session before anything else.
@@ -515,17 +548,13 @@ impl LogDecoder {
         self.prompt_seen = false;
         // Every entry is traced, in file order (as `watch` sees them appended), so a
         // session's totals are omp's own; those on a branch the user left are marked.
-        for (mut entry, on_path) in entries.into_iter().zip(on_path) {
+        for (entry, on_path) in entries.iter_mut().zip(on_path) {
             if !on_path {
                 entry.abandoned = true;
                 self.off_branch += 1;
             }
-            self.emitting.push_back(entry);
         }
-        if self.emitting.is_empty() {
-            self.store.clear();
-        }
-        self.credit = 0;
+        entries
     }
 }
 
@@ -904,13 +933,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.jsonl");
         let mut text = String::new();
-        for (session, ids) in [("s1", ["a", "b", "c"]), ("s2", ["d", "e", "f"])] {
+        // A long session, then two short ones: the first is still waiting when the second
+        // ends.
+        for (session, n) in [("s1", 30), ("s2", 2), ("s3", 2)] {
             let head =
                 json!({"type":"session","id":session,"timestamp":"2026-08-23T09:14:02.117Z"});
             text.push_str(&format!("{head}\n"));
             let mut parent = None;
-            for id in ids {
-                text.push_str(&format!("{}\n", msg(id, parent, "user", 1)));
+            for i in 0..n {
+                let id = format!("{session}-{i}");
+                text.push_str(&format!("{}\n", msg(&id, parent.as_deref(), "user", 1)));
                 parent = Some(id);
             }
         }
@@ -921,11 +953,19 @@ mod tests {
         assert_eq!(reread, copied);
         let s2 = reread.iter().position(|e| e.contains("\"s2\"")).unwrap();
         // From a copy, the first session comes out whole when the second's header arrives
-        // (line 5); read back from the file, its entries trickle out with the second's
-        // lines, and it is still whole before the second's header event.
-        assert!(copied_when[..s2].iter().all(|&n| n <= 5), "{copied_when:?}");
-        assert!(reread_when[..s2].iter().any(|&n| n > 5), "{reread_when:?}");
-        assert!(reread_when[s2..].iter().all(|&n| n == u64::MAX));
+        // (line 32); read back from the file, its entries trickle out with the next lines.
+        assert!(
+            copied_when[..s2].iter().all(|&n| n <= 32),
+            "{copied_when:?}"
+        );
+        assert!(reread_when[..s2].iter().any(|&n| n > 32), "{reread_when:?}");
+        // A few events per line read, never a whole waiting session at once, even when the
+        // session after it ends first.
+        let mut per_line = std::collections::HashMap::new();
+        for n in reread_when.iter().filter(|&&n| n != u64::MAX) {
+            *per_line.entry(n).or_insert(0) += 1;
+        }
+        assert!(per_line.values().all(|&k| k <= 4), "{reread_when:?}");
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// Where sanitized records go: encoded by one, handed to the other.
+/// What a record passes through after the mapper: the sanitizer, the encoder, the outlet.
 #[derive(Clone, Copy)]
 pub struct Out<'a> {
     pub encoder: &'a dyn Encoder,
