@@ -8,7 +8,8 @@
 //! past [`MEMORY_BYTES`] a session's bytes go to an unnamed temporary file, so memory stays
 //! flat however long a session is. Reading a file, not a pipe, they are not copied at all:
 //! only their offsets are kept, and the entries are read again from the file itself (see
-//! [`LogDecoder::reread_from`]). A file still being written (`watch`) cannot wait for
+//! [`LogDecoder::reread_from`]), a little per line of the next session while that is read
+//! (see [`LogDecoder::due`]). A file still being written (`watch`) cannot wait for
 //! that: there every entry is handed on as it is appended. While the history is linear,
 //! which is by far the common case, both give the same result. After a `/tree` jump the
 //! entries of the abandoned branch were already sent and stay in the trace (the jump shows
@@ -380,9 +381,9 @@ impl LogDecoder {
 
     /// Whether to decode another waiting entry now ([`LogDecoder::drain`]). Entries read
     /// back from the source file are decoded a little per line of the next session while
-    /// that one's ids are read ([`DRAIN_PER_BYTE_READ`]), so the sanitizing thread has
-    /// work all along instead of waiting out each session's first pass; the rest goes when
-    /// the next session ends or the input does. Entries held in memory or in the
+    /// that one's ids are read ([`DRAIN_PER_BYTE_READ`]), so the sanitizing threads have
+    /// work all along instead of waiting out each session's first pass; what is left when
+    /// the next session ends waits behind it, and everything goes at the end of input. Entries held in memory or in the
     /// temporary file go all at once (their store is reused for the next session).
     pub fn due(&self) -> bool {
         match self.emitting.front() {
