@@ -232,7 +232,7 @@ fn write_delivery(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
 
 /// Where records go after the mapper: sampling (and the summary's counts) here, then
 /// sanitizing, encoding and the sender's channel. Made with [`Downstream::staged`], that
-/// second part runs on threads of their own (the [`stage`](crate::run::stage)), so that
+/// second part runs on threads of their own (the [`stage`]), so that
 /// reading, parsing and mapping (the caller's thread) overlap with it.
 pub struct Downstream<'a> {
     /// Redaction, truncation and the per-event size guarantee (every record passes there
