@@ -42,12 +42,13 @@ impl Source {
         }
     }
 
-    /// Open for reading, with a second handle on the same open file for a file (not
-    /// stdin): for positioned reads of lines already read (a shared position is fine then,
-    /// and a file replaced meanwhile is still the one being read).
+    /// Open for reading, with a second handle on the same open file for a file, or for
+    /// stdin redirected from a file and read from its start: for positioned reads of lines
+    /// already read (a shared position is fine then, and a file replaced meanwhile is
+    /// still the one being read).
     pub fn open_with_handle(&self) -> io::Result<(Box<dyn Read + Send>, Option<File>)> {
         Ok(match self {
-            Source::Stdin => (Box::new(io::stdin()), None),
+            Source::Stdin => (Box::new(io::stdin()), stdin_file_at_start()),
             Source::File(p) => {
                 let f = File::open(p)?;
                 let again = f.try_clone().ok();
@@ -73,17 +74,31 @@ pub fn stdin_is_terminal() -> bool {
     io::stdin().is_terminal()
 }
 
+/// Stdin as a file of its own (a second handle on it), when it is a regular file.
+#[cfg(unix)]
+fn stdin_regular_file() -> Option<File> {
+    use std::os::fd::AsFd;
+    let file = File::from(io::stdin().as_fd().try_clone_to_owned().ok()?);
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// [`stdin_regular_file`], when it has not been read from yet (so line offsets are offsets
+/// in the file).
+#[cfg(unix)]
+fn stdin_file_at_start() -> Option<File> {
+    use std::io::Seek;
+    let mut file = stdin_regular_file()?;
+    (file.stream_position().ok()? == 0).then_some(file)
+}
+
+#[cfg(not(unix))]
+fn stdin_file_at_start() -> Option<File> {
+    None
+}
+
 #[cfg(unix)]
 fn stdin_is_regular_file() -> bool {
-    use std::os::fd::AsFd;
-    let fd = io::stdin().as_fd().try_clone_to_owned();
-    match fd {
-        Ok(fd) => File::from(fd)
-            .metadata()
-            .map(|m| m.is_file())
-            .unwrap_or(false),
-        Err(_) => false,
-    }
+    stdin_regular_file().is_some()
 }
 
 #[cfg(not(unix))]

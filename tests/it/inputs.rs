@@ -721,6 +721,47 @@ fn concatenated_session_logs_give_one_trace_each() {
     assert_eq!(of_type(&evs, "generation-create").count(), facts_gens);
 }
 
+/// Session files on stdin redirected from a file: held entries are read back from it (as
+/// from a path), from its start or from wherever the shell left it.
+#[test]
+fn session_files_on_stdin_from_a_file_read_like_paths() {
+    use std::io::{Seek, SeekFrom};
+    let dir = fixtures_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first = std::fs::read(dir.join("log-goal-retry-compaction.jsonl")).expect("fixture");
+    let second = dir.join("log-tree-ttsr-crashed.jsonl");
+    let both = tmp.path().join("both.jsonl");
+    let mut bytes = first.clone();
+    bytes.extend(std::fs::read(&second).expect("fixture"));
+    std::fs::write(&both, bytes).expect("writing the input");
+    let on_stdin = |file: std::fs::File| {
+        crate::support::cmd::command()
+            .arg("--dry-run")
+            .stdin(file)
+            .output()
+            .expect("running omp-langfuse")
+    };
+    let by_path = dry_run(&both, &[]);
+    let from_start = on_stdin(std::fs::File::open(&both).expect("input"));
+    assert_eq!(code(&from_start), code(&by_path), "{}", stderr(&from_start));
+    assert_eq!(from_start.stdout, by_path.stdout);
+    // Part of the file already read (`{ head -n 5 >/dev/null; omp-langfuse; } < file`):
+    // what is left reads like a file holding only that.
+    let mut rest = std::fs::File::open(&both).expect("input");
+    rest.seek(SeekFrom::Start(first.len() as u64))
+        .expect("seek");
+    let from_middle = on_stdin(rest);
+    let second_alone = dry_run(&second, &[]);
+    assert_eq!(
+        code(&from_middle),
+        code(&second_alone),
+        "{}",
+        stderr(&from_middle)
+    );
+    assert_eq!(from_middle.stdout, second_alone.stdout);
+    assert!(!events(&from_middle.stdout).is_empty());
+}
+
 fn run_stdin(args: &[&str], input: &[u8]) -> Output {
     use std::io::Write;
     use std::process::Stdio;
