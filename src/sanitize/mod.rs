@@ -3,6 +3,7 @@
 //! counters feed the exit summary (counts only, never values).
 
 pub mod assign;
+mod blocks;
 pub mod redact;
 #[cfg(test)]
 pub mod secret_corpus;

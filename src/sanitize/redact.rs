@@ -16,6 +16,8 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+use crate::sanitize::blocks::Blocks;
 use anyhow::Context as _;
 use regex::Regex;
 use regex_automata::util::captures::Captures;
@@ -2070,8 +2072,10 @@ pub struct Redactor {
 struct Learned {
     /// Value → kind it was first found as.
     kinds: HashMap<String, &'static str>,
-    /// The older values and their JSON-escaped forms, with the kind of each pattern.
+    /// The older values and their JSON-escaped forms, with the kind of each pattern, and
+    /// where in a text they may be (too many for the automaton's own prefilter).
     automaton: Option<(AhoCorasick, Vec<&'static str>)>,
+    blocks: Option<Blocks>,
     /// The newer ones (and their escaped forms), not yet in the automaton, with their kinds.
     recent_forms: Vec<(String, &'static str)>,
     /// An automaton over just the recent forms, rebuilt whenever one is added: a few dozen
@@ -2620,7 +2624,10 @@ impl Redactor {
                 .kinds
                 .iter()
                 .flat_map(|(v, kind)| literal_forms(v).into_iter().map(|f| (f, *kind)));
-            learned.automaton = value_automaton(forms);
+            let forms: Vec<(String, &'static str)> = forms.collect();
+            let patterns: Vec<&[u8]> = forms.iter().map(|(f, _)| f.as_bytes()).collect();
+            learned.blocks = Blocks::new(&patterns);
+            learned.automaton = value_automaton(forms.into_iter());
             learned.recent_forms.clear();
             learned.recent = None;
         } else {
@@ -2634,9 +2641,16 @@ impl Redactor {
     fn find_learned(&self, text: &str, spans: &mut Vec<Span>) {
         let learned = self.learned.read().unwrap_or_else(PoisonError::into_inner);
         if let Some((ac, kinds)) = &learned.automaton {
-            for m in ac.find_iter(text) {
-                let kind = kinds[m.pattern().as_usize()];
-                spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
+            let mut regions = Vec::with_capacity(1);
+            match &learned.blocks {
+                Some(blocks) => regions = blocks.regions(text.as_bytes()),
+                None => regions.push(0..text.len()),
+            }
+            for region in regions {
+                for m in ac.find_iter(aho_corasick::Input::new(text).range(region)) {
+                    let kind = kinds[m.pattern().as_usize()];
+                    spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
+                }
             }
         }
         if let Some((ac, kinds)) = &learned.recent {
