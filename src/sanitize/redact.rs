@@ -2641,7 +2641,7 @@ impl Redactor {
     fn find_learned(&self, text: &str, spans: &mut Vec<Span>) {
         let learned = self.learned.read().unwrap_or_else(PoisonError::into_inner);
         if let Some((ac, kinds)) = &learned.automaton {
-            let mut regions = Vec::with_capacity(1);
+            let mut regions = Vec::new();
             match &learned.blocks {
                 Some(blocks) => regions = blocks.regions(text.as_bytes()),
                 None => regions.push(0..text.len()),
