@@ -331,10 +331,10 @@ impl LogDecoder {
         } else {
             let name = self.hint_of(ty, || serde_json::from_slice(raw).ok());
             let len = raw.len();
-            if self.store.source.is_some() && !self.emitting.is_empty() {
-                self.credit = self.credit.saturating_add(DRAIN_PER_BYTE_READ * len as u64);
-            }
             let body = if self.store.source.is_some() {
+                if !self.emitting.is_empty() {
+                    self.credit = self.credit.saturating_add(DRAIN_PER_BYTE_READ * len as u64);
+                }
                 Body::InSource {
                     line,
                     at: offset,

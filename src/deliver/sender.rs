@@ -176,7 +176,8 @@ impl ShutdownClock {
     }
 }
 
-/// Bytes of the items in a queue's channel: the reader adds, the worker subtracts.
+/// Bytes of what waits in a queue: the producer adds, the consumer subtracts (the items in
+/// the channel to the worker; the records in the stage's threads, `run::stage`).
 #[derive(Debug, Default)]
 pub struct Gauge {
     bytes: Mutex<usize>,
@@ -184,7 +185,32 @@ pub struct Gauge {
 }
 
 impl Gauge {
-    fn release(&self, n: usize) {
+    /// Count `n` more bytes, first waiting while they would pass `limit` and `busy()` says
+    /// the consumer still has work queued (asked again every 50 ms, so a consumer that
+    /// stopped never leaves the producer waiting). Something counted always goes through.
+    pub fn acquire(&self, n: usize, limit: usize, busy: impl Fn() -> bool) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *b > 0 && *b + n > limit && busy() {
+            b = self
+                .freed
+                .wait_timeout(b, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *b += n;
+    }
+
+    /// Count `n` more bytes if they fit now (see [`Gauge::acquire`]).
+    fn try_acquire(&self, n: usize, limit: usize, busy: impl Fn() -> bool) -> bool {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        if *b > 0 && *b + n > limit && busy() {
+            return false;
+        }
+        *b += n;
+        true
+    }
+
+    pub fn release(&self, n: usize) {
         let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
         *b = b.saturating_sub(n);
         self.freed.notify_all();
@@ -207,19 +233,8 @@ impl Queue {
     /// Queue an item, waiting for room. `Err` gives it back when the worker is gone.
     pub fn send(&self, item: Item) -> Result<(), Item> {
         let n = item.json.len();
-        {
-            let mut b = self.gauge.bytes.lock().unwrap_or_else(|e| e.into_inner());
-            // Once the channel is empty the worker holds everything counted: never wait then.
-            while *b > 0 && *b + n > QUEUE_BYTES && !self.tx.is_empty() {
-                b = self
-                    .gauge
-                    .freed
-                    .wait_timeout(b, Duration::from_millis(50))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-            *b += n;
-        }
+        // Once the channel is empty the worker holds everything counted: never wait then.
+        self.gauge.acquire(n, QUEUE_BYTES, || !self.tx.is_empty());
         self.tx.send(item).map_err(|e| {
             self.gauge.release(n);
             e.into_inner()
@@ -229,12 +244,11 @@ impl Queue {
     /// Queue an item only if there is room now. `Err` gives it back.
     pub fn try_send(&self, item: Item) -> Result<(), Item> {
         let n = item.json.len();
+        if !self
+            .gauge
+            .try_acquire(n, QUEUE_BYTES, || !self.tx.is_empty())
         {
-            let mut b = self.gauge.bytes.lock().unwrap_or_else(|e| e.into_inner());
-            if *b > 0 && *b + n > QUEUE_BYTES && !self.tx.is_empty() {
-                return Err(item);
-            }
-            *b += n;
+            return Err(item);
         }
         self.tx.try_send(item).map_err(|e| {
             self.gauge.release(n);

@@ -11,14 +11,15 @@
 //! count small enough for the megabytes leaves too little slack for the rest (with four
 //! lines of it, the threads waited on each other for a fifth of the time).
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::deliver::Outlet;
+use crate::deliver::sender::Gauge;
 use crate::encode::Encoder;
 use crate::model::Record;
 use crate::sanitize::{MAX_EVENT_BYTES, SanitizeStats, Sanitizer};
@@ -46,11 +47,14 @@ pub enum ToStage {
 /// the bytes.
 pub fn weight(rec: &Record) -> usize {
     const NODE: usize = 32;
+    fn map(m: &Map<String, Value>) -> usize {
+        m.iter().map(|(k, v)| k.len() + value(v)).sum()
+    }
     fn value(v: &Value) -> usize {
         NODE + match v {
             Value::String(s) => s.len(),
             Value::Array(a) => a.iter().map(value).sum(),
-            Value::Object(m) => m.iter().map(|(k, v)| k.len() + value(v)).sum(),
+            Value::Object(m) => map(m),
             _ => 0,
         }
     }
@@ -58,68 +62,8 @@ pub fn weight(rec: &Record) -> usize {
         Record::Trace(t) => (&t.input, &t.output, None),
         Record::Observation(o) => (&o.input, &o.output, Some(&o.metadata)),
     };
-    let meta = meta.map_or(0, |m| m.iter().map(|(k, v)| k.len() + value(v)).sum());
-    NODE * 8
-        + meta
-        + [input, output]
-            .into_iter()
-            .flatten()
-            .map(value)
-            .sum::<usize>()
-}
-
-/// The byte bound: the caller enters with a message's weight before handing it over, the
-/// second thread leaves with it once the message is through.
-#[derive(Default)]
-struct Gate {
-    state: Mutex<GateState>,
-    freed: Condvar,
-}
-
-#[derive(Default)]
-struct GateState {
-    held: usize,
-    waiting: bool,
-    /// The second thread stopped: nobody will leave any more, so nobody waits.
-    closed: bool,
-}
-
-impl Gate {
-    /// Wait until `n` more bytes fit (a message heavier than the whole bound goes alone).
-    fn enter(&self, n: usize) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while !s.closed && s.held > 0 && s.held + n > STAGE_BYTES {
-            s.waiting = true;
-            s = self.freed.wait(s).unwrap_or_else(PoisonError::into_inner);
-        }
-        s.held += n;
-    }
-
-    fn leave(&self, n: usize) {
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.held = s.held.saturating_sub(n);
-        if std::mem::take(&mut s.waiting) {
-            self.freed.notify_all();
-        }
-    }
-
-    fn close(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .closed = true;
-        self.freed.notify_all();
-    }
-}
-
-/// Closes the gate however the second thread ends (an error, a panic), so the caller can
-/// never wait for it in vain.
-struct CloseOnDrop<'g>(&'g Gate);
-
-impl Drop for CloseOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.close();
-    }
+    let io: usize = [input, output].into_iter().flatten().map(value).sum();
+    NODE * 8 + meta.map_or(0, map) + io
 }
 
 /// What a record passes through after the mapper: the sanitizer, the encoder, the outlet.
@@ -166,7 +110,9 @@ impl Out<'_> {
 /// The running stage (see the module documentation).
 pub struct Stage<'a> {
     tx: Option<Sender<ToStage>>,
-    gate: Arc<Gate>,
+    /// The bytes of records handed over and not yet through: the caller adds a message's
+    /// weight before handing it over, the second thread subtracts it once it is through.
+    gauge: Arc<Gauge>,
     redact: Option<ScopedJoinHandle<'a, SanitizeStats>>,
     last: Option<ScopedJoinHandle<'a, (SanitizeStats, Result<()>)>>,
     /// Their sanitizer counters and outcome once they have stopped.
@@ -176,24 +122,21 @@ pub struct Stage<'a> {
 impl<'a> Stage<'a> {
     /// Start both threads on `scope`.
     pub fn spawn<'env>(scope: &'a Scope<'a, 'env>, out: Out<'a>) -> Stage<'a> {
-        let gate = Arc::new(Gate::default());
+        let gauge = Arc::new(Gauge::default());
         let (tx, rx) = crossbeam_channel::bounded::<ToStage>(STAGE_QUEUE);
         let (tx_redacted, rx_redacted) = crossbeam_channel::bounded::<ToStage>(STAGE_QUEUE);
         let redact = std::thread::Builder::new()
             .name("omp-langfuse-redact".into())
             .spawn_scoped(scope, move || redact_all(out.sanitizer, &rx, &tx_redacted))
             .expect("spawning the redaction thread");
-        let last_gate = gate.clone();
+        let last_gauge = gauge.clone();
         let last = std::thread::Builder::new()
             .name("omp-langfuse-stage".into())
-            .spawn_scoped(scope, move || {
-                let _close = CloseOnDrop(&last_gate);
-                put_all(out, &last_gate, &rx_redacted)
-            })
+            .spawn_scoped(scope, move || put_all(out, &last_gauge, &rx_redacted))
             .expect("spawning the stage thread");
         Stage {
             tx: Some(tx),
-            gate,
+            gauge,
             redact: Some(redact),
             last: Some(last),
             ended: None,
@@ -203,7 +146,10 @@ impl<'a> Stage<'a> {
     /// Hand over one message, waiting while the stage holds its bound of bytes.
     pub fn send(&mut self, msg: ToStage) -> Result<()> {
         if let ToStage::Records(_, n) = &msg {
-            self.gate.enter(*n);
+            // A second thread that stopped (an error, a panic) will not let anything
+            // through: never wait for it then.
+            let busy = || self.last.as_ref().is_some_and(|h| !h.is_finished());
+            self.gauge.acquire(*n, STAGE_BYTES, busy);
         }
         if let Some(tx) = &self.tx
             && tx.send(msg).is_ok()
@@ -274,8 +220,8 @@ fn redact_all(
 }
 
 /// The second thread: truncate and encode every redacted record, hand it to the outlet,
-/// then let its bytes through the gate.
-fn put_all(out: Out<'_>, gate: &Gate, rx: &Receiver<ToStage>) -> (SanitizeStats, Result<()>) {
+/// then take its bytes off the gauge.
+fn put_all(out: Out<'_>, gauge: &Gauge, rx: &Receiver<ToStage>) -> (SanitizeStats, Result<()>) {
     let mut stats = SanitizeStats::default();
     for msg in rx {
         match msg {
@@ -285,7 +231,7 @@ fn put_all(out: Out<'_>, gate: &Gate, rx: &Receiver<ToStage>) -> (SanitizeStats,
                         return (stats, Err(e));
                     }
                 }
-                gate.leave(n);
+                gauge.release(n);
             }
             ToStage::Sync(done) => {
                 let _ = done.send(());
