@@ -33,7 +33,9 @@ process.stdin.on("data", chunk => {
 process.stdin.on("end", () => {
 	const finish = () => {
 		status({ state: "done", delivered: lines });
-		fs.writeFileSync(`${record}.done`, String(lines));
+		// Renamed into place, so a test that sees the file also sees its content.
+		fs.writeFileSync(`${record}.done.tmp`, String(lines));
+		fs.renameSync(`${record}.done.tmp`, `${record}.done`);
 	};
 	const hold = process.env.FAKE_ENGINE_HOLD;
 	if (!hold) return finish();
