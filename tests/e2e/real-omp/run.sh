@@ -373,8 +373,16 @@ for scenario in "${SCENARIOS[@]}"; do
 		;;
 	edit)
 		# The edit tool in replace mode: its arguments stream (tool_stream_update lines).
+		# omp's preview is best effort (computed on its native worker pool, dropped when it
+		# fails or settles late): CI once saw a run print none, so a run without one is
+		# repeated, at most twice.
 		AGENT_CONFIG=$'edit:\n  mode: replace\n'
-		run_scenario edit "Make main.py greet the world. [fake:edit]"
+		for attempt in 1 2 3; do
+			rm -rf "$WORK/edit"
+			run_scenario edit "Make main.py greet the world. [fake:edit]"
+			grep -q '"type":"tool_stream_update"' "$OUT/edit/stdout.jsonl" && break
+			if [ "$attempt" -lt 3 ]; then log "edit: omp printed no tool_stream_update (attempt $attempt); running it again"; fi
+		done
 		AGENT_CONFIG=
 		;;
 	combined)
