@@ -129,6 +129,24 @@ enum Body {
     InSource { line: u64, at: u64, len: usize },
 }
 
+/// An entry read back, parsed as `serde_json::from_slice` parses it (the same value, the
+/// same error), its UTF-8 checked in one pass over the line rather than string by string.
+fn parse_entry(bytes: &[u8]) -> serde_json::Result<Value> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
+
+/// The first `len` bytes of `scratch`, to read into. Its length only grows (to the longest
+/// entry read back), so the bytes are zeroed once, not for every entry.
+fn room(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    &mut scratch[..len]
+}
+
 /// A session's raw entry bytes: memory first, then an unnamed temporary file.
 #[derive(Debug, Default)]
 struct Store {
@@ -178,18 +196,18 @@ impl Store {
             return self.mem.get(start..start + len);
         }
         let f = self.file.as_mut()?;
-        scratch.resize(len, 0);
+        let buf = room(scratch, len);
         f.seek(SeekFrom::Start(at)).ok()?;
-        f.read_exact(scratch).ok()?;
-        Some(scratch)
+        f.read_exact(buf).ok()?;
+        Some(buf)
     }
 
     /// The bytes of one entry in the source file, read again into `scratch`.
     fn get_in_source<'a>(&self, at: u64, len: usize, scratch: &'a mut Vec<u8>) -> Option<&'a [u8]> {
         let f = self.source.as_ref()?;
-        scratch.resize(len, 0);
-        read_exact_at(f, scratch, at).ok()?;
-        Some(scratch)
+        let buf = room(scratch, len);
+        read_exact_at(f, buf, at).ok()?;
+        Some(buf)
     }
 
     /// Forget the session (the file is reused, the memory given back).
@@ -419,7 +437,7 @@ impl LogDecoder {
             Body::Raw { line, at, len } => {
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let v = match self.store.get(at, len, &mut scratch) {
-                    Some(bytes) => serde_json::from_slice::<Value>(bytes),
+                    Some(bytes) => parse_entry(bytes),
                     None => Err(serde_json::Error::io(std::io::Error::other(
                         "the session's temporary file could not be read",
                     ))),
@@ -431,7 +449,7 @@ impl LogDecoder {
                 self.credit = self.credit.saturating_sub(len as u64);
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let v = match self.store.get_in_source(at, len, &mut scratch) {
-                    Some(bytes) => serde_json::from_slice::<Value>(bytes),
+                    Some(bytes) => parse_entry(bytes),
                     None => Err(serde_json::Error::io(std::io::Error::other(
                         "the file could not be read again (changed while it was read?)",
                     ))),
@@ -967,6 +985,34 @@ mod tests {
             *per_line.entry(n).or_insert(0) += 1;
         }
         assert!(per_line.values().all(|&k| k <= 4), "{reread_when:?}");
+    }
+
+    #[test]
+    fn an_entry_read_back_parses_as_from_slice_does() {
+        for raw in [
+            &b"{\"type\":\"message\",\"id\":\"a\",\"message\":{\"content\":\"h\\u00e9 \\\"x\\\" \xc3\xa9\"}}"[..],
+            b"{\"type\":\"message\",\"id\":\"\xff\"}",
+            br#"{"type":"message","id":"a",}"#,
+            b"{\"a\":\"\xc3\"}",
+        ] {
+            match (parse_entry(raw), serde_json::from_slice::<Value>(raw)) {
+                (Ok(ours), Ok(theirs)) => assert_eq!(ours, theirs),
+                (Err(ours), Err(theirs)) => assert_eq!(
+                    (ours.classify(), ours.line(), ours.column()),
+                    (theirs.classify(), theirs.line(), theirs.column())
+                ),
+                (ours, theirs) => panic!("{ours:?} vs {theirs:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_read_back_buffer_is_zeroed_only_when_it_grows() {
+        let mut scratch = Vec::new();
+        room(&mut scratch, 8).copy_from_slice(b"abcdefgh");
+        assert_eq!(room(&mut scratch, 3), b"abc");
+        assert_eq!(scratch.len(), 8, "kept at its longest");
+        assert_eq!(room(&mut scratch, 10), b"abcdefgh\0\0");
     }
 
     #[test]
