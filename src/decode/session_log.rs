@@ -139,10 +139,11 @@ fn parse_entry(bytes: &[u8]) -> serde_json::Result<Value> {
 }
 
 /// The first `len` bytes of `scratch`, to read into. Its length only grows (to the longest
-/// entry read back), so the bytes are zeroed once, not for every entry.
+/// entry read back), so the bytes are zeroed once, not for every entry; and it grows to
+/// exactly that length, not to twice the last one (a 2 MB entry would leave 4 MB).
 fn room(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
     if scratch.len() < len {
-        scratch.resize(len, 0);
+        *scratch = vec![0; len];
     }
     &mut scratch[..len]
 }
@@ -1012,7 +1013,8 @@ mod tests {
         room(&mut scratch, 8).copy_from_slice(b"abcdefgh");
         assert_eq!(room(&mut scratch, 3), b"abc");
         assert_eq!(scratch.len(), 8, "kept at its longest");
-        assert_eq!(room(&mut scratch, 10), b"abcdefgh\0\0");
+        assert_eq!(room(&mut scratch, 10), &[0; 10]);
+        assert_eq!(scratch.capacity(), 10, "no more than asked for");
     }
 
     #[test]

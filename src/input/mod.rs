@@ -192,8 +192,12 @@ impl<R: Read> Lines<R> {
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            let grown = (self.buf.len() * 2).min(self.max + 2 + READ_BUFFER_BYTES);
-            self.buf.resize(grown.max(self.end + READ_BUFFER_BYTES), 0);
+            // By half again, and to exactly that: a 2 MB line leaves a buffer of 3 MB, not 4.
+            let grown = (self.buf.len() + self.buf.len() / 2)
+                .min(self.max + 2 + READ_BUFFER_BYTES)
+                .max(self.end + READ_BUFFER_BYTES);
+            self.buf.reserve_exact(grown - self.buf.len());
+            self.buf.resize(grown, 0);
         }
         loop {
             match self.inner.read(&mut self.buf[self.end..]) {
@@ -381,6 +385,28 @@ mod tests {
         let got = collect(&input);
         assert_eq!(got[0].1.len(), long.len());
         assert_eq!(got[1], (2, b"end".to_vec(), true));
+    }
+
+    #[test]
+    fn a_long_line_grows_the_buffer_by_half_at_a_time() {
+        let line = vec![b'x'; 8 * READ_BUFFER_BYTES];
+        let mut input = line.clone();
+        input.extend_from_slice(b"\nend\n");
+        let mut r = Lines::new(&input[..]);
+        match r.next_line().unwrap() {
+            Next::Line(l) => assert_eq!(l.bytes.len(), line.len()),
+            _ => panic!("no line"),
+        }
+        // Doubling would have left 16 read buffers' worth.
+        assert!(
+            r.buf.capacity() < 12 * READ_BUFFER_BYTES,
+            "{}",
+            r.buf.capacity()
+        );
+        match r.next_line().unwrap() {
+            Next::Line(l) => assert_eq!(l.bytes, b"end"),
+            _ => panic!("no second line"),
+        }
     }
 
     #[test]
