@@ -402,8 +402,9 @@ impl LogDecoder {
     /// back from the source file are decoded a little per line of the next session while
     /// that one's ids are read ([`DRAIN_PER_BYTE_READ`]), so the sanitizing threads have
     /// work all along instead of waiting out each session's first pass; what is left when
-    /// the next session ends waits behind it, and everything goes at the end of input. Entries held in memory or in the
-    /// temporary file go all at once (their store is reused for the next session).
+    /// the next session ends waits behind it, and everything goes at the end of input.
+    /// Entries held in memory or in the temporary file go all at once (their store is
+    /// reused for the next session).
     pub fn due(&self) -> bool {
         match self.emitting.front() {
             None => false,

@@ -190,7 +190,7 @@ impl Gauge {
     /// stopped never leaves the producer waiting). Something counted always goes through.
     pub fn acquire(&self, n: usize, limit: usize, busy: impl Fn() -> bool) {
         let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        while *b > 0 && *b + n > limit && busy() {
+        while full(*b, n, limit) && busy() {
             b = self
                 .freed
                 .wait_timeout(b, Duration::from_millis(50))
@@ -203,7 +203,7 @@ impl Gauge {
     /// Count `n` more bytes if they fit now (see [`Gauge::acquire`]).
     fn try_acquire(&self, n: usize, limit: usize, busy: impl Fn() -> bool) -> bool {
         let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        if *b > 0 && *b + n > limit && busy() {
+        if full(*b, n, limit) && busy() {
             return false;
         }
         *b += n;
@@ -215,6 +215,12 @@ impl Gauge {
         *b = b.saturating_sub(n);
         self.freed.notify_all();
     }
+}
+
+/// Whether `n` more bytes on top of `held` would pass `limit` (anything goes into an empty
+/// queue, however large).
+fn full(held: usize, n: usize, limit: usize) -> bool {
+    held > 0 && held + n > limit
 }
 
 /// The reader's end of the queue to the worker, bounded by item count and by bytes.

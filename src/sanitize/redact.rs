@@ -16,8 +16,6 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock, PoisonError, RwLock};
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-
-use crate::sanitize::blocks::Blocks;
 use anyhow::Context as _;
 use regex::Regex;
 use regex_automata::util::captures::Captures;
@@ -25,6 +23,7 @@ use regex_automata::{Anchored, Input, PatternID, Span as MatchSpan, meta};
 use serde_json::{Map, Value};
 
 use super::assign::{self, Strength};
+use super::blocks::Blocks;
 
 /// Redactions per kind. Kinds are static names; values are never kept.
 pub type RedactCounts = BTreeMap<&'static str, u64>;
@@ -2074,8 +2073,7 @@ struct Learned {
     kinds: HashMap<String, &'static str>,
     /// The older values and their JSON-escaped forms, with the kind of each pattern, and
     /// where in a text they may be (too many for the automaton's own prefilter).
-    automaton: Option<(AhoCorasick, Vec<&'static str>)>,
-    blocks: Option<Blocks>,
+    automaton: Option<(AhoCorasick, Vec<&'static str>, Option<Blocks>)>,
     /// The newer ones (and their escaped forms), not yet in the automaton, with their kinds.
     recent_forms: Vec<(String, &'static str)>,
     /// An automaton over just the recent forms, rebuilt whenever one is added: a few dozen
@@ -2626,8 +2624,9 @@ impl Redactor {
                 .flat_map(|(v, kind)| literal_forms(v).into_iter().map(|f| (f, *kind)));
             let forms: Vec<(String, &'static str)> = forms.collect();
             let patterns: Vec<&[u8]> = forms.iter().map(|(f, _)| f.as_bytes()).collect();
-            learned.blocks = Blocks::new(&patterns);
-            learned.automaton = value_automaton(forms.into_iter());
+            let blocks = Blocks::new(&patterns);
+            learned.automaton =
+                value_automaton(forms.into_iter()).map(|(ac, kinds)| (ac, kinds, blocks));
             learned.recent_forms.clear();
             learned.recent = None;
         } else {
@@ -2640,24 +2639,23 @@ impl Redactor {
     /// Every occurrence of a learned value.
     fn find_learned(&self, text: &str, spans: &mut Vec<Span>) {
         let learned = self.learned.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some((ac, kinds)) = &learned.automaton {
-            let mut regions = Vec::new();
-            match &learned.blocks {
-                Some(blocks) => regions = blocks.regions(text.as_bytes()),
-                None => regions.push(0..text.len()),
-            }
-            for region in regions {
-                for m in ac.find_iter(aho_corasick::Input::new(text).range(region)) {
-                    let kind = kinds[m.pattern().as_usize()];
-                    spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
-                }
-            }
-        }
-        if let Some((ac, kinds)) = &learned.recent {
-            for m in ac.find_iter(text) {
+        let mut search = |ac: &AhoCorasick, kinds: &[&'static str], region: Range<usize>| {
+            for m in ac.find_iter(aho_corasick::Input::new(text).range(region)) {
                 let kind = kinds[m.pattern().as_usize()];
                 spans.push(Span::new(m.start(), m.end(), kind, PRIORITY_LITERAL));
             }
+        };
+        match &learned.automaton {
+            Some((ac, kinds, Some(blocks))) => {
+                for region in blocks.regions(text.as_bytes()) {
+                    search(ac, kinds, region);
+                }
+            }
+            Some((ac, kinds, None)) => search(ac, kinds, 0..text.len()),
+            None => {}
+        }
+        if let Some((ac, kinds)) = &learned.recent {
+            search(ac, kinds, 0..text.len());
         }
     }
 
