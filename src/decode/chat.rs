@@ -19,6 +19,8 @@
 //! become this one shape. Images become a placeholder text (the same one the sanitizer uses
 //! for inline base64), so no message part is of a kind the UI cannot draw.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 /// A message of omp's (pi-ai's `Message`: user, assistant, toolResult, and omp's own
@@ -84,12 +86,27 @@ pub fn provider_request(req: &Value) -> Value {
     Value::Object(out)
 }
 
+/// A JSON object of these fields, the values moved in (`json!` would serialize a copy of
+/// each, and message texts are often large).
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
 fn plain(role: &str, content: String) -> Value {
-    json!({ "role": role, "content": content })
+    object([("role", role.into()), ("content", content.into())])
 }
 
 fn tool_message(id: Option<&str>, content: String) -> Value {
-    json!({ "role": "tool", "tool_call_id": id.unwrap_or_default(), "content": content })
+    object([
+        ("role", "tool".into()),
+        ("tool_call_id", id.unwrap_or_default().into()),
+        ("content", content.into()),
+    ])
 }
 
 /// A JSON value as compact text (for parts and results that are not text).
@@ -125,20 +142,22 @@ fn text(content: Option<&Value>) -> String {
 }
 
 /// One content part as text; `None` for parts that are not the message's text (thinking).
-fn part_text(p: &Value) -> Option<String> {
+fn part_text(p: &Value) -> Option<Cow<'_, str>> {
     let s = |k: &str| p.get(k).and_then(Value::as_str);
     match s("type").unwrap_or_default() {
-        "text" | "input_text" | "output_text" => s("text").map(String::from),
+        "text" | "input_text" | "output_text" => s("text").map(Cow::Borrowed),
         "thinking" | "redacted_thinking" | "reasoning" => None,
         // pi-ai / omp
-        "image" if p.get("source").is_none() => Some(image_placeholder(s("mimeType"), s("data"))),
+        "image" if p.get("source").is_none() => {
+            Some(image_placeholder(s("mimeType"), s("data")).into())
+        }
         // Anthropic
-        "image" => Some(image_placeholder(
+        "image" => Some(Cow::Owned(image_placeholder(
             p.pointer("/source/media_type").and_then(Value::as_str),
             p.pointer("/source/data")
                 .or_else(|| p.pointer("/source/url"))
                 .and_then(Value::as_str),
-        )),
+        ))),
         // OpenAI
         "image_url" | "input_image" => {
             let url = p
@@ -149,12 +168,12 @@ fn part_text(p: &Value) -> Option<String> {
                 .unwrap_or_default();
             let mime = url.strip_prefix("data:").and_then(|r| r.split(';').next());
             let data = url.split_once(";base64,").map_or(url, |(_, d)| d);
-            Some(image_placeholder(mime, Some(data)))
+            Some(image_placeholder(mime, Some(data)).into())
         }
-        _ if p.is_string() => p.as_str().map(String::from),
+        _ if p.is_string() => p.as_str().map(Cow::Borrowed),
         _ => match s("text") {
-            Some(t) => Some(t.to_string()),
-            None => Some(compact(p)),
+            Some(t) => Some(Cow::Borrowed(t)),
+            None => Some(compact(p).into()),
         },
     }
 }
@@ -174,11 +193,14 @@ fn arguments(args: Option<&Value>) -> String {
 }
 
 fn tool_call(id: Option<&str>, name: &str, args: String) -> Value {
-    json!({
-        "id": id.unwrap_or_default(),
-        "type": "function",
-        "function": { "name": name, "arguments": args },
-    })
+    object([
+        ("id", id.unwrap_or_default().into()),
+        ("type", "function".into()),
+        (
+            "function",
+            object([("name", name.into()), ("arguments", args.into())]),
+        ),
+    ])
 }
 
 /// An assistant message from content parts of any provider (omp's `toolCall`/`thinking`,
@@ -188,12 +210,19 @@ fn assistant(content: Option<&Value>) -> Value {
     let mut calls = Vec::new();
     let mut thinking = Vec::new();
     let mut redacted = Vec::new();
-    let parts: Vec<Value> = match content {
-        Some(Value::Array(a)) => a.clone(),
-        Some(Value::String(s)) => vec![json!({"type": "text", "text": s})],
-        _ => Vec::new(),
+    let whole;
+    let parts: &[Value] = match content {
+        Some(Value::Array(a)) => a,
+        Some(Value::String(s)) => {
+            whole = [object([
+                ("type", "text".into()),
+                ("text", s.as_str().into()),
+            ])];
+            &whole
+        }
+        _ => &[],
     };
-    for p in &parts {
+    for p in parts {
         let s = |k: &str| p.get(k).and_then(Value::as_str);
         match s("type").unwrap_or_default() {
             "toolCall" => calls.push(tool_call(
@@ -254,7 +283,10 @@ fn tool_definition(
     if let Some(p) = schema.filter(|p| p.is_object()) {
         f.insert("parameters".into(), p.clone());
     }
-    Some(json!({ "type": "function", "function": Value::Object(f) }))
+    Some(object([
+        ("type", "function".into()),
+        ("function", Value::Object(f)),
+    ]))
 }
 
 fn openai_chat(o: &Map<String, Value>) -> (Vec<Value>, Vec<Value>) {
@@ -400,23 +432,31 @@ fn responses(o: &Map<String, Value>) -> (Vec<Value>, Vec<Value>) {
             for item in items {
                 let s = |k: &str| item.get(k).and_then(Value::as_str);
                 match s("type").unwrap_or("message") {
-                    "function_call" => messages.push(json!({
-                        "role": "assistant",
-                        "content": "",
-                        "tool_calls": [tool_call(s("call_id").or(s("id")), s("name").unwrap_or_default(), arguments(item.get("arguments")))],
-                    })),
-                    "function_call_output" => messages.push(tool_message(
-                        s("call_id"),
-                        text(item.get("output")),
-                    )),
+                    "function_call" => messages.push(object([
+                        ("role", "assistant".into()),
+                        ("content", "".into()),
+                        (
+                            "tool_calls",
+                            Value::Array(vec![tool_call(
+                                s("call_id").or(s("id")),
+                                s("name").unwrap_or_default(),
+                                arguments(item.get("arguments")),
+                            )]),
+                        ),
+                    ])),
+                    "function_call_output" => {
+                        messages.push(tool_message(s("call_id"), text(item.get("output"))))
+                    }
                     "reasoning" => {
                         let t = text(item.get("summary"));
                         if !t.is_empty() {
-                            messages.push(json!({
-                                "role": "assistant",
-                                "content": "",
-                                "thinking": [{"type": "thinking", "content": t}],
-                            }));
+                            let thought =
+                                object([("type", "thinking".into()), ("content", t.into())]);
+                            messages.push(object([
+                                ("role", "assistant".into()),
+                                ("content", "".into()),
+                                ("thinking", Value::Array(vec![thought])),
+                            ]));
                         }
                     }
                     _ => {
