@@ -183,16 +183,37 @@ fn cut_to(s: &mut String, keep: usize, len: usize) -> bool {
     if body_chars <= keep {
         return false;
     }
-    let cut_at = s[..body_end]
-        .char_indices()
-        .nth(keep)
-        .map_or(body_end, |(i, _)| i);
+    let cut_at = char_offset(&s[..body_end], keep);
     let cut = body_chars - keep + earlier;
     s.truncate(cut_at);
     s.push_str(TRUNCATION_MARKER_HEAD);
     s.push_str(&cut.to_string());
     s.push_str(TRUNCATION_MARKER_TAIL);
     true
+}
+
+/// The byte offset of character `n` of `s` (counted from 0), or `s.len()` when it has no
+/// more: `char_indices().nth(n)`, without stepping through the characters one at a time.
+/// The characters before it are counted a stretch of bytes at a time: a stretch as long as
+/// the characters still to pass holds at most that many, so it never passes the target.
+fn char_offset(s: &str, n: usize) -> usize {
+    let b = s.as_bytes();
+    let is_start = |c: u8| (c as i8) >= -0x40; // not a UTF-8 continuation byte
+    let (mut at, mut left) = (0, n);
+    while left >= 64 && at < b.len() {
+        let step = left.min(b.len() - at);
+        left -= b[at..at + step].iter().filter(|&&c| is_start(c)).count();
+        at += step;
+    }
+    for (i, &c) in b[at..].iter().enumerate() {
+        if is_start(c) {
+            if left == 0 {
+                return at + i;
+            }
+            left -= 1;
+        }
+    }
+    b.len()
 }
 
 /// `(byte offset, chars cut)` of a truncation marker ending `s`.
@@ -519,6 +540,32 @@ fn replace_inline_blobs(s: &str) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn char_offset_is_char_indices_nth() {
+        let texts = [
+            String::new(),
+            "plain ascii text ".repeat(40),
+            "é".repeat(300),
+            "añb€c😀".repeat(120),
+            format!(
+                "{}{}{}",
+                "x".repeat(100),
+                "漢字".repeat(100),
+                "y".repeat(100)
+            ),
+            "😀".repeat(200) + "end",
+        ];
+        for t in &texts {
+            for n in (0..t.chars().count() + 70)
+                .step_by(7)
+                .chain([63, 64, 65, 127, 128])
+            {
+                let want = t.char_indices().nth(n).map_or(t.len(), |(i, _)| i);
+                assert_eq!(char_offset(t, n), want, "n={n} len={}", t.len());
+            }
+        }
+    }
     use serde_json::json;
 
     #[test]
