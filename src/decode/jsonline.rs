@@ -4,14 +4,17 @@
 //! `agent_end`, the bridge's `context` …), and skipping is several times cheaper than
 //! building a tree.
 //!
-//! A skipped field is checked for JSON syntax only: nesting deeper than serde_json's limit,
-//! a number out of range, a lone surrogate escape or invalid UTF-8 inside one of its strings
-//! no longer costs the whole line. Built fields are checked as fully as ever.
-//! Errors are always reported exactly as a full parse reports them.
+//! A skipped field is checked for JSON syntax only, by the rules of `serde_json`'s own
+//! skipping (`IgnoredAny`): nesting deeper than serde_json's limit, a number out of range,
+//! a lone surrogate escape or invalid UTF-8 inside one of its strings no longer costs the
+//! whole line. Built fields are parsed by `serde_json`, as fully as ever. The line's object
+//! is walked here rather than through `serde_json`'s `MapAccess`, so a skipped string is
+//! scanned eight bytes at a time to its next quote, backslash or control byte (the
+//! session logs' strings hold an escape every 19 bytes, and `serde_json`'s skipping
+//! stopped at each one for a call or two). Anything unusual (not an object, a second
+//! `type`, a syntax error) goes to a full parse, so errors are always reported exactly as
+//! a full parse reports them.
 
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Which top-level fields of an object line to build, by the line's `type`.
@@ -29,121 +32,392 @@ pub enum Keep {
 /// Parse one line like `serde_json::from_slice::<Value>`, building only what `rules` keep.
 /// Fields that come before `type` are always built.
 pub fn parse(bytes: &[u8], rules: Rules) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = LineVisitor(rules)
-        .deserialize(&mut de)
-        .and_then(|p| de.end().map(|()| p));
-    match parsed {
-        Ok(Parsed::Value(v)) => Ok(v),
-        // Two different `type` keys (the last wins in a full parse), or an error: let the
-        // full parse decide and word the error.
-        Ok(Parsed::Again) | Err(_) => serde_json::from_slice(bytes),
+    match object_line(bytes, rules) {
+        Some(v) => Ok(v),
+        // Not an object, a type whose fields are all built, two different `type` keys
+        // (the last wins in a full parse), or an error: the full parse decides and words
+        // the error.
+        None => serde_json::from_slice(bytes),
     }
 }
 
-enum Parsed {
-    Value(Value),
-    Again,
-}
-
-impl<'de> DeserializeSeed<'de> for LineVisitor {
-    type Value = Parsed;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Parsed, D::Error> {
-        d.deserialize_any(self)
+/// An object line with only the kept fields built; `None` for anything a full parse
+/// should decide.
+fn object_line(b: &[u8], rules: Rules) -> Option<Value> {
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
     }
-}
-
-struct LineVisitor(Rules);
-
-impl<'de> Visitor<'de> for LineVisitor {
-    type Value = Parsed;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
-        let mut out = Map::new();
-        let mut keep = Keep::All;
-        let mut ty: Option<String> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "type" {
-                let v: Value = map.next_value()?;
-                let name = v.as_str().unwrap_or("");
-                match &ty {
-                    None => {
-                        keep = (self.0)(name);
-                        ty = Some(name.to_string());
+    i = ws(b, i + 1);
+    let mut out = Map::new();
+    let mut keep = Keep::All;
+    let mut ty: Option<String> = None;
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let (key, at) = key_at(b, i)?;
+            i = at;
+            let wanted = key == "type"
+                || match keep {
+                    Keep::All => true,
+                    Keep::Only(fields) => fields.contains(&key.as_str()),
+                };
+            if wanted {
+                let (v, end) = value_at(b, i)?;
+                i = end;
+                if key == "type" {
+                    let name = v.as_str().unwrap_or("");
+                    match &ty {
+                        None => {
+                            keep = rules(name);
+                            if keep == Keep::All {
+                                return None;
+                            }
+                            ty = Some(name.to_string());
+                        }
+                        Some(first) if first != name || !v.is_string() => return None,
+                        Some(_) => {}
                     }
-                    Some(first) if first != name || !v.is_string() => return drain(map),
-                    Some(_) => {}
                 }
                 out.insert(key, v);
-                continue;
-            }
-            let wanted = match keep {
-                Keep::All => true,
-                Keep::Only(fields) => fields.contains(&key.as_str()),
-            };
-            if wanted {
-                let v: Value = map.next_value()?;
-                out.insert(key, v);
             } else {
-                map.next_value::<IgnoredAny>()?;
+                i = skip_value(b, i)?;
+            }
+            i = ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
             }
         }
-        Ok(Parsed::Value(Value::Object(out)))
     }
+    (ws(b, i) == b.len()).then_some(Value::Object(out))
+}
 
-    // Anything but an object is built whole, as a full parse would (the caller rejects it).
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element::<Value>()? {
-            out.push(v);
+/// Past JSON whitespace from `i`.
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// An object key at `i` (its opening quote) and where its value starts (past the colon).
+fn key_at(b: &[u8], i: usize) -> Option<(String, usize)> {
+    let end = key_end(b, i)?;
+    let quoted = &b[i..end];
+    let inner = &quoted[1..quoted.len() - 1];
+    let key = if inner.contains(&b'\\') {
+        serde_json::from_slice::<String>(quoted).ok()?
+    } else {
+        std::str::from_utf8(inner).ok()?.to_string()
+    };
+    let colon = ws(b, end);
+    (b.get(colon) == Some(&b':')).then(|| (key, ws(b, colon + 1)))
+}
+
+/// The end of the key string at `i` (past its closing quote).
+fn key_end(b: &[u8], i: usize) -> Option<usize> {
+    (b.get(i) == Some(&b'"')).then_some(())?;
+    skip_str(b, i + 1)
+}
+
+/// One value at `i`, built by `serde_json`, and where it ends.
+fn value_at(b: &[u8], i: usize) -> Option<(Value, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(&b[i..]).into_iter::<Value>();
+    let v = values.next()?.ok()?;
+    Some((v, i + values.byte_offset()))
+}
+
+/// Past the value at `i` (whitespace skipped), checked as `serde_json` checks a value it
+/// ignores: strings for their escapes and control bytes, numbers and literals for their
+/// grammar, containers for their commas, colons and closing brackets, at any depth.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    // The containers open around the current value (`[` or `{`).
+    let mut open: Vec<u8> = Vec::new();
+    loop {
+        i = ws(b, i);
+        match *b.get(i)? {
+            b'"' => i = skip_str(b, i + 1)?,
+            c @ (b'[' | b'{') => {
+                let close = if c == b'[' { b']' } else { b'}' };
+                i = ws(b, i + 1);
+                if b.get(i) == Some(&close) {
+                    i += 1;
+                } else {
+                    open.push(c);
+                    if c == b'{' {
+                        i = key_at_end(b, i)?;
+                    }
+                    continue;
+                }
+            }
+            b't' => i = literal(b, i, b"true")?,
+            b'f' => i = literal(b, i, b"false")?,
+            b'n' => i = literal(b, i, b"null")?,
+            b'-' => i = number(b, i + 1)?,
+            b'0'..=b'9' => i = number(b, i)?,
+            _ => return None,
         }
-        Ok(Parsed::Value(Value::Array(out)))
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Parsed, E> {
-        Ok(Parsed::Value(Value::Bool(v)))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Parsed, E> {
-        Ok(Parsed::Value(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Parsed, E> {
-        Ok(Parsed::Value(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Parsed, E> {
-        Ok(Parsed::Value(
-            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
-        ))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Parsed, E> {
-        Ok(Parsed::Value(Value::String(v.to_string())))
-    }
-
-    fn visit_unit<E>(self) -> Result<Parsed, E> {
-        Ok(Parsed::Value(Value::Null))
+        // After a value: close what it ends, or go on to the next element.
+        loop {
+            let Some(&c) = open.last() else {
+                return Some(i);
+            };
+            i = ws(b, i);
+            match (*b.get(i)?, c) {
+                (b',', _) => {
+                    i = ws(b, i + 1);
+                    if c == b'{' {
+                        i = key_at_end(b, i)?;
+                    }
+                    break;
+                }
+                (b']', b'[') | (b'}', b'{') => {
+                    open.pop();
+                    i += 1;
+                }
+                _ => return None,
+            }
+        }
     }
 }
 
-/// Consume the rest of an object without building it, then ask for a full parse.
-fn drain<'de, A: MapAccess<'de>>(mut map: A) -> Result<Parsed, A::Error> {
-    while map.next_key::<IgnoredAny>()?.is_some() {
-        map.next_value::<IgnoredAny>()?;
+/// Past a skipped object's key at `i` and its colon.
+fn key_at_end(b: &[u8], i: usize) -> Option<usize> {
+    let colon = ws(b, key_end(b, i)?);
+    (b.get(colon) == Some(&b':')).then_some(colon + 1)
+}
+
+fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    b[i..].starts_with(word).then_some(i + word.len())
+}
+
+/// Past the digits of a number at `i` (after its sign): `0` or a digit run not starting
+/// with 0, then an optional fraction and exponent, each with at least one digit.
+fn number(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    match *b.get(i)? {
+        b'0' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => return None,
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(i + 1),
+        _ => return None,
     }
-    Ok(Parsed::Again)
+    if b.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
+/// Past the rest of a string whose opening quote is before `i`: its closing quote. Every
+/// escape must be one JSON has (`\u` with four hex digits, any code point), and no byte
+/// may be a control byte; UTF-8 is not checked (as `serde_json` does not when skipping).
+fn skip_str(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        // Eight bytes at a time to the next quote, backslash or control byte.
+        while let Some(word) = b.get(i..i + 8) {
+            let found = json_escapes_in(u64::from_le_bytes(word.try_into().ok()?));
+            if found != 0 {
+                i += found.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        match *b.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => match *b.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' if b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => i += 6,
+                _ => return None,
+            },
+            c if c < 0x20 => return None,
+            _ => i += 1,
+        }
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `w` (little-endian) that end a run of plain string text in JSON, a
+/// control byte, `"` or `\`, as their high bits. Bytes above a flagged one may be flagged
+/// falsely (a borrow), never below: the lowest flag is exact.
+pub fn json_escapes_in(w: u64) -> u64 {
+    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+    control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The line parse as it was built before this walk: `serde_json`'s own `MapAccess`,
+    /// skipped fields read as `IgnoredAny`. The walk must agree with it on every line.
+    mod reference {
+        use super::super::{Keep, Rules};
+        use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+        use serde_json::{Map, Value};
+        use std::fmt;
+
+        pub fn parse(bytes: &[u8], rules: Rules) -> Result<Value, serde_json::Error> {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            match Line(rules)
+                .deserialize(&mut de)
+                .and_then(|p| de.end().map(|()| p))
+            {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) | Err(_) => serde_json::from_slice(bytes),
+            }
+        }
+
+        struct Line(Rules);
+
+        impl<'de> DeserializeSeed<'de> for Line {
+            type Value = Option<Value>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+
+        impl<'de> Visitor<'de> for Line {
+            type Value = Option<Value>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+                let (mut out, mut keep, mut ty) = (Map::new(), Keep::All, None::<String>);
+                while let Some(key) = map.next_key::<String>()? {
+                    let wanted = key == "type"
+                        || match keep {
+                            Keep::All => true,
+                            Keep::Only(fields) => fields.contains(&key.as_str()),
+                        };
+                    if !wanted {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    let v: Value = map.next_value()?;
+                    if key == "type" {
+                        let name = v.as_str().unwrap_or("");
+                        match &ty {
+                            None => (keep, ty) = ((self.0)(name), Some(name.to_string())),
+                            Some(first) if first != name || !v.is_string() => {
+                                while map.next_key::<IgnoredAny>()?.is_some() {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
+                                return Ok(None);
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    out.insert(key, v);
+                }
+                Ok(Some(Value::Object(out)))
+            }
+            // Anything else: the full parse decides.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Option<Value>, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Option<Value>, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Option<Value>, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Option<Value>, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Option<Value>, E> {
+                Ok(None)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Option<Value>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+                Ok(None)
+            }
+        }
+    }
+
+    /// Both parses of one line: the same value, or the same error at the same place.
+    fn agree(line: &[u8]) {
+        match (parse(line, only_a), reference::parse(line, only_a)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", String::from_utf8_lossy(line)),
+            (Err(a), Err(b)) => assert_eq!(
+                (a.classify(), a.line(), a.column()),
+                (b.classify(), b.line(), b.column()),
+                "{}",
+                String::from_utf8_lossy(line)
+            ),
+            (a, b) => panic!("{}: {a:?} against {b:?}", String::from_utf8_lossy(line)),
+        }
+    }
+
+    #[test]
+    fn the_walk_agrees_with_serde_json_on_lines_and_their_mutations() {
+        let lines: Vec<&[u8]> = vec![
+            br#"{"type":"x","a":1,"b":{"k":[1,-2.5e+3,0.25,true,false,null,"s\"q\\\/\b\f\n\r\t\u00e9"],"e":{},"f":[]}}"#,
+            br#" { "b" : [ 1 , { "c" : "d" } ] , "type" : "x" , "a" : "\ud800" , "z" : -0 } "#,
+            br#"{"type":"y","a":{"deep":[[[]]]},"b":"text with \"quotes\" and \\ and \u00e9 \ud83d\ude00"}"#,
+            br#"{"type":7,"a":1,"b":2}"#,
+            br#"{"type":"x","type":"x","b":[1E5,2e-3,-0.0,0,10,0.5]}"#,
+            br#"{"type":"x","b":"a\u12ab\u00FFz","a":[],"\u0061":3}"#,
+            br#"{}"#,
+            br#"{"a":1}"#,
+            b"{\"type\":\"x\",\"b\":\"\xff\xfe \xc3\xa9 ok\",\"a\":2}",
+        ];
+        let replacements = b"\"\\,:{}[] 0-.eExun\x01\xff\t";
+        let mut tried = 0;
+        for line in &lines {
+            agree(line);
+            for at in 0..line.len() {
+                agree(&line[..at]);
+                let mut removed = line.to_vec();
+                removed.remove(at);
+                agree(&removed);
+                for &r in replacements {
+                    let mut changed = line.to_vec();
+                    changed[at] = r;
+                    agree(&changed);
+                    let mut inserted = line.to_vec();
+                    inserted.insert(at, r);
+                    agree(&inserted);
+                }
+                tried += 2 + 2 * replacements.len();
+            }
+        }
+        assert!(tried > 10_000, "{tried} lines");
+    }
 
     fn only_a(ty: &str) -> Keep {
         match ty {

@@ -7,6 +7,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::decode::jsonline::json_escapes_in;
+
 /// `serde_json`'s escapes: 0 for none, `u` for `\u00XX`, otherwise the letter after `\`.
 const ESCAPE: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -24,18 +26,6 @@ const ESCAPE: [u8; 256] = {
     t[b'\\' as usize] = b'\\';
     t
 };
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The bytes of `w` (little-endian) that need an escape, a control byte, `"` or `\`, as
-/// their high bits. Bytes above a flagged one may be flagged falsely (a borrow), never
-/// below: the lowest flag is exact.
-fn escapes_in(w: u64) -> u64 {
-    let zero_in = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-    control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))
-}
 
 /// Append the escape of byte `c` (one that needs it).
 fn escape(out: &mut Vec<u8>, c: u8) {
@@ -62,7 +52,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let mut i = 0;
     // Eight bytes at a time: skip a clean word, or go straight to its first escape.
     while let Some(word) = b.get(i..i + 8) {
-        let found = escapes_in(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+        let found = json_escapes_in(u64::from_le_bytes(word.try_into().expect("eight bytes")));
         if found == 0 {
             i += 8;
             continue;
