@@ -27,12 +27,22 @@ const ESCAPE: [u8; 256] = {
     t
 };
 
-/// Append the escape of byte `c` (one that needs it).
-fn escape(out: &mut Vec<u8>, c: u8) {
+/// Append the escape of byte `c` (one that needs it); `NESTED`: that escape itself escaped
+/// as string content (its backslash doubled, and a quote or backslash it names escaped).
+fn escape<const NESTED: bool>(out: &mut Vec<u8>, c: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let esc = ESCAPE[usize::from(c)];
-    out.push(b'\\');
-    out.push(esc);
+    if NESTED {
+        out.extend_from_slice(b"\\\\");
+        match esc {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            e => out.push(e),
+        }
+    } else {
+        out.push(b'\\');
+        out.push(esc);
+    }
     if esc == b'u' {
         out.extend_from_slice(&[
             b'0',
@@ -45,9 +55,16 @@ fn escape(out: &mut Vec<u8>, c: u8) {
 
 /// `s` as a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    str_as::<false>(out, s);
+}
+
+/// `s` as a JSON string literal; `NESTED`: that literal written as the content of another
+/// string (its quotes and escapes escaped once more).
+fn str_as<const NESTED: bool>(out: &mut Vec<u8>, s: &str) {
+    let quote: &[u8] = if NESTED { b"\\\"" } else { b"\"" };
     let b = s.as_bytes();
-    out.reserve(b.len() + 2);
-    out.push(b'"');
+    out.reserve(b.len() + 2 * quote.len());
+    out.extend_from_slice(quote);
     let mut run = 0; // start of the bytes not yet copied
     let mut i = 0;
     // Eight bytes at a time: skip a clean word, or go straight to its first escape.
@@ -59,52 +76,73 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         }
         let at = i + found.trailing_zeros() as usize / 8;
         out.extend_from_slice(&b[run..at]);
-        escape(out, b[at]);
+        escape::<NESTED>(out, b[at]);
         run = at + 1;
         i = at + 1;
     }
     for (at, &c) in b.iter().enumerate().skip(i) {
         if ESCAPE[usize::from(c)] != 0 {
             out.extend_from_slice(&b[run..at]);
-            escape(out, c);
+            escape::<NESTED>(out, c);
             run = at + 1;
         }
     }
     out.extend_from_slice(&b[run..]);
-    out.push(b'"');
+    out.extend_from_slice(quote);
 }
 
 /// A JSON value, compact, object keys in the map's order.
 pub fn write_value(out: &mut Vec<u8>, v: &Value) {
+    value_as::<false>(out, v);
+}
+
+/// The JSON text of `v` as a JSON string literal: what `write_str` writes of `to_string(v)`,
+/// without the text in between (the OTLP encoder's input and output attributes, JSON
+/// carried as a string).
+pub fn write_value_as_str(out: &mut Vec<u8>, v: &Value) {
+    out.push(b'"');
+    value_as::<true>(out, v);
+    out.push(b'"');
+}
+
+/// `NESTED`: the value's JSON text as string content. Only quotes and what strings escape
+/// change; brackets, colons, commas, numbers and literals need no escape.
+fn value_as<const NESTED: bool>(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => serde_json::to_writer(&mut *out, n).expect("writing to memory"),
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => str_as::<NESTED>(out, s),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(out, item);
+                value_as::<NESTED>(out, item);
             }
             out.push(b']');
         }
-        Value::Object(map) => write_map(out, map),
+        Value::Object(map) => map_as::<NESTED>(out, map),
     }
 }
 
 /// A JSON object.
 pub fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    map_as::<false>(out, map);
+}
+
+fn map_as<const NESTED: bool>(out: &mut Vec<u8>, map: &Map<String, Value>) {
     if map.is_empty() {
         out.extend_from_slice(b"{}");
         return;
     }
     for (i, (k, v)) in map.iter().enumerate() {
-        write_key(out, i == 0, k);
-        write_value(out, v);
+        out.push(if i == 0 { b'{' } else { b',' });
+        str_as::<NESTED>(out, k);
+        out.push(b':');
+        value_as::<NESTED>(out, v);
     }
     out.push(b'}');
 }
@@ -162,5 +200,12 @@ mod tests {
             "key \"quoted\"\n": strings,
         });
         assert_eq!(to_string(&value), serde_json::to_string(&value).unwrap());
+        // The same text as string content, for every string above as a value too.
+        for v in strings.iter().map(|s| json!(s)).chain([value]) {
+            let mut nested = Vec::new();
+            write_value_as_str(&mut nested, &v);
+            let text = serde_json::to_string(&v).unwrap();
+            assert_eq!(nested, serde_json::to_vec(&text).unwrap(), "{text}");
+        }
     }
 }

@@ -155,6 +155,14 @@ enum AnyValue<'a> {
     Bool(bool),
     #[serde(rename = "arrayValue")]
     Array { values: Vec<AnyValue<'a>> },
+    /// A string: this value's JSON text (written straight into the body, see
+    /// [`json::write_value_as_str`]).
+    #[serde(rename = "stringValue", serialize_with = "json_text")]
+    Json(&'a Value),
+}
+
+fn json_text<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&json::to_string(v))
 }
 
 impl Span<'_> {
@@ -217,6 +225,10 @@ impl AnyValue<'_> {
                 out.extend_from_slice(b"{\"stringValue\":");
                 json::write_str(out, s);
             }
+            AnyValue::Json(v) => {
+                out.extend_from_slice(b"{\"stringValue\":");
+                json::write_value_as_str(out, v);
+            }
             AnyValue::Int(i) => {
                 out.extend_from_slice(b"{\"intValue\":");
                 serde_json::to_writer(&mut *out, i).expect("writing to memory");
@@ -271,7 +283,7 @@ fn scalar(v: &Value) -> Option<AnyValue<'_>> {
             },
         },
         Value::String(s) => string(s.as_str()),
-        Value::Array(_) | Value::Object(_) => string(json::to_string(v)),
+        Value::Array(_) | Value::Object(_) => AnyValue::Json(v),
     })
 }
 
@@ -281,9 +293,9 @@ fn scalar(v: &Value) -> Option<AnyValue<'_>> {
 /// `null`, `{"a":1}`): Langfuse would show it parsed, so it goes as a JSON string literal.
 fn io_value(v: &Value) -> AnyValue<'_> {
     match v {
-        Value::String(s) if looks_like_json(s) => string(json::to_string(v)),
+        Value::String(s) if looks_like_json(s) => AnyValue::Json(v),
         Value::String(s) => string(s.as_str()),
-        other => string(json::to_string(other)),
+        other => AnyValue::Json(other),
     }
 }
 
@@ -641,6 +653,7 @@ mod tests {
     fn a_string_that_is_valid_json_stays_a_string() {
         let text = |v: Value| match io_value(&v) {
             AnyValue::String(s) => s.to_string(),
+            AnyValue::Json(v) => json::to_string(v),
             _ => panic!("not a string value"),
         };
         assert_eq!(text(json!("Fix the failing test")), "Fix the failing test");
