@@ -116,14 +116,21 @@ fn key_at(b: &[u8], i: usize) -> Option<(String, usize)> {
     } else {
         std::str::from_utf8(inner).ok()?.to_string()
     };
-    let colon = ws(b, end);
-    (b.get(colon) == Some(&b':')).then(|| (key, ws(b, colon + 1)))
+    Some((key, past_colon(b, end)?))
 }
 
 /// The end of the key string at `i` (past its closing quote).
 fn key_end(b: &[u8], i: usize) -> Option<usize> {
-    (b.get(i) == Some(&b'"')).then_some(())?;
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
     skip_str(b, i + 1)
+}
+
+/// Past the colon after a key that ends at `end`, and the whitespace after it.
+fn past_colon(b: &[u8], end: usize) -> Option<usize> {
+    let colon = ws(b, end);
+    (b.get(colon) == Some(&b':')).then(|| ws(b, colon + 1))
 }
 
 /// One value at `i`, built by `serde_json`, and where it ends.
@@ -189,8 +196,7 @@ fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
 
 /// Past a skipped object's key at `i` and its colon.
 fn key_at_end(b: &[u8], i: usize) -> Option<usize> {
-    let colon = ws(b, key_end(b, i)?);
-    (b.get(colon) == Some(&b':')).then_some(colon + 1)
+    past_colon(b, key_end(b, i)?)
 }
 
 fn literal(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
