@@ -88,7 +88,7 @@ pub fn provider_request(req: &Value) -> Value {
 
 /// A JSON object of these fields, the values moved in (`json!` would serialize a copy of
 /// each, and message texts are often large).
-fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
     Value::Object(
         fields
             .into_iter()

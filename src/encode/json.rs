@@ -141,9 +141,7 @@ fn map_as<const NESTED: bool>(out: &mut Vec<u8>, map: &Map<String, Value>) {
         return;
     }
     for (i, (k, v)) in map.iter().enumerate() {
-        out.push(if i == 0 { b'{' } else { b',' });
-        str_as::<NESTED>(out, k);
-        out.push(b':');
+        key_as::<NESTED>(out, i == 0, k);
         value_as::<NESTED>(out, v);
     }
     out.push(b'}');
@@ -152,8 +150,12 @@ fn map_as<const NESTED: bool>(out: &mut Vec<u8>, map: &Map<String, Value>) {
 /// The start of an object member: `{` before the first, `,` before the others, then the
 /// quoted name and `:`. The caller writes the value, and `}` after the last.
 pub fn write_key(out: &mut Vec<u8>, first: bool, name: &str) {
+    key_as::<false>(out, first, name);
+}
+
+fn key_as<const NESTED: bool>(out: &mut Vec<u8>, first: bool, name: &str) {
     out.push(if first { b'{' } else { b',' });
-    write_str(out, name);
+    str_as::<NESTED>(out, name);
     out.push(b':');
 }
 

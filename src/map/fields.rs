@@ -65,13 +65,10 @@ pub(super) fn tool_output(content: Option<&Value>, details: Option<&Value>) -> O
         other => other.clone(),
     };
     match details.filter(|d| d.as_object().is_some_and(|o| !o.is_empty())) {
-        // Built by hand: `json!` would serialize a copy of the (often large) body.
-        Some(d) => {
-            let mut out = Map::new();
-            out.insert("content".into(), body);
-            out.insert("details".into(), d.clone());
-            Some(Value::Object(out))
-        }
+        Some(d) => Some(crate::decode::chat::object([
+            ("content", body),
+            ("details", d.clone()),
+        ])),
         None => Some(body),
     }
 }
