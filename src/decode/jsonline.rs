@@ -266,6 +266,196 @@ fn skip_str(b: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
+/// Parse a whole JSON text as `serde_json::from_str::<Value>` does, or `None` wherever that
+/// parse might say something else: an error, a lone surrogate escape, nesting near its
+/// limit, a number it reads as a float or too large for 64 bits (the caller then asks
+/// `serde_json`, which decides and words any error). Strings are scanned eight bytes at
+/// a time to their next quote, backslash or control byte, and copied a stretch at a
+/// time: session logs' strings hold an escape every 19 bytes, where `serde_json` stops
+/// for several calls.
+pub fn full(text: &str) -> Option<Value> {
+    let b = text.as_bytes();
+    let (v, end) = Build(text).value(ws(b, 0), 0)?;
+    (ws(b, end) == b.len()).then_some(v)
+}
+
+/// Nesting past which [`full`] leaves a text to `serde_json` (whose limit is 128).
+const FULL_MAX_DEPTH: usize = 100;
+
+/// The text [`full`] builds from.
+struct Build<'t>(&'t str);
+
+impl Build<'_> {
+    /// The value at `i` (no whitespace before it) and where it ends.
+    fn value(&self, i: usize, depth: usize) -> Option<(Value, usize)> {
+        let b = self.0.as_bytes();
+        Some(match *b.get(i)? {
+            b'"' => {
+                let (s, end) = self.string(i + 1)?;
+                (Value::String(s), end)
+            }
+            b'{' => self.object(ws(b, i + 1), depth + 1)?,
+            b'[' => self.array(ws(b, i + 1), depth + 1)?,
+            b't' => (Value::Bool(true), literal(b, i, b"true")?),
+            b'f' => (Value::Bool(false), literal(b, i, b"false")?),
+            b'n' => (Value::Null, literal(b, i, b"null")?),
+            b'-' | b'0'..=b'9' => self.number(i)?,
+            _ => return None,
+        })
+    }
+
+    /// An object's members from `i` (past its brace and whitespace). Of two equal keys the
+    /// last wins, as in `serde_json`.
+    fn object(&self, mut i: usize, depth: usize) -> Option<(Value, usize)> {
+        let b = self.0.as_bytes();
+        let mut map = Map::new();
+        if depth > FULL_MAX_DEPTH {
+            return None;
+        }
+        if b.get(i) == Some(&b'}') {
+            return Some((Value::Object(map), i + 1));
+        }
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let (key, end) = self.string(i + 1)?;
+            let (v, end) = self.value(past_colon(b, end)?, depth)?;
+            map.insert(key, v);
+            i = ws(b, end);
+            match *b.get(i)? {
+                b',' => i = ws(b, i + 1),
+                b'}' => return Some((Value::Object(map), i + 1)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array's elements from `i` (past its bracket and whitespace).
+    fn array(&self, mut i: usize, depth: usize) -> Option<(Value, usize)> {
+        let b = self.0.as_bytes();
+        let mut items = Vec::new();
+        if depth > FULL_MAX_DEPTH {
+            return None;
+        }
+        if b.get(i) == Some(&b']') {
+            return Some((Value::Array(items), i + 1));
+        }
+        loop {
+            let (v, end) = self.value(i, depth)?;
+            items.push(v);
+            i = ws(b, end);
+            match *b.get(i)? {
+                b',' => i = ws(b, i + 1),
+                b']' => return Some((Value::Array(items), i + 1)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The rest of a string whose opening quote is before `i`, unescaped, and where it
+    /// ends (past its closing quote).
+    fn string(&self, mut i: usize) -> Option<(String, usize)> {
+        let b = self.0.as_bytes();
+        // The text so far, once there was an escape (until then it is a slice).
+        let mut out: Option<String> = None;
+        let mut from = i;
+        loop {
+            while let Some(word) = b.get(i..i + 8) {
+                let found = json_escapes_in(u64::from_le_bytes(word.try_into().ok()?));
+                if found != 0 {
+                    i += found.trailing_zeros() as usize / 8;
+                    break;
+                }
+                i += 8;
+            }
+            match *b.get(i)? {
+                b'"' => {
+                    let last = self.0.get(from..i)?;
+                    let s = match out {
+                        Some(mut s) => {
+                            s.push_str(last);
+                            s
+                        }
+                        None => last.to_owned(),
+                    };
+                    return Some((s, i + 1));
+                }
+                b'\\' => {
+                    let s = out.get_or_insert_with(|| String::with_capacity(2 * (i - from) + 16));
+                    s.push_str(self.0.get(from..i)?);
+                    let (c, len) = unescape(b, i + 1)?;
+                    s.push(c);
+                    i += 1 + len;
+                    from = i;
+                }
+                c if c < 0x20 => return None,
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// The number at `i`. Integers of up to 18 digits are built here, as `serde_json`
+    /// builds them (`u64`, or `i64` when negative); the rest are read by `serde_json`.
+    fn number(&self, i: usize) -> Option<(Value, usize)> {
+        let b = self.0.as_bytes();
+        let negative = b[i] == b'-';
+        let digits = i + usize::from(negative);
+        let end = number(b, digits)?;
+        let int = &b[digits..end];
+        if int.len() <= 18 && int.iter().all(u8::is_ascii_digit) {
+            let n = int.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            match (negative, i64::try_from(n)) {
+                (false, _) => return Some((Value::from(n), end)),
+                // `-0` is a float to `serde_json`.
+                (true, Ok(n)) if n != 0 => return Some((Value::from(-n), end)),
+                _ => {}
+            }
+        }
+        Some((serde_json::from_str(self.0.get(i..end)?).ok()?, end))
+    }
+}
+
+/// The escape whose letter is at `i` (past the backslash): its character and its length
+/// after the backslash. `None` for what JSON has no escape for and for a surrogate that
+/// is not half of a pair.
+fn unescape(b: &[u8], i: usize) -> Option<(char, usize)> {
+    let c = match *b.get(i)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let unit = hex4(b, i + 1)?;
+            if !(0xD800..0xDC00).contains(&unit) {
+                return Some((char::from_u32(unit)?, 5));
+            }
+            if b.get(i + 5..i + 7)? != b"\\u" {
+                return None;
+            }
+            let low = hex4(b, i + 7)?;
+            if !(0xDC00..0xE000).contains(&low) {
+                return None;
+            }
+            let c = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+            return Some((char::from_u32(c)?, 11));
+        }
+        _ => return None,
+    };
+    Some((c, 1))
+}
+
+/// Four hex digits at `i`.
+fn hex4(b: &[u8], i: usize) -> Option<u32> {
+    b.get(i..i + 4)?
+        .iter()
+        .try_fold(0, |n, &d| Some(n << 4 | char::from(d).to_digit(16)?))
+}
+
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
@@ -423,6 +613,91 @@ mod tests {
             }
         }
         assert!(tried > 10_000, "{tried} lines");
+    }
+
+    /// The full parse where it builds a value: the value `serde_json` builds, written the
+    /// same (`-0.0` and `0.0` are equal values but not the same text).
+    fn full_agrees(line: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return false;
+        };
+        let Some(ours) = full(text) else {
+            return false;
+        };
+        let theirs = serde_json::from_str::<Value>(text)
+            .unwrap_or_else(|e| panic!("{text}: built {ours}, serde_json says {e}"));
+        assert_eq!(ours, theirs, "{text}");
+        assert_eq!(ours.to_string(), theirs.to_string(), "{text}");
+        true
+    }
+
+    #[test]
+    fn the_full_parse_agrees_with_serde_json_on_texts_and_their_mutations() {
+        let texts: Vec<&[u8]> = vec![
+            br#"{"type":"x","a":1,"b":{"k":[1,-2.5e+3,0.25,true,false,null,"s\"q\\\/\b\f\n\r\t\u00e9"],"e":{},"f":[]}}"#,
+            br#" { "b" : [ 1 , { "c" : "d" } ] , "a" : "\ud83d\ude00" , "z" : -0 , "n" : -7 } "#,
+            br#"{"a":{"deep":[[[]]]},"b":"text with \"quotes\" and \\ and \u00e9 \uD83D\uDE00 and \u0000"}"#,
+            br#"{"a":1,"a":2,"b":[1E5,2e-3,-0.0,0,10,0.5,123456789012345678,18446744073709551615,-9223372036854775808]}"#,
+            b"{\"b\":\"a\\u12ab\\u00FFz\\ud800\\udfff\",\"a\":[],\"\\u0061\":3,\"\xc3\xa9\":\"\xc3\xbc\\n\"}",
+            b"[\"long plain text that runs past eight bytes \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 and \\n one escape\"]",
+            br#"{}"#,
+            br#""#,
+        ];
+        let replacements = b"\"\\,:{}[] 0-.eExun\x01\t";
+        let mut built = 0;
+        for text in &texts {
+            full_agrees(text);
+            for at in 0..text.len() {
+                let mut variants = vec![text[..at].to_vec()];
+                let mut removed = text.to_vec();
+                removed.remove(at);
+                variants.push(removed);
+                for &r in replacements {
+                    let mut changed = text.to_vec();
+                    changed[at] = r;
+                    variants.push(changed);
+                    let mut inserted = text.to_vec();
+                    inserted.insert(at, r);
+                    variants.push(inserted);
+                }
+                built += variants.iter().filter(|v| full_agrees(v)).count();
+            }
+        }
+        // Most mutations break the text; enough of them still parse to test the builder.
+        assert!(built > 500, "{built} texts built");
+        // The texts themselves are built, not left to serde_json.
+        for text in &texts[..6] {
+            assert!(full_agrees(text), "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn the_full_parse_leaves_surrogates_deep_nests_and_errors_to_serde_json() {
+        for text in [
+            r#""\ud800""#,
+            r#""\udc00\ud800""#,
+            r#""\ud800\u0041""#,
+            "\"\u{1}\"",
+            r#"{"a":1,}"#,
+            r#"[1,2"#,
+            r#"01"#,
+            "[1e400]",
+            r#"{"a":1} x"#,
+        ] {
+            assert_eq!(full(text), None, "{text}");
+        }
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(FULL_MAX_DEPTH + 1),
+            "]".repeat(FULL_MAX_DEPTH + 1)
+        );
+        assert_eq!(full(&deep), None);
+        let shallow = format!(
+            "{}1{}",
+            "[".repeat(FULL_MAX_DEPTH),
+            "]".repeat(FULL_MAX_DEPTH)
+        );
+        assert!(full_agrees(shallow.as_bytes()));
     }
 
     fn only_a(ty: &str) -> Keep {

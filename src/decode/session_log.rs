@@ -23,7 +23,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::decode::jsonline::Keep;
+use crate::decode::jsonline::{self, Keep};
 use crate::decode::omp::{Ev, Event, Header, as_millis, rule_names, str_field, take};
 
 /// Raw entry bytes a session keeps in memory before the rest goes to a temporary file.
@@ -130,10 +130,11 @@ enum Body {
 }
 
 /// An entry read back, parsed as `serde_json::from_slice` parses it (the same value, the
-/// same error), its UTF-8 checked in one pass over the line rather than string by string.
+/// same error), its UTF-8 checked in one pass over the line rather than string by string,
+/// and built by [`jsonline::full`] where it can.
 fn parse_entry(bytes: &[u8]) -> serde_json::Result<Value> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
+        Ok(text) => jsonline::full(text).map_or_else(|| serde_json::from_str(text), Ok),
         Err(_) => serde_json::from_slice(bytes),
     }
 }
