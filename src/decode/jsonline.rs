@@ -37,7 +37,7 @@ pub fn parse(bytes: &[u8], rules: Rules) -> Result<Value, serde_json::Error> {
         // Not an object, a type whose fields are all built, two different `type` keys
         // (the last wins in a full parse), or an error: the full parse decides and words
         // the error.
-        None => serde_json::from_slice(bytes),
+        None => full(bytes).map_or_else(|| serde_json::from_slice(bytes), Ok),
     }
 }
 
@@ -133,8 +133,11 @@ fn past_colon(b: &[u8], end: usize) -> Option<usize> {
     (b.get(colon) == Some(&b':')).then(|| ws(b, colon + 1))
 }
 
-/// One value at `i`, built by `serde_json`, and where it ends.
+/// One value at `i` and where it ends: built as [`full`] builds, else by `serde_json`.
 fn value_at(b: &[u8], i: usize) -> Option<(Value, usize)> {
+    if let Some(built) = Build(b).value(i, 0) {
+        return Some(built);
+    }
     let mut values = serde_json::Deserializer::from_slice(&b[i..]).into_iter::<Value>();
     let v = values.next()?.ok()?;
     Some((v, i + values.byte_offset()))
@@ -266,16 +269,15 @@ fn skip_str(b: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// Parse a whole JSON text as `serde_json::from_str::<Value>` does, or `None` wherever that
-/// parse might say something else: an error, a lone surrogate escape, nesting near its
-/// limit, a number it reads as a float or too large for 64 bits (the caller then asks
-/// `serde_json`, which decides and words any error). Strings are scanned eight bytes at
-/// a time to their next quote, backslash or control byte, and copied a stretch at a
-/// time: session logs' strings hold an escape every 19 bytes, where `serde_json` stops
-/// for several calls.
-pub fn full(text: &str) -> Option<Value> {
-    let b = text.as_bytes();
-    let (v, end) = Build(text).value(ws(b, 0), 0)?;
+/// Parse a whole JSON text as `serde_json::from_slice::<Value>` does, or `None` wherever
+/// that parse might say something else: an error (invalid UTF-8 in a string among them), a
+/// lone surrogate escape, nesting near its limit, a number it reads as a float or too
+/// large for 64 bits (the caller then asks `serde_json`, which decides and words any
+/// error). Strings are scanned eight bytes at a time to their next quote, backslash or
+/// control byte, and copied a stretch at a time: session logs' strings hold an escape
+/// every 19 bytes, where `serde_json` stops for several calls.
+pub fn full(b: &[u8]) -> Option<Value> {
+    let (v, end) = Build(b).value(ws(b, 0), 0)?;
     (ws(b, end) == b.len()).then_some(v)
 }
 
@@ -283,12 +285,12 @@ pub fn full(text: &str) -> Option<Value> {
 const FULL_MAX_DEPTH: usize = 100;
 
 /// The text [`full`] builds from.
-struct Build<'t>(&'t str);
+struct Build<'t>(&'t [u8]);
 
 impl Build<'_> {
     /// The value at `i` (no whitespace before it) and where it ends.
     fn value(&self, i: usize, depth: usize) -> Option<(Value, usize)> {
-        let b = self.0.as_bytes();
+        let b = self.0;
         Some(match *b.get(i)? {
             b'"' => {
                 let (s, end) = self.string(i + 1)?;
@@ -307,7 +309,7 @@ impl Build<'_> {
     /// An object's members from `i` (past its brace and whitespace). Of two equal keys the
     /// last wins, as in `serde_json`.
     fn object(&self, mut i: usize, depth: usize) -> Option<(Value, usize)> {
-        let b = self.0.as_bytes();
+        let b = self.0;
         let mut map = Map::new();
         if depth > FULL_MAX_DEPTH {
             return None;
@@ -333,7 +335,7 @@ impl Build<'_> {
 
     /// An array's elements from `i` (past its bracket and whitespace).
     fn array(&self, mut i: usize, depth: usize) -> Option<(Value, usize)> {
-        let b = self.0.as_bytes();
+        let b = self.0;
         let mut items = Vec::new();
         if depth > FULL_MAX_DEPTH {
             return None;
@@ -355,42 +357,65 @@ impl Build<'_> {
 
     /// The rest of a string whose opening quote is before `i`, unescaped, and where it
     /// ends (past its closing quote).
-    fn string(&self, mut i: usize) -> Option<(String, usize)> {
-        let b = self.0.as_bytes();
-        // The text so far, once there was an escape (until then it is a slice).
-        let mut out: Option<String> = None;
-        let mut from = i;
-        loop {
-            while let Some(word) = b.get(i..i + 8) {
-                let found = json_escapes_in(u64::from_le_bytes(word.try_into().ok()?));
-                if found != 0 {
-                    i += found.trailing_zeros() as usize / 8;
-                    break;
-                }
-                i += 8;
+    fn string(&self, from: usize) -> Option<(String, usize)> {
+        let b = self.0;
+        // To the first quote, backslash or control byte: a string without escapes is
+        // copied once, whole.
+        let mut i = from;
+        while let Some(word) = b.get(i..i + 8) {
+            let found = json_escapes_in(u64::from_le_bytes(word.try_into().ok()?));
+            if found != 0 {
+                i += found.trailing_zeros() as usize / 8;
+                break;
             }
-            match *b.get(i)? {
-                b'"' => {
-                    let last = self.0.get(from..i)?;
-                    let s = match out {
-                        Some(mut s) => {
-                            s.push_str(last);
-                            s
-                        }
-                        None => last.to_owned(),
-                    };
-                    return Some((s, i + 1));
+            i += 8;
+        }
+        while !matches!(*b.get(i)?, b'"' | b'\\' | ..0x20) {
+            i += 1;
+        }
+        match b[i] {
+            b'"' => {
+                let s = std::str::from_utf8(&b[from..i]).ok()?.to_owned();
+                return Some((s, i + 1));
+            }
+            b'\\' => {}
+            _ => return None,
+        }
+        let mut s = Vec::with_capacity(2 * (i - from) + 16);
+        s.extend_from_slice(&b[from..i]);
+        // At an escape's backslash.
+        loop {
+            let (c, len) = unescape(b, i + 1)?;
+            if c.is_ascii() {
+                s.push(c as u8);
+            } else {
+                s.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            }
+            i += 1 + len;
+            // Copied a word at a time (each written whole, the last cut back), so the
+            // stretches between escapes cost no call each.
+            loop {
+                if let Some(word) = b.get(i..i + 8) {
+                    let word: [u8; 8] = word.try_into().ok()?;
+                    s.extend_from_slice(&word);
+                    let found = json_escapes_in(u64::from_le_bytes(word));
+                    if found == 0 {
+                        i += 8;
+                        continue;
+                    }
+                    let k = found.trailing_zeros() as usize / 8;
+                    s.truncate(s.len() - 8 + k);
+                    i += k;
                 }
-                b'\\' => {
-                    let s = out.get_or_insert_with(|| String::with_capacity(2 * (i - from) + 16));
-                    s.push_str(self.0.get(from..i)?);
-                    let (c, len) = unescape(b, i + 1)?;
-                    s.push(c);
-                    i += 1 + len;
-                    from = i;
+                match *b.get(i)? {
+                    b'"' => return Some((String::from_utf8(s).ok()?, i + 1)),
+                    b'\\' => break,
+                    ..0x20 => return None,
+                    c => {
+                        s.push(c);
+                        i += 1;
+                    }
                 }
-                c if c < 0x20 => return None,
-                _ => i += 1,
             }
         }
     }
@@ -398,7 +423,7 @@ impl Build<'_> {
     /// The number at `i`. Integers of up to 18 digits are built here, as `serde_json`
     /// builds them (`u64`, or `i64` when negative); the rest are read by `serde_json`.
     fn number(&self, i: usize) -> Option<(Value, usize)> {
-        let b = self.0.as_bytes();
+        let b = self.0;
         let negative = b[i] == b'-';
         let digits = i + usize::from(negative);
         let end = number(b, digits)?;
@@ -412,7 +437,7 @@ impl Build<'_> {
                 _ => {}
             }
         }
-        Some((serde_json::from_str(self.0.get(i..end)?).ok()?, end))
+        Some((serde_json::from_slice(&b[i..end]).ok()?, end))
     }
 }
 
@@ -618,13 +643,11 @@ mod tests {
     /// The full parse where it builds a value: the value `serde_json` builds, written the
     /// same (`-0.0` and `0.0` are equal values but not the same text).
     fn full_agrees(line: &[u8]) -> bool {
-        let Ok(text) = std::str::from_utf8(line) else {
+        let Some(ours) = full(line) else {
             return false;
         };
-        let Some(ours) = full(text) else {
-            return false;
-        };
-        let theirs = serde_json::from_str::<Value>(text)
+        let text = String::from_utf8_lossy(line);
+        let theirs = serde_json::from_slice::<Value>(line)
             .unwrap_or_else(|e| panic!("{text}: built {ours}, serde_json says {e}"));
         assert_eq!(ours, theirs, "{text}");
         assert_eq!(ours.to_string(), theirs.to_string(), "{text}");
@@ -643,7 +666,7 @@ mod tests {
             br#"{}"#,
             br#""#,
         ];
-        let replacements = b"\"\\,:{}[] 0-.eExun\x01\t";
+        let replacements = b"\"\\,:{}[] 0-.eExun\x01\t\xff\xa9";
         let mut built = 0;
         for text in &texts {
             full_agrees(text);
@@ -684,14 +707,14 @@ mod tests {
             "[1e400]",
             r#"{"a":1} x"#,
         ] {
-            assert_eq!(full(text), None, "{text}");
+            assert_eq!(full(text.as_bytes()), None, "{text}");
         }
         let deep = format!(
             "{}1{}",
             "[".repeat(FULL_MAX_DEPTH + 1),
             "]".repeat(FULL_MAX_DEPTH + 1)
         );
-        assert_eq!(full(&deep), None);
+        assert_eq!(full(deep.as_bytes()), None);
         let shallow = format!(
             "{}1{}",
             "[".repeat(FULL_MAX_DEPTH),

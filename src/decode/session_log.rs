@@ -130,13 +130,9 @@ enum Body {
 }
 
 /// An entry read back, parsed as `serde_json::from_slice` parses it (the same value, the
-/// same error), its UTF-8 checked in one pass over the line rather than string by string,
-/// and built by [`jsonline::full`] where it can.
+/// same error): built by [`jsonline::full`] where it can.
 fn parse_entry(bytes: &[u8]) -> serde_json::Result<Value> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => jsonline::full(text).map_or_else(|| serde_json::from_str(text), Ok),
-        Err(_) => serde_json::from_slice(bytes),
-    }
+    jsonline::full(bytes).map_or_else(|| serde_json::from_slice(bytes), Ok)
 }
 
 /// The first `len` bytes of `scratch`, to read into. Its length only grows (to the longest
