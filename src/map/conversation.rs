@@ -258,18 +258,20 @@ impl Session {
         }
     }
 
-    pub(super) fn tool_result(&mut self, m: Value, at: Option<Millis>, out: &mut Vec<Record>) {
+    pub(super) fn tool_result(&mut self, mut m: Value, at: Option<Millis>, out: &mut Vec<Record>) {
         let result = ToolResult::read(&m);
-        let id = result.call_id.clone();
+        let id = result.call_id;
         let end = result.at.or(at).unwrap_or_else(|| self.now());
         // A result with no call seen (input began mid-session) is still one observation.
         let mut tool = self.tools.remove(&id).unwrap_or_default();
         if tool.name.is_empty() {
-            tool.name = result.tool.clone().unwrap_or_else(|| "tool".into());
+            tool.name = result.tool.unwrap_or_else(|| "tool".into());
         }
         tool.is_error |= result.is_error;
         tool.end = Some(end);
-        let output = tool_output(result.content, result.details);
+        // The message is read: its content and details move into the output.
+        let mut take = |k: &str| m.get_mut(k).map(Value::take);
+        let output = tool_output(take("content"), take("details"));
         self.emit_tool(&id, tool, output, None, out);
     }
 
@@ -583,7 +585,7 @@ impl Session {
                 .result
                 .as_ref()
                 .map(ToolResult::read)
-                .and_then(|r| tool_output(r.content, r.details));
+                .and_then(|r| tool_output(r.content.cloned(), r.details.cloned()));
             self.emit_tool(&id, tool, output, Some(why), out);
         }
         if unfinished && let Some(t) = &mut self.turn {

@@ -55,19 +55,26 @@ pub(super) fn short_line(s: &str, max: usize) -> String {
 
 /// A tool's output: its text (joined) when the result is text only, else the blocks; plus
 /// `details` (exit code, wall time, diff, …) when present.
-pub(super) fn tool_output(content: Option<&Value>, details: Option<&Value>) -> Option<Value> {
-    let content = content?;
-    let body = match content {
-        Value::Array(blocks) => match text_only(blocks) {
-            Some(texts) => Value::String(texts.join("\n")),
+pub(super) fn tool_output(content: Option<Value>, details: Option<Value>) -> Option<Value> {
+    let body = match content? {
+        Value::Array(mut blocks) => match text_only(&blocks).map(|texts| texts.len()) {
+            // One text block (the common case) gives its text up; several are joined.
+            Some(1) => match blocks.iter_mut().find_map(|b| match b.get_mut("text") {
+                Some(Value::String(s)) => Some(std::mem::take(s)),
+                _ => None,
+            }) {
+                Some(text) => Value::String(text),
+                None => Value::String(String::new()),
+            },
+            Some(_) => Value::String(text_only(&blocks).unwrap_or_default().join("\n")),
             None => Value::Array(blocks.iter().map(clean_block).collect()),
         },
-        other => other.clone(),
+        other => other,
     };
     match details.filter(|d| d.as_object().is_some_and(|o| !o.is_empty())) {
         Some(d) => Some(crate::decode::chat::object([
             ("content", body),
-            ("details", d.clone()),
+            ("details", d),
         ])),
         None => Some(body),
     }
@@ -90,5 +97,37 @@ pub(super) fn tool_error_message(output: Option<&Value>) -> String {
         "tool returned an error".into()
     } else {
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_tool_output_is_its_text_when_the_result_is_text_only() {
+        let out = |content: Value, details: Value| tool_output(Some(content), Some(details));
+        let text = |t: &str| json!({"type": "text", "text": t});
+        // One block gives its text; several are joined by newlines; a text block without
+        // text adds nothing.
+        assert_eq!(out(json!([text("a")]), json!({})), Some(json!("a")));
+        assert_eq!(
+            out(json!([text("a"), {"type": "text"}, text("b")]), json!({})),
+            Some(json!("a\nb"))
+        );
+        assert_eq!(
+            out(json!([{"type": "text"}, text("only")]), json!(null)),
+            Some(json!("only"))
+        );
+        assert_eq!(out(json!([]), json!({})), Some(json!("")));
+        // Anything else keeps its blocks; details that say something come along.
+        let image = json!({"type": "image", "data": "AAAA", "mimeType": "image/png"});
+        assert_eq!(
+            out(json!([text("a"), image.clone()]), json!({"exitCode": 2})),
+            Some(json!({"content": [text("a"), image], "details": {"exitCode": 2}}))
+        );
+        assert_eq!(out(json!("plain"), json!({})), Some(json!("plain")));
+        assert_eq!(tool_output(None, Some(json!({"exitCode": 1}))), None);
     }
 }
