@@ -247,26 +247,33 @@ fn number(b: &[u8], mut i: usize) -> Option<usize> {
 /// may be a control byte; UTF-8 is not checked (as `serde_json` does not when skipping).
 fn skip_str(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        // Eight bytes at a time to the next quote, backslash or control byte.
-        while let Some(word) = b.get(i..i + 8) {
-            let found = json_escapes_in(u64::from_le_bytes(word.try_into().ok()?));
-            if found != 0 {
-                i += found.trailing_zeros() as usize / 8;
-                break;
-            }
-            i += 8;
-        }
-        match *b.get(i)? {
+        i = next_special(b, i)?;
+        match b[i] {
             b'"' => return Some(i + 1),
             b'\\' => match *b.get(i + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                 b'u' if b.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => i += 6,
                 _ => return None,
             },
-            c if c < 0x20 => return None,
-            _ => i += 1,
+            _ => return None,
         }
     }
+}
+
+/// The first quote, backslash or control byte at or after `i` in a string's text: eight
+/// bytes at a time, then byte by byte near the end.
+fn next_special(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(word) = b.get(i..i + 8) {
+        let found = json_escapes_in(u64::from_le_bytes(word.try_into().ok()?));
+        if found != 0 {
+            return Some(i + found.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    while !matches!(*b.get(i)?, b'"' | b'\\' | ..0x20) {
+        i += 1;
+    }
+    Some(i)
 }
 
 /// Parse a whole JSON text as `serde_json::from_slice::<Value>` does, or `None` wherever
@@ -361,18 +368,7 @@ impl Build<'_> {
         let b = self.0;
         // To the first quote, backslash or control byte: a string without escapes is
         // copied once, whole.
-        let mut i = from;
-        while let Some(word) = b.get(i..i + 8) {
-            let found = json_escapes_in(u64::from_le_bytes(word.try_into().ok()?));
-            if found != 0 {
-                i += found.trailing_zeros() as usize / 8;
-                break;
-            }
-            i += 8;
-        }
-        while !matches!(*b.get(i)?, b'"' | b'\\' | ..0x20) {
-            i += 1;
-        }
+        let mut i = next_special(b, from)?;
         match b[i] {
             b'"' => {
                 let s = std::str::from_utf8(&b[from..i]).ok()?.to_owned();
