@@ -11,10 +11,11 @@ const args = process.argv.slice(2);
 const statusPath = args[args.indexOf("--status-file") + 1];
 const record = process.env.FAKE_ENGINE_RECORD;
 const mode = process.env.FAKE_ENGINE ?? "ok";
+// Kept open, as omp-langfuse does: lines written after omp removed the file go nowhere.
+// Opened before the arguments are recorded, so a test that sees `.args` knows it exists.
+const statusFd = fs.openSync(statusPath, "a");
 fs.writeFileSync(`${record}.pid`, String(process.pid));
 fs.writeFileSync(`${record}.args`, JSON.stringify(args));
-// Kept open, as omp-langfuse does: lines written after omp removed the file go nowhere.
-const statusFd = fs.openSync(statusPath, "a");
 const status = o => fs.writeSync(statusFd, `${JSON.stringify({ delivered: 0, rejected: 0, spooled: 0, ...o })}\n`);
 status({ state: "started" });
 process.stderr.write("omp-langfuse: transport otlp (fake)\n");

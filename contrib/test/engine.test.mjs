@@ -266,7 +266,13 @@ describe("with real processes", () => {
 		const dir = tempDir();
 		const record = path.join(dir, "stdin.jsonl");
 		const hold = path.join(dir, "release");
-		const r = runOmpLike({ ...KEYS, OMP_LANGFUSE_BIN: FAKE_ENGINE, FAKE_ENGINE_RECORD: record, FAKE_ENGINE_HOLD: hold });
+		// omp exits once the child has started (opened its status file): a child still
+		// starting when omp exits creates the file after omp removed it, and a loaded
+		// machine can take longer than the run to start node.
+		const started = `const args = ${JSON.stringify(`${record}.args`)};
+			while (!(await import("node:fs")).existsSync(args)) await new Promise(r => setTimeout(r, 10));
+			process.exit(0);`;
+		const r = runOmpLike({ ...KEYS, OMP_LANGFUSE_BIN: FAKE_ENGINE, FAKE_ENGINE_RECORD: record, FAKE_ENGINE_HOLD: hold }, started);
 		// The child is still holding (it waits for `hold`), yet the parent is gone.
 		assert.equal(r.status, 0, r.stderr);
 		assert.equal(r.stdout, "");
