@@ -315,48 +315,52 @@ impl Build<'_> {
 
     /// An object's members from `i` (past its brace and whitespace). Of two equal keys the
     /// last wins, as in `serde_json`.
-    fn object(&self, mut i: usize, depth: usize) -> Option<(Value, usize)> {
-        let b = self.0;
+    fn object(&self, i: usize, depth: usize) -> Option<(Value, usize)> {
         let mut map = Map::new();
-        if depth > FULL_MAX_DEPTH {
-            return None;
-        }
-        if b.get(i) == Some(&b'}') {
-            return Some((Value::Object(map), i + 1));
-        }
-        loop {
-            if b.get(i) != Some(&b'"') {
+        let end = self.members(i, depth, b'}', |i| {
+            if self.0.get(i) != Some(&b'"') {
                 return None;
             }
             let (key, end) = self.string(i + 1)?;
-            let (v, end) = self.value(past_colon(b, end)?, depth)?;
+            let (v, end) = self.value(past_colon(self.0, end)?, depth)?;
             map.insert(key, v);
-            i = ws(b, end);
-            match *b.get(i)? {
-                b',' => i = ws(b, i + 1),
-                b'}' => return Some((Value::Object(map), i + 1)),
-                _ => return None,
-            }
-        }
+            Some(end)
+        })?;
+        Some((Value::Object(map), end))
     }
 
     /// An array's elements from `i` (past its bracket and whitespace).
-    fn array(&self, mut i: usize, depth: usize) -> Option<(Value, usize)> {
-        let b = self.0;
+    fn array(&self, i: usize, depth: usize) -> Option<(Value, usize)> {
         let mut items = Vec::new();
+        let end = self.members(i, depth, b']', |i| {
+            let (v, end) = self.value(i, depth)?;
+            items.push(v);
+            Some(end)
+        })?;
+        Some((Value::Array(items), end))
+    }
+
+    /// A container's members from `i` to its `close`, comma-separated: `member` reads one
+    /// at where it starts and says where it ends.
+    fn members(
+        &self,
+        mut i: usize,
+        depth: usize,
+        close: u8,
+        mut member: impl FnMut(usize) -> Option<usize>,
+    ) -> Option<usize> {
+        let b = self.0;
         if depth > FULL_MAX_DEPTH {
             return None;
         }
-        if b.get(i) == Some(&b']') {
-            return Some((Value::Array(items), i + 1));
+        if b.get(i) == Some(&close) {
+            return Some(i + 1);
         }
         loop {
-            let (v, end) = self.value(i, depth)?;
-            items.push(v);
-            i = ws(b, end);
+            i = ws(b, member(i)?);
             match *b.get(i)? {
                 b',' => i = ws(b, i + 1),
-                b']' => return Some((Value::Array(items), i + 1)),
+                c if c == close => return Some(i + 1),
                 _ => return None,
             }
         }
