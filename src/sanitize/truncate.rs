@@ -125,7 +125,17 @@ pub fn limit(value: &mut Value, budget_chars: usize) -> Cuts {
             *s = clean;
             cuts.blobs += n;
         }
-        lens.push(s.chars().count());
+        lens.push(s.len());
+    });
+    // Bytes first: no fewer than characters, so when they fit, the characters do, and
+    // nothing needs counting.
+    if lens.iter().sum::<usize>() <= budget_chars {
+        return cuts;
+    }
+    let mut i = 0;
+    for_each_string(value, |s| {
+        lens[i] = s.chars().count();
+        i += 1;
     });
     let Some(level) = water_level(&lens, budget_chars) else {
         return cuts;
@@ -692,6 +702,21 @@ mod tests {
         let before = v.clone();
         assert_eq!(limit(&mut v, 1000), Cuts::default());
         assert_eq!(v, before);
+    }
+
+    #[test]
+    fn the_budget_counts_characters_not_bytes() {
+        // 1,000 characters in 2,000 bytes fit a budget of 1,000; 3,100 do not, and the
+        // longest string is cut down to what the others leave.
+        let mut v = json!({"a": "é".repeat(900), "b": "ü".repeat(100)});
+        let before = v.clone();
+        assert_eq!(limit(&mut v, 1_000), Cuts::default());
+        assert_eq!(v, before);
+        let mut v = json!({"a": "é".repeat(3_000), "b": "ü".repeat(100)});
+        assert_eq!(limit(&mut v, 1_000).strings, 1);
+        let a = v["a"].as_str().unwrap();
+        assert!(a.starts_with(&"é".repeat(900)) && !a.starts_with(&"é".repeat(901)));
+        assert_eq!(v["b"], json!("ü".repeat(100)));
     }
 
     #[test]
