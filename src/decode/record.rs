@@ -144,24 +144,21 @@ pub const PLUMBING_KEYS: &[&str] = &[
     "customWireName",
 ];
 
-/// A content block without its plumbing, a tool call's arguments without the intent.
-pub fn clean_block(b: &Value) -> Value {
+/// A content block without its plumbing, a tool call's arguments without the intent. The
+/// block is given up: what stays moves, nothing is copied.
+pub fn clean_block(b: Value) -> Value {
     match b {
-        Value::Object(o) => {
-            let mut c: Map<String, Value> = o
-                .iter()
-                .filter(|(k, _)| !PLUMBING_KEYS.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if c.get("type").and_then(Value::as_str) == Some("toolCall")
-                && let Some(args) = c.get("arguments")
+        Value::Object(mut o) => {
+            o.retain(|k, _| !PLUMBING_KEYS.contains(&k.as_str()));
+            if o.get("type").and_then(Value::as_str) == Some("toolCall")
+                && let Some(Value::Object(args)) = o.get_mut("arguments")
             {
-                let stripped = strip_intent(args);
-                c.insert("arguments".into(), stripped);
+                // As `strip_intent` leaves them.
+                args.remove("i");
             }
-            Value::Object(c)
+            Value::Object(o)
         }
-        other => other.clone(),
+        other => other,
     }
 }
 

@@ -67,7 +67,7 @@ pub(super) fn tool_output(content: Option<Value>, details: Option<Value>) -> Opt
                 None => Value::String(String::new()),
             },
             Some(_) => Value::String(text_only(&blocks).unwrap_or_default().join("\n")),
-            None => Value::Array(blocks.iter().map(clean_block).collect()),
+            None => Value::Array(blocks.into_iter().map(clean_block).collect()),
         },
         other => other,
     };
@@ -126,6 +126,19 @@ mod tests {
         assert_eq!(
             out(json!([text("a"), image.clone()]), json!({"exitCode": 2})),
             Some(json!({"content": [text("a"), image], "details": {"exitCode": 2}}))
+        );
+        // Blocks lose their plumbing, and a tool call's arguments their intent.
+        let call = json!({"type": "toolCall", "name": "read", "textSignature": "sig",
+            "arguments": {"path": "a", "i": "to see"}});
+        assert_eq!(
+            out(
+                json!([image.clone(), call, {"type": "toolCall", "arguments": "raw"}]),
+                json!({})
+            ),
+            Some(
+                json!([image, {"type": "toolCall", "name": "read", "arguments": {"path": "a"}},
+                {"type": "toolCall", "arguments": "raw"}])
+            )
         );
         assert_eq!(out(json!("plain"), json!({})), Some(json!("plain")));
         assert_eq!(tool_output(None, Some(json!({"exitCode": 1}))), None);
