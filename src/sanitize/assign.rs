@@ -47,6 +47,8 @@ pub enum Strength {
 
 /// Names longer than this are not names (a base64 blob that happens to contain `Key`).
 const MAX_NAME_BYTES: usize = 96;
+/// Words of a name looked at, at most.
+const MAX_WORDS: usize = 24;
 /// Values longer than this are not single secrets (a document under `"content"`).
 const MAX_VALUE_BYTES: usize = 4096;
 /// A quoted value must have at least this many characters.
@@ -464,9 +466,9 @@ fn ends_with_ci(word: &str, suffix: &str) -> bool {
 
 /// Split a name into words: at separators, at camelCase humps (`apiKey`, `APIKey`), and
 /// between letters and digits (`token2`). At most 24 words; the rest is ignored.
-fn split_words(name: &str) -> ([(u16, u16); 24], usize) {
+fn split_words(name: &str) -> ([(u16, u16); MAX_WORDS], usize) {
     let b = name.as_bytes();
-    let mut words = [(0u16, 0u16); 24];
+    let mut words = [(0u16, 0u16); MAX_WORDS];
     let mut n = 0;
     let mut start: Option<usize> = None;
     let mut push = |s: usize, e: usize, n: &mut usize| {
@@ -512,12 +514,13 @@ pub fn judge_name(name: &str) -> Strength {
         return Strength::None;
     }
     let (spans, n) = split_words(name);
-    let all: Vec<&str> = spans[..n]
-        .iter()
-        .map(|&(s, e)| &name[s as usize..e as usize])
-        .collect();
+    // On the stack: every object key of every record is judged.
+    let mut all = [""; MAX_WORDS];
+    for (w, &(s, e)) in all.iter_mut().zip(&spans[..n]) {
+        *w = &name[s as usize..e as usize];
+    }
     // Trailing numbers (`token_123`, `KEY2`) say nothing.
-    let mut words: &[&str] = &all;
+    let mut words: &[&str] = &all[..n];
     while let Some((last, rest)) = words.split_last() {
         if last.bytes().all(|b| b.is_ascii_digit()) {
             words = rest;
