@@ -120,13 +120,15 @@ pub fn tool_calls(m: &Value) -> Vec<ToolCall<'_>> {
 
 /// Tool arguments without omp's intent key `i` (it is metadata, not an argument).
 pub fn strip_intent(args: &Value) -> Value {
-    match args {
-        Value::Object(o) if o.contains_key("i") => {
-            let mut c = o.clone();
-            c.remove("i");
-            Value::Object(c)
-        }
-        other => other.clone(),
+    let mut c = args.clone();
+    drop_intent(&mut c);
+    c
+}
+
+/// [`strip_intent`] in place.
+fn drop_intent(args: &mut Value) {
+    if let Value::Object(o) = args {
+        o.remove("i");
     }
 }
 
@@ -151,10 +153,9 @@ pub fn clean_block(b: Value) -> Value {
         Value::Object(mut o) => {
             o.retain(|k, _| !PLUMBING_KEYS.contains(&k.as_str()));
             if o.get("type").and_then(Value::as_str) == Some("toolCall")
-                && let Some(Value::Object(args)) = o.get_mut("arguments")
+                && let Some(args) = o.get_mut("arguments")
             {
-                // As `strip_intent` leaves them.
-                args.remove("i");
+                drop_intent(args);
             }
             Value::Object(o)
         }
