@@ -37,8 +37,14 @@ pub fn parse(bytes: &[u8], rules: Rules) -> Result<Value, serde_json::Error> {
         // Not an object, a type whose fields are all built, two different `type` keys
         // (the last wins in a full parse), or an error: the full parse decides and words
         // the error.
-        None => full(bytes).map_or_else(|| serde_json::from_slice(bytes), Ok),
+        None => whole(bytes),
     }
+}
+
+/// Parse a whole line as `serde_json::from_slice::<Value>` does (the same value, the same
+/// error): built by [`full`] where it can, else by `serde_json`.
+pub fn whole(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    full(bytes).map_or_else(|| serde_json::from_slice(bytes), Ok)
 }
 
 /// An object line with only the kept fields built; `None` for anything a full parse
@@ -108,14 +114,10 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 
 /// An object key at `i` (its opening quote) and where its value starts (past the colon).
 fn key_at(b: &[u8], i: usize) -> Option<(String, usize)> {
-    let end = key_end(b, i)?;
-    let quoted = &b[i..end];
-    let inner = &quoted[1..quoted.len() - 1];
-    let key = if inner.contains(&b'\\') {
-        serde_json::from_slice::<String>(quoted).ok()?
-    } else {
-        std::str::from_utf8(inner).ok()?.to_string()
-    };
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let (key, end) = Build(b).string(i + 1)?;
     Some((key, past_colon(b, end)?))
 }
 

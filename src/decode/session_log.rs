@@ -130,9 +130,9 @@ enum Body {
 }
 
 /// An entry read back, parsed as `serde_json::from_slice` parses it (the same value, the
-/// same error): built by [`jsonline::full`] where it can.
+/// same error; see [`jsonline::whole`]).
 fn parse_entry(bytes: &[u8]) -> serde_json::Result<Value> {
-    jsonline::full(bytes).map_or_else(|| serde_json::from_slice(bytes), Ok)
+    jsonline::whole(bytes)
 }
 
 /// The first `len` bytes of `scratch`, to read into. Its length only grows (to the longest

@@ -57,18 +57,23 @@ pub(super) fn short_line(s: &str, max: usize) -> String {
 /// `details` (exit code, wall time, diff, …) when present.
 pub(super) fn tool_output(content: Option<Value>, details: Option<Value>) -> Option<Value> {
     let body = match content? {
-        Value::Array(mut blocks) => match text_only(&blocks).map(|texts| texts.len()) {
-            // One text block (the common case) gives its text up; several are joined.
-            Some(1) => match blocks.iter_mut().find_map(|b| match b.get_mut("text") {
-                Some(Value::String(s)) => Some(std::mem::take(s)),
-                _ => None,
-            }) {
-                Some(text) => Value::String(text),
-                None => Value::String(String::new()),
-            },
-            Some(_) => Value::String(text_only(&blocks).unwrap_or_default().join("\n")),
-            None => Value::Array(blocks.into_iter().map(clean_block).collect()),
-        },
+        Value::Array(mut blocks) => {
+            let texts = text_only(&blocks);
+            match texts {
+                Some(texts) if texts.len() != 1 => Value::String(texts.join("\n")),
+                // One text block (the common case) gives its text up.
+                Some(_) => Value::String(
+                    blocks
+                        .iter_mut()
+                        .find_map(|b| match b.get_mut("text") {
+                            Some(Value::String(s)) => Some(std::mem::take(s)),
+                            _ => None,
+                        })
+                        .unwrap_or_default(),
+                ),
+                None => Value::Array(blocks.into_iter().map(clean_block).collect()),
+            }
+        }
         other => other,
     };
     match details.filter(|d| d.as_object().is_some_and(|o| !o.is_empty())) {
