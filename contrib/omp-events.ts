@@ -572,6 +572,19 @@ function openDebugLog(env: Record<string, string | undefined>): number | undefin
 	}
 }
 
+/**
+ * The status file, created (0600) and opened for the child to append to, where a child can
+ * be handed an open file by name (`/dev/fd/3`; not on Windows, where it opens the path).
+ */
+function openStatusFile(statusPath: string): number | undefined {
+	if (process.platform === "win32") return undefined;
+	try {
+		return fs.openSync(statusPath, "a+", 0o600);
+	} catch {
+		return undefined; // the child says why it cannot open it
+	}
+}
+
 /** The notice for a binary that is not there. */
 function notFound(bin: string): string {
 	const where = bin.includes("/") ? `not found at ${bin}` : `${bin} not found on PATH`;
@@ -588,6 +601,8 @@ const STDERR_TAIL = 4096;
  */
 export class Engine {
 	readonly statusPath: string;
+	/** The status file, open for reading, once its name is gone (see the constructor). */
+	#statusFd: number | undefined;
 	#child: EngineChild | undefined;
 	#down: string | undefined;
 	#status: EngineStatus | undefined;
@@ -610,7 +625,13 @@ export class Engine {
 		const bin = env.OMP_LANGFUSE_BIN?.trim() || "omp-langfuse";
 		const spawn = options.spawn ?? (childProcess.spawn as unknown as NonNullable<EngineOptions["spawn"]>);
 		// The status file is the footer's; a live line on a stderr nobody sees is not.
-		const args = ["--status-file", this.statusPath, "--ui-indicator=false"];
+		// It is created here, handed to the child open (its descriptor 3) and its name
+		// removed at once: read and written through descriptors, it is gone with the last
+		// of them, however omp ends (even killed), and a child still starting when omp
+		// exits has no name to create it again by.
+		const statusFd = openStatusFile(this.statusPath);
+		this.#statusFd = statusFd;
+		const args = ["--status-file", statusFd === undefined ? this.statusPath : "/dev/fd/3", "--ui-indicator=false"];
 		const log = debugLog(env);
 		try {
 			const child = spawn(bin, args, {
@@ -619,7 +640,7 @@ export class Engine {
 				detached: true,
 				// stderr: read while omp runs (to say why the child stopped), or, with
 				// LANGFUSE_DEBUG, a log file that outlives omp (the exit summary included).
-				stdio: ["pipe", "ignore", log ?? "pipe"],
+				stdio: statusFd === undefined ? ["pipe", "ignore", log ?? "pipe"] : ["pipe", "ignore", log ?? "pipe", statusFd],
 				env: { ...env },
 			});
 			this.#child = child;
@@ -648,6 +669,11 @@ export class Engine {
 			if (log !== undefined) {
 				try {
 					fs.closeSync(log);
+				} catch {}
+			}
+			if (statusFd !== undefined) {
+				try {
+					fs.unlinkSync(this.statusPath);
 				} catch {}
 			}
 		}
@@ -694,8 +720,9 @@ export class Engine {
 		let text = "";
 		try {
 			// Most polls find nothing new: a stat, no open, no buffer.
-			if (fs.statSync(this.statusPath).size <= this.#offset) return;
-			const fd = fs.openSync(this.statusPath, "r");
+			const own = this.#statusFd;
+			if ((own === undefined ? fs.statSync(this.statusPath) : fs.fstatSync(own)).size <= this.#offset) return;
+			const fd = own ?? fs.openSync(this.statusPath, "r");
 			try {
 				const buf = Buffer.alloc(64 * 1024);
 				for (;;) {
@@ -705,7 +732,7 @@ export class Engine {
 					text += buf.toString("utf8", 0, n);
 				}
 			} finally {
-				fs.closeSync(fd);
+				if (fd !== own) fs.closeSync(fd);
 			}
 		} catch {
 			return; // not there yet
@@ -726,11 +753,17 @@ export class Engine {
 		this.#changed();
 	}
 
-	/** At exit: stop polling, remove the status file (the child keeps writing to its open copy). */
+	/**
+	 * At exit: stop polling and let go of the status file (the child keeps writing to its
+	 * open copy; where it was given the path, the file is removed now).
+	 */
 	dispose(): void {
 		if (this.#timer) clearInterval(this.#timer);
+		const fd = this.#statusFd;
+		this.#statusFd = undefined;
 		try {
-			fs.unlinkSync(this.statusPath);
+			if (fd === undefined) fs.unlinkSync(this.statusPath);
+			else fs.closeSync(fd);
 		} catch {}
 	}
 }

@@ -4,13 +4,16 @@
 //   ok      a status line per chunk read (delivered = lines so far), `done` at the end of input
 //   reject  `failed` with "keys rejected (HTTP 401)"
 //   crash   says why on stderr and exits 3 after the first chunk
-// With FAKE_ENGINE_HOLD=PATH it waits, after its input ended, until PATH exists.
+// With FAKE_ENGINE_HOLD=PATH it waits, after its input ended, until PATH exists; with
+// FAKE_ENGINE_BEGIN=PATH, before it opens its status file (a child slow to start).
 import fs from "node:fs";
 
 const args = process.argv.slice(2);
 const statusPath = args[args.indexOf("--status-file") + 1];
 const record = process.env.FAKE_ENGINE_RECORD;
 const mode = process.env.FAKE_ENGINE ?? "ok";
+const begin = process.env.FAKE_ENGINE_BEGIN;
+while (begin && !fs.existsSync(begin)) await new Promise(r => setTimeout(r, 10));
 // Kept open, as omp-langfuse does: lines written after omp removed the file go nowhere.
 // Opened before the arguments are recorded, so a test that sees `.args` knows it exists.
 const statusFd = fs.openSync(statusPath, "a");
@@ -18,6 +21,8 @@ fs.writeFileSync(`${record}.pid`, String(process.pid));
 fs.writeFileSync(`${record}.args`, JSON.stringify(args));
 const status = o => fs.writeSync(statusFd, `${JSON.stringify({ delivered: 0, rejected: 0, spooled: 0, ...o })}\n`);
 status({ state: "started" });
+// Ignored when omp, which reads it, is gone (as omp-langfuse ignores it).
+process.stderr.on("error", () => {});
 process.stderr.write("omp-langfuse: transport otlp (fake)\n");
 
 let lines = 0;

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, fstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, writeSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, test } from "node:test";
@@ -16,6 +16,9 @@ const FAKE_ENGINE = fileURLToPath(new URL("../test-support/fake-engine.mjs", imp
 const KEYS = { LANGFUSE_PUBLIC_KEY: "pk-lf-test", LANGFUSE_SECRET_KEY: "sk-lf-test" };
 
 afterEach(() => bridge.resetEngine());
+
+/** What a fake child writes to the status file it was handed (descriptor 3). */
+const childWrites = (fake, text) => writeSync(fake.calls[0].options.stdio[3], text);
 
 /** A fake spawn: records calls; its child's stdin keeps what is written (or never answers). */
 function fakeSpawn({ fail, hang = false } = {}) {
@@ -84,7 +87,10 @@ describe("starting the engine", () => {
 		assert.equal(fake.calls.length, 1);
 		const { command, args, options } = fake.calls[0];
 		assert.equal(command, "omp-langfuse");
-		assert.deepEqual(args, ["--status-file", a.statusPath, "--ui-indicator=false"]);
+		// The status file is created, handed over open as descriptor 3 and its name removed.
+		assert.deepEqual(args, ["--status-file", "/dev/fd/3", "--ui-indicator=false"]);
+		assert.equal(fstatSync(options.stdio[3]).mode & 0o777, 0o600, "created private");
+		assert.equal(existsSync(a.statusPath), false, "no name left in the temp directory");
 		assert.equal(options.detached, true, "its own session: Ctrl+C in omp does not reach it");
 		assert.equal(options.stdio[1], "ignore", "the child never writes to omp's stdout");
 		assert.equal(options.env.LANGFUSE_SECRET_KEY, "sk-lf-test", "the child reads its settings from the environment");
@@ -165,9 +171,9 @@ describe("trouble is told once and omp goes on", () => {
 		const ctx = tuiCtx();
 		s.pi.emit({ type: "session_start" }, ctx);
 		const failed = { state: "failed", cause: "keys rejected (HTTP 401)", delivered: 0, rejected: 0, spooled: 3 };
-		appendFileSync(s.statusPath, `${JSON.stringify(failed)}\n`);
+		childWrites(fake, `${JSON.stringify(failed)}\n`);
 		s.engine().poll();
-		appendFileSync(s.statusPath, `${JSON.stringify({ ...failed, spooled: 9 })}\n`);
+		childWrites(fake, `${JSON.stringify({ ...failed, spooled: 9 })}\n`);
 		s.engine().poll();
 		assert.equal(ctx.notes.length, 1);
 		assert.match(ctx.notes[0][0], /keys rejected \(HTTP 401\); check LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY/);
@@ -182,16 +188,16 @@ describe("the footer item", () => {
 		const ctx = tuiCtx();
 		s.pi.emit({ type: "session_start" }, ctx);
 		assert.deepEqual(ctx.footer, [["langfuse", "langfuse ✓ 0"]]);
-		const write = (...lines) => appendFileSync(s.statusPath, lines.map(l => `${JSON.stringify(l)}\n`).join(""));
+		const write = (...lines) => childWrites(fake, lines.map(l => `${JSON.stringify(l)}\n`).join(""));
 		write({ state: "started", delivered: 0 }, { state: "ok", delivered: 42 });
 		s.engine().poll();
 		write({ state: "retrying", delivered: 42, cause: "HTTP 503" });
 		s.engine().poll();
 		// A line cut in two by the poll: only whole lines count.
 		const spooled = JSON.stringify({ state: "spooled", delivered: 42, spooled: 12, cause: "timeout" });
-		appendFileSync(s.statusPath, spooled.slice(0, 10));
+		childWrites(fake, spooled.slice(0, 10));
 		s.engine().poll();
-		appendFileSync(s.statusPath, `${spooled.slice(10)}\n`);
+		childWrites(fake, `${spooled.slice(10)}\n`);
 		s.engine().poll();
 		assert.deepEqual(
 			ctx.footer.map(f => f[1]),
@@ -205,7 +211,7 @@ describe("the footer item", () => {
 		const s = start({ spawnFn: fake.spawnFn, env: { ...KEYS, LANGFUSE_UI_INDICATOR: "false" } });
 		const ctx = tuiCtx();
 		s.pi.emit({ type: "session_start" }, ctx);
-		appendFileSync(s.statusPath, `${JSON.stringify({ state: "ok", delivered: 1 })}\n`);
+		childWrites(fake, `${JSON.stringify({ state: "ok", delivered: 1 })}\n`);
 		s.engine().poll();
 		assert.deepEqual(ctx.footer, []);
 	});
@@ -285,8 +291,35 @@ describe("with real processes", () => {
 		assert.equal(lines.length, 103);
 		assert.equal(readFileSync(`${record}.done`, "utf8"), "103");
 		const args = JSON.parse(readFileSync(`${record}.args`, "utf8"));
-		assert.equal(args[0], "--status-file");
-		assert.equal(existsSync(args[1]), false, "the status file is removed when omp exits");
+		assert.deepEqual(args.slice(0, 2), ["--status-file", "/dev/fd/3"]);
+	});
+
+	test("omp exits before the child has even started: no status file is left behind", async () => {
+		const dir = tempDir();
+		const tmp = path.join(dir, "tmp");
+		mkdirSync(tmp);
+		const record = path.join(dir, "stdin.jsonl");
+		const begin = path.join(dir, "begin");
+		// The child opens its status file only once `begin` exists, long after omp is gone.
+		const r = runOmpLike({ ...KEYS, TMPDIR: tmp, OMP_LANGFUSE_BIN: FAKE_ENGINE, FAKE_ENGINE_RECORD: record, FAKE_ENGINE_BEGIN: begin });
+		assert.equal(r.status, 0, r.stderr);
+		assert.deepEqual(readdirSync(tmp), [], "no name in the temp directory");
+		writeFileSync(begin, "");
+		assert.ok(await waitFor(`${record}.done`), "the child finishes on its own once its input ended");
+		assert.equal(readFileSync(`${record}.done`, "utf8"), "103");
+		assert.deepEqual(readdirSync(tmp), [], "the child wrote to the file it was handed, not a new one");
+	});
+
+	test("omp killed: nothing is left in the temp directory either", async () => {
+		const dir = tempDir();
+		const tmp = path.join(dir, "tmp");
+		mkdirSync(tmp);
+		const record = path.join(dir, "stdin.jsonl");
+		// No exit hook runs: the name must already be gone.
+		const r = runOmpLike({ ...KEYS, TMPDIR: tmp, OMP_LANGFUSE_BIN: FAKE_ENGINE, FAKE_ENGINE_RECORD: record }, 'process.kill(process.pid, "SIGKILL");');
+		assert.equal(r.signal, "SIGKILL");
+		assert.ok(await waitFor(`${record}.done`), "the child finishes on its own once its input ended");
+		assert.deepEqual(readdirSync(tmp), []);
 	});
 
 	test("LANGFUSE_DEBUG: the child's stderr goes to a private log in the state directory", async () => {

@@ -97,14 +97,24 @@ stop_fake_llm() {
 }
 
 # After the extension scenarios: wait (at most 60 s) until every omp-langfuse child they
-# started has finished (their status files sit in $WORK), so the mock has all there is.
-# Prints "finished" or "still running: <pids>".
+# started has finished, so the mock has all there is. A child is told `--status-file
+# /dev/fd/3`, its descriptor 3 the status file the extension made in a scenario's TMPDIR
+# under $WORK (removed as omp exited). Prints "finished", "still running: <pids>", or
+# "left behind: <files>" when a status file outlived its omp.
+engine_children() {
+	local pid
+	for pid in $(pgrep -f -- "--status-file /dev/fd/3" || true); do
+		case $(readlink "/proc/$pid/fd/3" 2>/dev/null) in "$WORK"/*) echo "$pid" ;; esac
+	done
+}
 engines_verdict() {
 	local left=
 	for _ in $(seq 600); do
-		left=$(pgrep -f -- "--status-file $WORK/" || true)
+		left=$(engine_children)
 		[ -z "$left" ] && break
 		sleep 0.1
 	done
-	if [ -n "$left" ]; then echo "still running: $left"; else echo finished; fi
+	if [ -n "$left" ]; then echo "still running:" $left; return; fi
+	left=$(find "$WORK" -name 'omp-langfuse-*.status.jsonl' 2>/dev/null)
+	if [ -n "$left" ]; then echo "left behind:" $left; else echo finished; fi
 }

@@ -504,6 +504,46 @@ fn the_status_file_tells_delivered_spooled_and_rejected_keys() {
     assert_eq!(lines.last().unwrap()["state"], "done");
 }
 
+/// The omp extension creates the status file, removes its name as omp exits and hands the
+/// file to omp-langfuse open (`--status-file /dev/fd/3`): every line lands in that file,
+/// none in a new one at the old name.
+#[cfg(unix)]
+#[test]
+fn a_status_file_handed_over_open_is_written_after_its_name_is_gone() {
+    let mock = MockLangfuse::start(MockConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let (file, kept) = (dir.path().join("status.jsonl"), dir.path().join("kept"));
+    let c = cmd(&mock.url(), &dir.path().join("state"));
+    // The shell opens the file as descriptor 3, keeps a second name for the test to read,
+    // removes the first and becomes omp-langfuse.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(r#"exec 3>>"$1" && ln "$1" "$2" && rm "$1" && shift 2 && exec "$@""#)
+        .arg("sh")
+        .args([&file, &kept])
+        .arg(c.get_program())
+        .args(c.get_args())
+        .args(["--status-file", "/dev/fd/3"])
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = run_with_input(sh, &omp_stream(1, 2));
+    assert_exit(&out, 0);
+    assert!(!file.exists(), "no file at the removed name");
+    let lines = status_lines(&kept);
+    assert_eq!(states(&lines).first(), Some(&"started"), "{lines:?}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["state"], "done");
+    assert_eq!(last["delivered"], observation_count(1, 2) as u64);
+}
+
 /// A third request the server stores but answers only after the client gave up.
 fn lost_answer_mock(observations_api: bool) -> MockLangfuse {
     let mock = MockLangfuse::start(MockConfig {
