@@ -91,15 +91,14 @@ pub struct Cli {
     pub timeout: String,
 
     /// Requests sent at once at most (fewer while the server answers 429, 5xx or times
-    /// out); 1 sends one request at a time.
+    /// out); 1 sends one request at a time [default: 8 over OTLP, 4 on the legacy route]
     #[arg(
         long,
         env = "OMP_LANGFUSE_MAX_IN_FLIGHT",
         value_name = "N",
-        default_value_t = crate::deliver::pool::DEFAULT_MAX_IN_FLIGHT as u64,
         value_parser = clap::value_parser!(u64).range(1..=64)
     )]
-    pub max_in_flight: u64,
+    pub max_in_flight: Option<u64>,
 
     /// Time allowed, after the input ends or a signal, to deliver what is queued; the rest
     /// is spooled for the next run (plain number: seconds).

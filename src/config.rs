@@ -301,7 +301,7 @@ fn delivery_config(
         secret_key,
         timeout,
         shutdown_timeout,
-        max_in_flight: usize::try_from(cli.max_in_flight).unwrap_or(1),
+        max_in_flight: cli.max_in_flight.map(|n| usize::try_from(n).unwrap_or(1)),
         transport: match cli.transport {
             TransportArg::Auto => TransportChoice::Auto,
             TransportArg::Otlp => TransportChoice::Otlp,

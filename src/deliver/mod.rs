@@ -88,8 +88,9 @@ pub struct DeliveryConfig {
     pub retry: RetryPolicy,
     /// Backoff jitter seed (tests); `None` → from the clock.
     pub seed: Option<u64>,
-    /// `--max-in-flight` / `OMP_LANGFUSE_MAX_IN_FLIGHT`: requests outstanding at most.
-    pub max_in_flight: usize,
+    /// `--max-in-flight` / `OMP_LANGFUSE_MAX_IN_FLIGHT`: requests outstanding at most
+    /// (`None`: the route's default, see [`pool::max_in_flight`]).
+    pub max_in_flight: Option<usize>,
 }
 
 impl DeliveryConfig {
@@ -112,7 +113,7 @@ impl DeliveryConfig {
             status_file: None,
             retry: RetryPolicy::default(),
             seed: None,
-            max_in_flight: pool::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight: None,
         }
     }
 
@@ -289,11 +290,12 @@ pub fn start(cfg: &DeliverConfig, time_cap: TimeCap, live: bool) -> anyhow::Resu
                 Backpressure::Wait
             };
             let mut caps = caps_for(&*encoder);
-            if d.max_in_flight > 1 && dest.wire == Wire::Ingestion {
+            let in_flight = pool::max_in_flight(d.max_in_flight, dest.wire);
+            if in_flight > 1 && dest.wire == Wire::Ingestion {
                 // Each request in flight holds its batch. OTLP bodies are held compressed
                 // while out (about half the bytes), so full-size requests fit; the legacy
                 // route's cannot be, so its requests share one request's bytes.
-                caps.max_bytes = (caps.max_bytes / d.max_in_flight)
+                caps.max_bytes = (caps.max_bytes / in_flight)
                     .max(pool::MIN_BATCH_BYTES)
                     .min(caps.max_bytes);
             }
@@ -486,12 +488,9 @@ impl Delivery {
         let gauge = Arc::new(Gauge::default());
         let tx = Queue::new(tx, gauge.clone());
         // One request at a time needs no threads of its own.
-        let sink: Box<dyn sender::Sink> = if cfg.max_in_flight > 1 {
-            Box::new(pool::PoolSink::new(
-                sink,
-                encoder.clone(),
-                cfg.max_in_flight,
-            ))
+        let in_flight = pool::max_in_flight(cfg.max_in_flight, encoder.wire());
+        let sink: Box<dyn sender::Sink> = if in_flight > 1 {
+            Box::new(pool::PoolSink::new(sink, encoder.clone(), in_flight))
         } else {
             Box::new(sink)
         };

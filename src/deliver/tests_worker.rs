@@ -563,7 +563,7 @@ fn a_full_queue_spills_to_disk_without_blocking_and_nothing_is_lost() {
     cfg.timeout = Duration::from_millis(800);
     // One request at a time, so the hung one stops the worker (with several in flight the
     // request threads would absorb batches first; that is tested below).
-    cfg.max_in_flight = 1;
+    cfg.max_in_flight = Some(1);
     // Generous: a debug build on a busy 2-core machine needs many seconds to deliver ten
     // thousand items; finishing early returns as soon as all is delivered.
     cfg.shutdown_timeout = Duration::from_secs(120);
@@ -969,7 +969,7 @@ fn four_in_flight_to_a_slow_mock(
     });
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&mock.url(), dir.path());
-    cfg.max_in_flight = 4;
+    cfg.max_in_flight = Some(4);
     cfg.shutdown_timeout = Duration::from_secs(60);
     (mock, dir, cfg)
 }

@@ -111,7 +111,7 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
     });
     let dir = tempfile::tempdir().unwrap();
     let mut c = cmd(&mock.url(), dir.path());
-    // One request at a time; the default (four in flight) is the next test.
+    // One request at a time; the default (eight in flight) is the next test.
     c.args([
         "--transport",
         "otlp",
@@ -127,7 +127,7 @@ fn every_observation_arrives_exactly_once_under_failures_and_rate_limits() {
 
 #[test]
 fn several_in_flight_arrive_exactly_once_under_failures_and_rate_limits() {
-    // The same faults with four requests in flight (the default): the window shrinks and
+    // The same faults with eight requests in flight (the default): the window shrinks and
     // grows, a retried request's batch is read back from its compressed body, every
     // observation still arrives once.
     let mock = MockLangfuse::start(MockConfig {
@@ -143,7 +143,7 @@ fn several_in_flight_arrive_exactly_once_under_failures_and_rate_limits() {
     let out = run_with_input(c, &omp_stream(4, 5));
     assert_exit(&out, 0);
     assert_each_once(&mock, observation_count(4, 5));
-    assert!(mock.max_in_flight() <= 4, "{}", mock.max_in_flight());
+    assert!(mock.max_in_flight() <= 8, "{}", mock.max_in_flight());
 }
 
 #[test]
