@@ -8,9 +8,9 @@
 //! widens it (up to `max`) when a batch had to wait for a free request since the last
 //! growth (the window was the limit, not the input): it doubles until the first trouble
 //! (TCP's slow start: 1, 2, 4, 8 over the first round trips), then grows by one. A request
-//! that had to be retried or was given up halves it (down to one). Memory stays bounded: a batch is handed over only
-//! to a thread allowed to send it, so at most `max` batches are held besides the one the
-//! worker is filling.
+//! that had to be retried or was given up halves it (down to one). Memory stays bounded: a
+//! batch is handed over only to a thread allowed to send it, so at most `max` batches are
+//! held besides the one the worker is filling.
 //!
 //! Order: batches may be answered out of order, which Langfuse does not mind, except for a
 //! renamed trace: the worker calls [`Sink::barrier`] before the batch with the new name, so
