@@ -504,9 +504,9 @@ fn the_status_file_tells_delivered_spooled_and_rejected_keys() {
     assert_eq!(lines.last().unwrap()["state"], "done");
 }
 
-/// The omp extension creates the status file, removes its name as omp exits and hands the
-/// file to omp-langfuse open (`--status-file /dev/fd/3`): every line lands in that file,
-/// none in a new one at the old name.
+/// The omp extension creates the status file, hands it to omp-langfuse open (`--status-file
+/// /dev/fd/3`) and removes its name at once: every line lands in that file, none in a new
+/// one at the old name.
 #[cfg(unix)]
 #[test]
 fn a_status_file_handed_over_open_is_written_after_its_name_is_gone() {
