@@ -591,6 +591,9 @@ pub struct HttpSink {
     /// A request of this sink failed and was retried or given up since the last look (see
     /// [`HttpSink::take_trouble`]).
     trouble: bool,
+    /// The longest a request of this sink waited for its answer since the last look (see
+    /// [`HttpSink::take_round_trip`]).
+    round_trip: std::cell::Cell<Duration>,
     /// Where requests are recorded while on their way (`None`: not recorded).
     inflight: Option<Arc<InFlight>>,
     /// Langfuse's read API, to ask what the server has after a lost answer.
@@ -661,6 +664,7 @@ impl HttpSink {
             seed,
             shared: Arc::default(),
             trouble: false,
+            round_trip: std::cell::Cell::default(),
             inflight: None,
             api,
         }
@@ -690,6 +694,7 @@ impl HttpSink {
             seed: retry::entropy() ^ self.seed.rotate_left(17),
             shared: self.shared.clone(),
             trouble: false,
+            round_trip: std::cell::Cell::default(),
             inflight: self.inflight.clone(),
             api: self.api.clone(),
         }
@@ -698,6 +703,12 @@ impl HttpSink {
     /// Whether a request failed (and was retried or given up) since the last call.
     pub fn take_trouble(&mut self) -> bool {
         std::mem::take(&mut self.trouble)
+    }
+
+    /// The longest a request waited for its answer (sending the body included) since the
+    /// last call.
+    pub fn take_round_trip(&mut self) -> Duration {
+        self.round_trip.take()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, DestState> {
@@ -1038,13 +1049,15 @@ impl HttpSink {
     ) -> Verdict {
         let started = Instant::now();
         let reply = self.transport.post(payload, timeout);
+        let latency = started.elapsed();
+        self.round_trip.set(self.round_trip.get().max(latency));
         self.status.attempt(&Attempt {
             wire: self.transport.dest.wire,
             items,
             bytes: body_len,
             sent_bytes: payload.len(),
             outcome: &reply.outcome(),
-            latency: started.elapsed(),
+            latency,
             attempt,
             max_attempts,
         });
