@@ -10,9 +10,8 @@
 //! the way when that answer took a WAN round trip ([`SLOW_ROUND_TRIP`] or more; the server
 //! is up, takes the keys, and the link is the limit), else it doubles (TCP's slow start);
 //! after trouble it grows by one. A request that had to be retried or was given up halves
-//! it (down to one). Memory stays bounded: a
-//! batch is handed over only to a thread allowed to send it, so at most `max` batches are
-//! held besides the one the worker is filling.
+//! it (down to one). Memory stays bounded: a batch is handed over only to a thread allowed
+//! to send it, so at most `max` batches are held besides the one the worker is filling.
 //!
 //! Order: batches may be answered out of order, which Langfuse does not mind, except for a
 //! renamed trace: the worker calls [`Sink::barrier`] before the batch with the new name, so
