@@ -129,12 +129,6 @@ enum Body {
     InSource { line: u64, at: u64, len: usize },
 }
 
-/// An entry read back, parsed as `serde_json::from_slice` parses it (the same value, the
-/// same error; see [`jsonline::whole`]).
-fn parse_entry(bytes: &[u8]) -> serde_json::Result<Value> {
-    jsonline::whole(bytes)
-}
-
 /// The first `len` bytes of `scratch`, to read into. Its length only grows (to the longest
 /// entry read back), so the bytes are zeroed once, not for every entry; and it grows to
 /// exactly that length, not to twice the last one (a 2 MB entry would leave 4 MB).
@@ -436,7 +430,7 @@ impl LogDecoder {
             Body::Raw { line, at, len } => {
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let v = match self.store.get(at, len, &mut scratch) {
-                    Some(bytes) => parse_entry(bytes),
+                    Some(bytes) => jsonline::whole(bytes),
                     None => Err(serde_json::Error::io(std::io::Error::other(
                         "the session's temporary file could not be read",
                     ))),
@@ -448,7 +442,7 @@ impl LogDecoder {
                 self.credit = self.credit.saturating_sub(len as u64);
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let v = match self.store.get_in_source(at, len, &mut scratch) {
-                    Some(bytes) => parse_entry(bytes),
+                    Some(bytes) => jsonline::whole(bytes),
                     None => Err(serde_json::Error::io(std::io::Error::other(
                         "the file could not be read again (changed while it was read?)",
                     ))),
@@ -994,7 +988,7 @@ mod tests {
             br#"{"type":"message","id":"a",}"#,
             b"{\"a\":\"\xc3\"}",
         ] {
-            match (parse_entry(raw), serde_json::from_slice::<Value>(raw)) {
+            match (jsonline::whole(raw), serde_json::from_slice::<Value>(raw)) {
                 (Ok(ours), Ok(theirs)) => assert_eq!(ours, theirs),
                 (Err(ours), Err(theirs)) => assert_eq!(
                     (ours.classify(), ours.line(), ours.column()),
