@@ -8,8 +8,8 @@
 //! past [`MEMORY_BYTES`] a session's bytes go to an unnamed temporary file, so memory stays
 //! flat however long a session is. Reading a file, not a pipe, they are not copied at all:
 //! only their offsets are kept, and the entries are read again from the file itself (see
-//! [`LogDecoder::reread_from`]), a little per line of the next session while that is read
-//! (see [`LogDecoder::due`]). A file still being written (`watch`) cannot wait for
+//! [`LogDecoder::reread_from`]), while the next session is read, whenever the stage after
+//! the mapper has room for them (see [`LogDecoder::due`]). A file still being written (`watch`) cannot wait for
 //! that: there every entry is handed on as it is appended. While the history is linear,
 //! which is by far the common case, both give the same result. After a `/tree` jump the
 //! entries of the abandoned branch were already sent and stay in the trace (the jump shows
@@ -258,13 +258,17 @@ pub struct LogDecoder {
     /// Reused for entries read back (a fresh buffer per entry would map and unmap the
     /// pages of every large one).
     scratch: Vec<u8>,
-    /// Bytes of waiting entries that may be decoded now (see [`LogDecoder::due`]).
-    credit: u64,
+    /// Entries read (of the sessions after) while entries read back from the source wait
+    /// (see [`LogDecoder::due`]).
+    ahead: usize,
+    /// The input ended: everything waiting is due.
+    ended: bool,
 }
 
-/// Bytes of a finished session decoded per byte of the next one read (see
-/// [`LogDecoder::due`]): enough that the finished one is done before the next is half read.
-const DRAIN_PER_BYTE_READ: u64 = 2;
+/// Entries read ahead at most while entries of a finished session wait to be read back
+/// (see [`LogDecoder::due`]): what they hold until then is their ids, a few hundred bytes
+/// each.
+pub const READ_AHEAD_ENTRIES: usize = 8192;
 
 impl LogDecoder {
     /// A decoder for a file still being written (see the module documentation).
@@ -343,7 +347,7 @@ impl LogDecoder {
             let len = raw.len();
             let body = if self.store.source.is_some() {
                 if !self.emitting.is_empty() {
-                    self.credit = self.credit.saturating_add(DRAIN_PER_BYTE_READ * len as u64);
+                    self.ahead += 1;
                 }
                 Body::InSource {
                     line,
@@ -386,23 +390,26 @@ impl LogDecoder {
     /// End of input: emit the session in progress (see `push`).
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         self.flush(out);
-        self.credit = u64::MAX;
+        self.ended = true;
     }
 
-    /// Whether to decode another waiting entry now ([`LogDecoder::drain`]). Entries read
-    /// back from the source file are decoded a little per line of the next session while
-    /// that one's ids are read ([`DRAIN_PER_BYTE_READ`]), so the sanitizing threads have
-    /// work all along instead of waiting out each session's first pass; what is left when
-    /// the next session ends waits behind it, and everything goes at the end of input.
-    /// Entries held in memory or in the temporary file go all at once (their store is
-    /// reused for the next session).
-    pub fn due(&self) -> bool {
+    /// Whether to decode another waiting entry now ([`LogDecoder::drain`]); `room`: the
+    /// threads its records go to next can take them without waiting. Entries read back
+    /// from the source file are decoded while there is room, and while there is none the
+    /// caller reads the next session's lines (their ids) instead of waiting, so neither
+    /// side waits out the other: sessions end in bursts, and a pace fixed per byte read
+    /// left the sanitizing threads idle for half of each session's first pass and the
+    /// reader blocked for the other half. At most [`READ_AHEAD_ENTRIES`] are read ahead
+    /// (then everything waiting goes, room or not), and everything goes at the end of
+    /// input. Entries held in memory or in the temporary file go all at once (their store
+    /// is reused for the next session).
+    pub fn due(&self, room: bool) -> bool {
         match self.emitting.front() {
             None => false,
             Some(Waiting::Entry(Entry {
                 body: Body::InSource { .. },
                 ..
-            })) => self.credit > 0,
+            })) => room || self.ended || self.ahead >= READ_AHEAD_ENTRIES,
             Some(_) => true,
         }
     }
@@ -439,7 +446,6 @@ impl LogDecoder {
                 v.map_err(|e| (line, e))
             }
             Body::InSource { line, at, len } => {
-                self.credit = self.credit.saturating_sub(len as u64);
                 let mut scratch = std::mem::take(&mut self.scratch);
                 let v = match self.store.get_in_source(at, len, &mut scratch) {
                     Some(bytes) => jsonline::whole(bytes),
@@ -453,6 +459,7 @@ impl LogDecoder {
         };
         if self.emitting.is_empty() {
             self.store.clear();
+            self.ahead = 0;
         }
         match value {
             Ok(v) => {
@@ -507,7 +514,6 @@ impl LogDecoder {
         if self.emitting.is_empty() {
             self.store.clear();
         }
-        self.credit = 0;
     }
 
     /// The session read so far: its header events into `out`, and its entries, those on
@@ -908,10 +914,12 @@ mod tests {
 
     /// Decode a file's lines as `flow` does (light parse, raw bytes with their offsets,
     /// waiting entries decoded while they are due), reading held entries back from the file
-    /// or from a copy. Also says after how many lines each event came out.
+    /// or from a copy; `room`: how many waiting entries the stage takes per line read
+    /// (`usize::MAX`: all of them). Also says after how many lines each event came out.
     fn decode_file_timed(
         path: &std::path::Path,
         reread: bool,
+        room: usize,
     ) -> (Vec<String>, Vec<u64>, Vec<u64>) {
         let mut d = LogDecoder::default();
         if reread {
@@ -924,30 +932,30 @@ mod tests {
             // A line that is not JSON is skipped before the decoder (as `flow` does).
             if let Ok(v) = crate::decode::jsonline::parse(l.bytes, light_fields) {
                 d.push_raw(l.number, (l.bytes, l.offset), v, &mut out);
-                while d.due() && d.drain(&mut out) {}
+                let mut left = room;
+                while d.due(left > 0) && d.drain(&mut out) {
+                    left = left.saturating_sub(1);
+                }
             }
             when.resize(out.len(), l.number);
         }
         d.finish(&mut out);
-        while d.due() && d.drain(&mut out) {}
+        while d.due(false) && d.drain(&mut out) {}
         when.resize(out.len(), u64::MAX);
         let bad = d.bad.iter().map(|(n, _)| *n).collect();
         (out.iter().map(|e| format!("{e:?}")).collect(), bad, when)
     }
 
     fn decode_file(path: &std::path::Path, reread: bool) -> (Vec<String>, Vec<u64>) {
-        let (events, bad, _) = decode_file_timed(path, reread);
+        let (events, bad, _) = decode_file_timed(path, reread, usize::MAX);
         (events, bad)
     }
 
-    #[test]
-    fn a_finished_session_is_decoded_while_the_next_is_read_from_the_same_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.jsonl");
+    /// A session file of `sessions` (id, entries), each a chain of user messages.
+    fn sessions_file(dir: &std::path::Path, sessions: &[(&str, usize)]) -> std::path::PathBuf {
+        let path = dir.join("s.jsonl");
         let mut text = String::new();
-        // A long session, then two short ones: the first is still waiting when the second
-        // ends.
-        for (session, n) in [("s1", 30), ("s2", 2), ("s3", 2)] {
+        for &(session, n) in sessions {
             let head =
                 json!({"type":"session","id":session,"timestamp":"2026-08-23T09:14:02.117Z"});
             text.push_str(&format!("{head}\n"));
@@ -959,25 +967,63 @@ mod tests {
             }
         }
         std::fs::write(&path, text).unwrap();
-        let (copied, _, copied_when) = decode_file_timed(&path, false);
-        let (reread, _, reread_when) = decode_file_timed(&path, true);
-        // The same events in the same order either way.
-        assert_eq!(reread, copied);
-        let s2 = reread.iter().position(|e| e.contains("\"s2\"")).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_finished_session_is_decoded_while_the_next_is_read_from_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A long session, then two short ones: the first is still waiting when the second
+        // ends.
+        let path = sessions_file(dir.path(), &[("s1", 30), ("s2", 2), ("s3", 2)]);
+        let (copied, _, copied_when) = decode_file_timed(&path, false, 0);
+        let s2 = copied.iter().position(|e| e.contains("\"s2\"")).unwrap();
         // From a copy, the first session comes out whole when the second's header arrives
-        // (line 32); read back from the file, its entries trickle out with the next lines.
+        // (line 32), room or not.
         assert!(
             copied_when[..s2].iter().all(|&n| n <= 32),
             "{copied_when:?}"
         );
-        assert!(reread_when[..s2].iter().any(|&n| n > 32), "{reread_when:?}");
-        // A few events per line read, never a whole waiting session at once, even when the
-        // session after it ends first.
+        // Read back from the file: the same events in the same order, however much room
+        // the stage has.
+        let trickled = decode_file_timed(&path, true, 1);
+        let waited = decode_file_timed(&path, true, 0);
+        let at_once = decode_file_timed(&path, true, usize::MAX);
+        for (events, _, _) in [&trickled, &waited, &at_once] {
+            assert_eq!(events, &copied);
+        }
+        // With room for everything, as from a copy.
+        assert_eq!(at_once.2, copied_when);
+        // With room for one entry per line read, they trickle out with the next lines, a
+        // few events per line, even when the session after ends first.
+        let when = &trickled.2;
+        assert!(when[..s2].iter().any(|&n| n > 32), "{when:?}");
         let mut per_line = std::collections::HashMap::new();
-        for n in reread_when.iter().filter(|&&n| n != u64::MAX) {
+        for n in when.iter().filter(|&&n| n != u64::MAX) {
             *per_line.entry(n).or_insert(0) += 1;
         }
-        assert!(per_line.values().all(|&k| k <= 4), "{reread_when:?}");
+        assert!(per_line.values().all(|&k| k <= 4), "{when:?}");
+        // With no room they wait (the next sessions' lines are read meanwhile) until the
+        // input ends.
+        assert_eq!(waited.2[s2 - 1], u64::MAX, "{:?}", waited.2);
+    }
+
+    #[test]
+    fn entries_read_ahead_are_bounded_even_without_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sessions_file(dir.path(), &[("s1", 3), ("s2", READ_AHEAD_ENTRIES + 10)]);
+        let (events, _, when) = decode_file_timed(&path, true, 0);
+        let s2 = events.iter().position(|e| e.contains("\"s2\"")).unwrap();
+        // s1 ends at line 5 (its header and three entries, then s2's header): its header
+        // goes then, its entries once READ_AHEAD_ENTRIES more lines are read, before the
+        // input ends.
+        let limit = (5 + READ_AHEAD_ENTRIES) as u64;
+        assert_eq!(when[s2 - 1], limit, "{:?}", &when[..s2]);
+        assert!(
+            when[..s2].iter().all(|&n| n == 5 || n == limit),
+            "{:?}",
+            &when[..s2]
+        );
     }
 
     #[test]

@@ -210,6 +210,11 @@ impl Gauge {
         true
     }
 
+    /// The bytes counted now.
+    pub fn held(&self) -> usize {
+        *self.bytes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn release(&self, n: usize) {
         let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
         *b = b.saturating_sub(n);

@@ -313,6 +313,12 @@ impl<'a> Downstream<'a> {
         stage.send(ToStage::Records(kept, weight))
     }
 
+    /// Whether records taken now would go straight through (see [`Stage::has_room`]);
+    /// always without a stage.
+    pub fn has_room(&self) -> bool {
+        self.stage.as_ref().is_none_or(Stage::has_room)
+    }
+
     /// Wait until everything taken so far is in the outlet (at once without a stage).
     pub fn sync(&mut self) -> Result<()> {
         let Some(stage) = &mut self.stage else {
@@ -670,7 +676,7 @@ impl Front {
         }
         down.take(&mut self.records, summary)?;
         while let Some(Decoder::Log(log)) = &mut self.decoder {
-            if !log.due() || !log.drain(&mut self.events) {
+            if !log.due(down.has_room()) || !log.drain(&mut self.events) {
                 break;
             }
             for (n, e) in std::mem::take(&mut log.bad) {

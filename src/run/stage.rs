@@ -143,6 +143,12 @@ impl<'a> Stage<'a> {
         }
     }
 
+    /// Whether the stage holds at most half its bound of bytes, so that a line's records
+    /// handed over now go straight in (or the second thread stopped, and nothing waits).
+    pub fn has_room(&self) -> bool {
+        self.gauge.held() <= STAGE_BYTES / 2 || self.last.as_ref().is_none_or(|h| h.is_finished())
+    }
+
     /// Hand over one message, waiting while the stage holds its bound of bytes.
     pub fn send(&mut self, msg: ToStage) -> Result<()> {
         if let ToStage::Records(_, n) = &msg {
@@ -331,6 +337,42 @@ mod tests {
         let (sent, ended, taken) = run(100, 50_000, usize::MAX);
         assert!(sent.is_ok() && matches!(ended, Some(Ok(()))));
         assert_eq!(taken, 100);
+    }
+
+    /// Takes an item each time it is let through.
+    struct Gate(Receiver<()>);
+
+    impl Outlet for Gate {
+        fn put(&self, _item: crate::encode::Item) -> Result<()> {
+            self.0.recv().map_err(|_| anyhow::anyhow!("gate dropped"))
+        }
+    }
+
+    #[test]
+    fn room_is_reported_until_half_the_bound_is_held() {
+        let sanitizer = Sanitizer::new(SanitizeConfig::default()).unwrap();
+        let (open, gate) = crossbeam_channel::unbounded();
+        let outlet = Gate(gate);
+        let out = Out {
+            encoder: &IngestionEncoder,
+            outlet: &outlet,
+            sanitizer: &sanitizer,
+        };
+        std::thread::scope(|scope| {
+            let mut stage = Stage::spawn(scope, out);
+            assert!(stage.has_room());
+            let rec = record(json!("a".repeat(STAGE_BYTES / 2)));
+            let w = weight(&rec);
+            stage.send(ToStage::Records(vec![rec], w)).unwrap();
+            // Held until the outlet takes it.
+            assert!(!stage.has_room());
+            open.send(()).unwrap();
+            let (done, wait) = crossbeam_channel::bounded(1);
+            stage.send(ToStage::Sync(done)).unwrap();
+            wait.recv().unwrap();
+            assert!(stage.has_room());
+            assert!(matches!(stage.finish(), Some((_, Ok(())))));
+        });
     }
 
     #[test]
