@@ -352,8 +352,8 @@ fn gunzip_into(gz: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
 /// A batch's items while their OTLP request is out. The gzip body is what goes on the
 /// wire, so the items' JSON is dropped and read back from the body only when something
 /// other than delivery becomes of them (a retry, a split, the spool): each request in
-/// flight holds its batch compressed, about half the bytes (`bench/run.sh` bodies at gzip
-/// level 1), which is what lets several be out at once within the memory goal.
+/// flight holds its batch compressed (`bench/run.sh` session-log bodies at gzip level 1:
+/// 3.5 MB to 0.8 MB), which is what lets several be out at once within the memory goal.
 struct Packed {
     body: Vec<u8>,
     /// Each item's JSON length, in order.
@@ -594,6 +594,9 @@ pub struct HttpSink {
     /// The longest a request of this sink waited for its answer since the last look (see
     /// [`HttpSink::take_round_trip`]).
     round_trip: std::cell::Cell<Duration>,
+    /// The largest request body sent since the pool last asked (see
+    /// [`HttpSink::take_body_bytes`]).
+    body_bytes: std::cell::Cell<usize>,
     /// Where requests are recorded while on their way (`None`: not recorded).
     inflight: Option<Arc<InFlight>>,
     /// Langfuse's read API, to ask what the server has after a lost answer.
@@ -665,6 +668,7 @@ impl HttpSink {
             shared: Arc::default(),
             trouble: false,
             round_trip: std::cell::Cell::default(),
+            body_bytes: std::cell::Cell::default(),
             inflight: None,
             api,
         }
@@ -695,9 +699,15 @@ impl HttpSink {
             shared: self.shared.clone(),
             trouble: false,
             round_trip: std::cell::Cell::default(),
+            body_bytes: std::cell::Cell::default(),
             inflight: self.inflight.clone(),
             api: self.api.clone(),
         }
+    }
+
+    /// The largest request body (as sent: compressed over OTLP) since the last call.
+    pub fn take_body_bytes(&mut self) -> usize {
+        self.body_bytes.take()
     }
 
     /// Whether a request failed (and was retried or given up) since the last call.
@@ -1029,6 +1039,8 @@ impl HttpSink {
             Wire::Ingestion => (None, encoder.body(items)),
         };
         let payload = packed.as_ref().map_or(&plain[..], |p| &p.body[..]);
+        self.body_bytes
+            .set(self.body_bytes.get().max(payload.len()));
         let verdict = self.request(items.len(), payload, body_len, timeout, attempts);
         drop(plain);
         if let Some(p) = packed.filter(|_| !matches!(verdict, Verdict::Delivered)) {

@@ -11,7 +11,8 @@
 //! is up, takes the keys, and the link is the limit), else it doubles (TCP's slow start);
 //! after trouble it grows by one. A request that had to be retried or was given up halves
 //! it (down to one). Memory stays bounded: a batch is handed over only to a thread allowed
-//! to send it, so at most `max` batches are held besides the one the worker is filling.
+//! to send it, so at most `max` batches are held besides the one the worker is filling,
+//! and no more than [`IN_FLIGHT_BODY_BYTES`] of bodies the size of the last one.
 //!
 //! Order: batches may be answered out of order, which Langfuse does not mind, except for a
 //! renamed trace: the worker calls [`Sink::barrier`] before the batch with the new name, so
@@ -56,6 +57,13 @@ pub fn max_in_flight(given: Option<usize>, wire: crate::deliver::Wire) -> usize 
 /// it delivered 100 MB of session log in 0.71-0.80 s against doubling's 0.92-1.02 s.
 pub const SLOW_ROUND_TRIP: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// Bytes of request bodies (as sent: compressed over OTLP) out at once at most, besides
+/// the first: the window allows no more requests than this many bodies the size of the
+/// last one. Whatever the latency and however badly the input compresses, the requests out
+/// then hold a bounded number of bytes. The benchmark's 3.5 MB OTLP batches gzip to about
+/// 0.8 MB, so eight fit; bodies that do not compress (4 MB each) go two at a time.
+pub const IN_FLIGHT_BODY_BYTES: usize = 8 << 20;
+
 /// With several requests in flight on the legacy route a request's byte cap is the
 /// transport's ÷ N, but not below this.
 pub const MIN_BATCH_BYTES: usize = 1 << 20;
@@ -78,6 +86,9 @@ struct Window {
     limited: bool,
     /// No more batches: every request thread goes to the closed channel and ends.
     closed: bool,
+    /// The largest body of the last request answered (0: none yet), for
+    /// [`IN_FLIGHT_BODY_BYTES`].
+    body: usize,
 }
 
 impl Window {
@@ -90,26 +101,40 @@ impl Window {
             slow_start: true,
             limited: false,
             closed: false,
+            body: 0,
         }
+    }
+
+    /// How many may be sent at once now: the window, and no more bodies the size of the
+    /// last one than [`IN_FLIGHT_BODY_BYTES`] holds (at least one).
+    fn allowed(&self) -> usize {
+        let by_bytes = IN_FLIGHT_BODY_BYTES
+            .checked_div(self.body)
+            .map_or(usize::MAX, |n| n.max(1));
+        self.limit.min(by_bytes)
     }
 
     /// A batch is handed over: if every allowed request is busy, it waits for one.
     fn hand_over(&mut self) {
-        self.limited |= self.outstanding >= self.limit;
+        self.limited |= self.outstanding >= self.allowed();
         self.outstanding += 1;
     }
 
     /// May request thread `n` send now?
     fn may_send(&self, n: usize) -> bool {
-        self.closed || (self.sending < self.limit && n < self.limit)
+        let allowed = self.allowed();
+        self.closed || (self.sending < allowed && n < allowed)
     }
 
-    /// A request is over: halve the window after trouble (and leave slow start); after a
-    /// clean answer, widen it if it was the limit since it last grew: in slow start to
-    /// `max` over a slow link, else double it; after it by one.
-    fn answered(&mut self, trouble: bool, slow_link: bool, max: usize) {
+    /// A request is over (its largest body `body` bytes): halve the window after trouble
+    /// (and leave slow start); after a clean answer, widen it if it was the limit since it
+    /// last grew: in slow start to `max` over a slow link, else double it; after it by one.
+    fn answered(&mut self, trouble: bool, slow_link: bool, body: usize, max: usize) {
         self.sending -= 1;
         self.outstanding -= 1;
+        if body > 0 {
+            self.body = body;
+        }
         if trouble {
             self.limit = (self.limit / 2).max(1);
             self.slow_start = false;
@@ -214,7 +239,8 @@ fn request_thread(
         sink.send(encoder, items, &mut report);
         let trouble = sink.take_trouble();
         let slow_link = sink.take_round_trip() >= SLOW_ROUND_TRIP;
-        shared.lock().answered(trouble, slow_link, shared.max);
+        let body = sink.take_body_bytes();
+        shared.lock().answered(trouble, slow_link, body, shared.max);
         shared.changed.notify_all();
     }
     (report, sink)
@@ -281,33 +307,33 @@ mod tests {
         for _ in 0..10 {
             assert!(offer(&mut w, 0));
             assert!(!w.may_send(1));
-            w.answered(false, false, 4);
+            w.answered(false, false, 0, 4);
         }
         assert_eq!(w.limit, 1);
         // A slow link: a second batch is ready while the first is out.
         assert!(offer(&mut w, 0));
         assert!(!offer(&mut w, 1), "waits: the window is the limit");
         assert!(w.limited);
-        w.answered(false, false, 4);
+        w.answered(false, false, 0, 4);
         assert_eq!(w.limit, 2);
         assert!(w.may_send(0) && w.may_send(1) && !w.may_send(2));
         w.sending += 1; // the waiting batch goes
         assert!(offer(&mut w, 1), "two at once now");
         assert!(!w.limited, "a free slot took it");
-        w.answered(false, false, 4);
-        w.answered(false, false, 4);
+        w.answered(false, false, 0, 4);
+        w.answered(false, false, 0, 4);
         assert_eq!((w.limit, w.outstanding, w.sending), (2, 0, 0), "no growth");
         // Trouble halves it, down to one; it never grows past max.
         w.limit = 4;
         for expected in [2, 1, 1] {
             assert!(offer(&mut w, 0));
-            w.answered(true, false, 4);
+            w.answered(true, false, 0, 4);
             assert_eq!(w.limit, expected);
         }
         w.limit = 4;
         w.limited = true;
         assert!(offer(&mut w, 0));
-        w.answered(false, false, 4);
+        w.answered(false, false, 0, 4);
         assert_eq!(w.limit, 4);
         // Closed: every thread may go (to find the channel closed).
         w.closed = true;
@@ -330,11 +356,11 @@ mod tests {
             assert!(offer(w, n));
         }
         assert!(!offer(w, w.limit), "waits: the window is the limit");
-        w.answered(false, slow_link, max);
+        w.answered(false, slow_link, 0, max);
         // The waiting batch goes; then every request is answered.
         w.sending += 1;
         while w.outstanding > 0 {
-            w.answered(false, slow_link, max);
+            w.answered(false, slow_link, 0, max);
         }
     }
 
@@ -357,7 +383,7 @@ mod tests {
             "slow start, never past max"
         );
         assert!(offer(&mut w, 0));
-        w.answered(true, false, 8);
+        w.answered(true, false, 0, 8);
         assert_eq!(w.limit, 4, "trouble halves it");
         assert_eq!(
             windows(&mut w, 5, false),
@@ -372,7 +398,33 @@ mod tests {
         assert_eq!(windows(&mut w, 2, true), [8, 8]);
         // After trouble, by one however slow the link.
         assert!(offer(&mut w, 0));
-        w.answered(true, true, 8);
+        w.answered(true, true, 0, 8);
         assert_eq!(windows(&mut w, 2, true), [5, 6]);
+    }
+
+    #[test]
+    fn bodies_out_are_bounded_in_bytes_whatever_the_window() {
+        // A window of eight whose last request's body was `body` bytes.
+        let after = |body: usize| {
+            let mut w = Window::new();
+            w.limit = 8;
+            w.sending = 1;
+            w.outstanding = 1;
+            w.answered(false, false, body, 8);
+            w
+        };
+        // No body seen yet: the window alone.
+        assert_eq!(after(0).allowed(), 8);
+        // Bodies of a quarter of the budget: four at once, whatever the window.
+        let mut w = after(IN_FLIGHT_BODY_BYTES / 4);
+        assert_eq!(w.allowed(), 4);
+        assert!(offer(&mut w, 0) && offer(&mut w, 1) && offer(&mut w, 2) && offer(&mut w, 3));
+        assert!(!offer(&mut w, 4));
+        // Well-compressed bodies: the window's full width.
+        assert_eq!(after(IN_FLIGHT_BODY_BYTES / 100).allowed(), 8);
+        // A body over the budget alone still goes, one at a time.
+        let mut w = after(IN_FLIGHT_BODY_BYTES * 2);
+        assert!(offer(&mut w, 0));
+        assert!(!offer(&mut w, 1));
     }
 }
