@@ -354,7 +354,7 @@ fn gunzip_into(gz: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
 /// other than delivery becomes of them (a retry, a split, the spool): each request in
 /// flight holds its batch compressed (`bench/run.sh` session-log bodies at gzip level 1:
 /// 3.5 MB to 0.8 MB), which is what lets several be out at once within the memory goal.
-struct Packed {
+pub struct Packed {
     body: Vec<u8>,
     /// Each item's JSON length, in order.
     lens: Vec<usize>,
@@ -362,7 +362,7 @@ struct Packed {
 
 impl Packed {
     /// Compress `items` into a request body and drop their JSON.
-    fn pack(encoder: &dyn Encoder, items: &mut [Item]) -> Packed {
+    pub fn pack(encoder: &dyn Encoder, items: &mut [Item]) -> Packed {
         let body = gzip_body(encoder, items);
         let lens = items
             .iter_mut()
@@ -371,8 +371,14 @@ impl Packed {
         Packed { body, lens }
     }
 
+    /// The items' JSON bytes with a comma between each two (the body's length less its
+    /// prefix and suffix, uncompressed).
+    fn plain_len(&self) -> usize {
+        self.lens.iter().sum::<usize>() + self.lens.len().saturating_sub(1)
+    }
+
     /// Give `items` (the ones packed, in order) their JSON back from the body.
-    fn unpack(self, encoder: &dyn Encoder, items: &mut [Item]) {
+    pub fn unpack(self, encoder: &dyn Encoder, items: &mut [Item]) {
         let framing = encoder.prefix().len() + encoder.suffix().len() + self.lens.len();
         let mut raw = Vec::with_capacity(self.lens.iter().sum::<usize>() + framing);
         // Inflating bytes this process deflated in memory cannot fail.
@@ -614,6 +620,13 @@ struct DestState {
     /// Set when a v4 server refused legacy events: the rest is rejected unsent.
     wants_otlp: bool,
     counts: Counts,
+}
+
+/// An OTLP batch made ready for its request where it was batched (see
+/// [`HttpSink::prepare`]): its in-flight record written and its body compressed.
+pub struct Prepared {
+    ticket: Option<Ticket>,
+    packed: Packed,
 }
 
 /// A batch's in-flight record, and whether its last answer was lost.
@@ -900,10 +913,82 @@ impl HttpSink {
     }
 
     /// Try one (sub-)batch until it is delivered, rejected, split or spooled.
+    /// Make an OTLP batch ready for its request on the thread that batched it: write its
+    /// in-flight record and compress it (see [`Packed`]). A pool then hands its request
+    /// threads bodies made in one place, and the batch that waits for a free request waits
+    /// compressed. `None` on the legacy route, whose bodies go uncompressed.
+    pub fn prepare(&self, encoder: &dyn Encoder, items: &mut [Item]) -> Option<Prepared> {
+        if self.transport.dest.wire != Wire::Otlp || items.is_empty() {
+            return None;
+        }
+        let ticket = self.begin_flight(items);
+        let packed = Packed::pack(encoder, items);
+        Some(Prepared { ticket, packed })
+    }
+
+    /// [`Sink::send`] for a batch that may have been [prepared](HttpSink::prepare).
+    pub fn send_prepared(
+        &mut self,
+        encoder: &dyn Encoder,
+        mut items: Vec<Item>,
+        prepared: Option<Prepared>,
+        report: &mut Report,
+    ) {
+        let spooled_before = self.counts().spooled;
+        let (fatal, wants_otlp, probe_due, closed, last_cause) = {
+            let st = self.state();
+            (
+                st.fatal.clone(),
+                st.wants_otlp,
+                st.breaker.probe_due(),
+                st.breaker.closed(),
+                st.last_cause.clone(),
+            )
+        };
+        let sending = fatal.is_none() && !self.clock.over() && !wants_otlp && probe_due;
+        // Not sent after all: the items get their JSON back (for the spool), and the
+        // in-flight record goes with the ticket.
+        let prepared = match prepared {
+            Some(p) if !sending => {
+                p.packed.unpack(encoder, &mut items);
+                None
+            }
+            p => p,
+        };
+        if fatal.is_some() || self.clock.over() {
+            let cause = match &fatal {
+                Some(f) => cause_phrase(f),
+                None => "the shutdown timeout ran out".to_string(),
+            };
+            report.because(cause, items.len());
+            self.spool_items(&items, report);
+        } else if wants_otlp {
+            self.rejected(items.len(), retry::WANTS_OTLP_MESSAGE, report);
+        } else if !probe_due {
+            // Known down and no probe due: straight to the spool, the worker stays free.
+            let cause = last_cause.unwrap_or_else(|| "server down".into());
+            report.because(cause, items.len());
+            self.spool_items(&items, report);
+        } else {
+            let single_attempt = !closed;
+            let mut first = prepared;
+            let mut work = vec![items];
+            while let Some(batch) = work.pop() {
+                let step = self.try_batch(encoder, batch, first.take(), single_attempt, report);
+                if let Step::Split(a, b) = step {
+                    work.push(b);
+                    work.push(a);
+                }
+            }
+        }
+        self.tell_phase(spooled_before);
+    }
+
     fn try_batch(
         &mut self,
         encoder: &dyn Encoder,
         mut items: Vec<Item>,
+        prepared: Option<Prepared>,
         single_attempt: bool,
         report: &mut Report,
     ) -> Step {
@@ -917,8 +1002,12 @@ impl HttpSink {
         let mut attempt = 0;
         // The last failure, so running out of time still names what went wrong.
         let mut last_failure: Option<String> = None;
+        let (ticket, mut packed) = match prepared {
+            Some(p) => (p.ticket, Some(p.packed)),
+            None => (self.begin_flight(&items), None),
+        };
         let mut flight = Flight {
-            ticket: self.begin_flight(&items),
+            ticket,
             lost: false,
         };
         loop {
@@ -933,11 +1022,20 @@ impl HttpSink {
             }
             let timeout = self.request_timeout();
             if timeout < MIN_REQUEST_TIME.min(self.settings.timeout) {
+                if let Some(p) = packed.take() {
+                    p.unpack(encoder, &mut items);
+                }
                 let why = no_time_left(last_failure.as_deref());
                 self.give_up_flight(&items, attempt - 1, &why, report, flight);
                 return Step::Done;
             }
-            let verdict = self.attempt(encoder, &mut items, timeout, (attempt, max_attempts));
+            let verdict = self.attempt(
+                encoder,
+                &mut items,
+                packed.take(),
+                timeout,
+                (attempt, max_attempts),
+            );
             let (after, reason) = match verdict {
                 Verdict::Delivered => {
                     self.state().breaker.reset();
@@ -1029,14 +1127,19 @@ impl HttpSink {
         &self,
         encoder: &dyn Encoder,
         items: &mut [Item],
+        packed: Option<Packed>,
         timeout: Duration,
         attempts: (u32, u32),
     ) -> Verdict {
-        let body_len = encoder.body_len(items);
-        let (packed, plain) = match self.transport.dest.wire {
-            Wire::Otlp => (Some(Packed::pack(encoder, items)), Vec::new()),
+        let body_len = match &packed {
+            Some(p) => encoder.prefix().len() + encoder.suffix().len() + p.plain_len(),
+            None => encoder.body_len(items),
+        };
+        let (packed, plain) = match (packed, self.transport.dest.wire) {
+            (Some(p), _) => (Some(p), Vec::new()),
+            (None, Wire::Otlp) => (Some(Packed::pack(encoder, items)), Vec::new()),
             // The legacy route cannot inflate request bodies.
-            Wire::Ingestion => (None, encoder.body(items)),
+            (None, Wire::Ingestion) => (None, encoder.body(items)),
         };
         let payload = packed.as_ref().map_or(&plain[..], |p| &p.body[..]);
         self.body_bytes
@@ -1240,42 +1343,7 @@ fn envelope_id(json: &[u8]) -> Option<String> {
 
 impl Sink for HttpSink {
     fn send(&mut self, encoder: &dyn Encoder, items: Vec<Item>, report: &mut Report) {
-        let spooled_before = self.counts().spooled;
-        let (fatal, wants_otlp, probe_due, closed, last_cause) = {
-            let st = self.state();
-            (
-                st.fatal.clone(),
-                st.wants_otlp,
-                st.breaker.probe_due(),
-                st.breaker.closed(),
-                st.last_cause.clone(),
-            )
-        };
-        if fatal.is_some() || self.clock.over() {
-            let cause = match &fatal {
-                Some(f) => cause_phrase(f),
-                None => "the shutdown timeout ran out".to_string(),
-            };
-            report.because(cause, items.len());
-            self.spool_items(&items, report);
-        } else if wants_otlp {
-            self.rejected(items.len(), retry::WANTS_OTLP_MESSAGE, report);
-        } else if !probe_due {
-            // Known down and no probe due: straight to the spool, the worker stays free.
-            let cause = last_cause.unwrap_or_else(|| "server down".into());
-            report.because(cause, items.len());
-            self.spool_items(&items, report);
-        } else {
-            let single_attempt = !closed;
-            let mut work = vec![items];
-            while let Some(batch) = work.pop() {
-                if let Step::Split(a, b) = self.try_batch(encoder, batch, single_attempt, report) {
-                    work.push(b);
-                    work.push(a);
-                }
-            }
-        }
-        self.tell_phase(spooled_before);
+        self.send_prepared(encoder, items, None, report);
     }
 
     fn finish(&mut self, report: &mut Report) {
