@@ -984,6 +984,29 @@ impl HttpSink {
         self.tell_phase(spooled_before);
     }
 
+    /// Attempts allowed for a batch: one while the breaker is not closed (a probe).
+    fn max_attempts(&self, single_attempt: bool) -> u32 {
+        if single_attempt {
+            1
+        } else {
+            self.settings.policy.max_attempts.max(1)
+        }
+    }
+
+    /// A batch's flight (its in-flight record written now unless it was prepared) and its
+    /// body if it was prepared.
+    fn flight(&self, items: &[Item], prepared: Option<Prepared>) -> (Flight, Option<Packed>) {
+        let (ticket, packed) = match prepared {
+            Some(p) => (p.ticket, Some(p.packed)),
+            None => (self.begin_flight(items), None),
+        };
+        let flight = Flight {
+            ticket,
+            lost: false,
+        };
+        (flight, packed)
+    }
+
     fn try_batch(
         &mut self,
         encoder: &dyn Encoder,
@@ -992,24 +1015,13 @@ impl HttpSink {
         single_attempt: bool,
         report: &mut Report,
     ) -> Step {
-        let max_attempts = if single_attempt {
-            1
-        } else {
-            self.settings.policy.max_attempts.max(1)
-        };
+        let max_attempts = self.max_attempts(single_attempt);
         self.seed = self.seed.wrapping_add(1);
         let mut backoff = Backoff::new(&self.settings.policy, self.seed);
         let mut attempt = 0;
         // The last failure, so running out of time still names what went wrong.
         let mut last_failure: Option<String> = None;
-        let (ticket, mut packed) = match prepared {
-            Some(p) => (p.ticket, Some(p.packed)),
-            None => (self.begin_flight(&items), None),
-        };
-        let mut flight = Flight {
-            ticket,
-            lost: false,
-        };
+        let (mut flight, mut packed) = self.flight(&items, prepared);
         loop {
             attempt += 1;
             if flight.lost {
