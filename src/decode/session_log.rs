@@ -9,12 +9,12 @@
 //! flat however long a session is. Reading a file, not a pipe, they are not copied at all:
 //! only their offsets are kept, and the entries are read again from the file itself (see
 //! [`LogDecoder::reread_from`]), while the next session is read, whenever the stage after
-//! the mapper has room for them (see [`LogDecoder::due`]). A file still being written (`watch`) cannot wait for
-//! that: there every entry is handed on as it is appended. While the history is linear,
-//! which is by far the common case, both give the same result. After a `/tree` jump the
-//! entries of the abandoned branch were already sent and stay in the trace (the jump shows
-//! as a branch-summary event when omp wrote one), and the conversation goes on from the new
-//! leaf. No I/O besides the temporary file.
+//! the mapper has room for them (see [`LogDecoder::due`]). A file still being written
+//! (`watch`) cannot wait for that: there every entry is handed on as it is appended. While
+//! the history is linear, which is by far the common case, both give the same result. After
+//! a `/tree` jump the entries of the abandoned branch were already sent and stay in the
+//! trace (the jump shows as a branch-summary event when omp wrote one), and the
+//! conversation goes on from the new leaf. No I/O besides the temporary file.
 
 use std::collections::HashSet;
 use std::fs::File;

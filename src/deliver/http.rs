@@ -912,7 +912,6 @@ impl HttpSink {
         self.spool_items(items, report);
     }
 
-    /// Try one (sub-)batch until it is delivered, rejected, split or spooled.
     /// Make an OTLP batch ready for its request on the thread that batched it: write its
     /// in-flight record and compress it (see [`Packed`]). A pool then hands its request
     /// threads bodies made in one place, and the batch that waits for a free request waits
@@ -1007,6 +1006,7 @@ impl HttpSink {
         (flight, packed)
     }
 
+    /// Try one (sub-)batch until it is delivered, rejected, split or spooled.
     fn try_batch(
         &mut self,
         encoder: &dyn Encoder,

@@ -167,10 +167,10 @@ impl Shared {
     }
 }
 
-/// A [`Sink`] that keeps up to `max` requests in flight.
 /// A batch for a request thread, [prepared](HttpSink::prepare) by the worker.
 type Batch = (Vec<Item>, Option<Prepared>);
 
+/// A [`Sink`] that keeps up to `max` requests in flight.
 pub struct PoolSink {
     tx: Option<Sender<Batch>>,
     /// Sends nothing: asked whether the destination is up (the state is shared).
