@@ -944,15 +944,13 @@ impl HttpSink {
                 st.last_cause.clone(),
             )
         };
-        let sending = fatal.is_none() && !self.clock.over() && !wants_otlp && probe_due;
-        // Not sent after all: the items get their JSON back (for the spool), and the
-        // in-flight record goes with the ticket.
-        let prepared = match prepared {
-            Some(p) if !sending => {
-                p.packed.unpack(encoder, &mut items);
-                None
+        // Spooled after all: the items get their JSON back first (the in-flight record goes
+        // with the ticket).
+        let mut prepared = prepared;
+        let mut restore = |items: &mut Vec<Item>| {
+            if let Some(p) = prepared.take() {
+                p.packed.unpack(encoder, items);
             }
-            p => p,
         };
         if fatal.is_some() || self.clock.over() {
             let cause = match &fatal {
@@ -960,6 +958,7 @@ impl HttpSink {
                 None => "the shutdown timeout ran out".to_string(),
             };
             report.because(cause, items.len());
+            restore(&mut items);
             self.spool_items(&items, report);
         } else if wants_otlp {
             self.rejected(items.len(), retry::WANTS_OTLP_MESSAGE, report);
@@ -967,6 +966,7 @@ impl HttpSink {
             // Known down and no probe due: straight to the spool, the worker stays free.
             let cause = last_cause.unwrap_or_else(|| "server down".into());
             report.because(cause, items.len());
+            restore(&mut items);
             self.spool_items(&items, report);
         } else {
             let single_attempt = !closed;
